@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian bookworm machine of our kind.
+# Debian packages go system-wide (apt is the only way to get them); PyPI and npm packages go
+# into the ignored folder .cache/peers so nothing else on the machine changes.
+# Idempotent: a second run only checks what is there.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+peers="$root/.cache/peers"
+mkdir -p "$peers"
+
+need_apt=()
+command -v prometheus >/dev/null || need_apt+=(prometheus)
+command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v prometheus-node-exporter >/dev/null || need_apt+=(prometheus-node-exporter)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v jq >/dev/null || need_apt+=(jq)
+command -v valgrind >/dev/null || need_apt+=(valgrind)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-test-deps: apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# Python peers: the rotel collector, the reference OTLP protobuf classes, independent game clients.
+py_pkgs=(rotel opentelemetry-proto==1.45.2 mcstatus==14.2.0 python-a2s==1.4.2 quarry==1.9.6)
+stamp="$peers/py/.installed-$(echo "${py_pkgs[*]}" | md5sum | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  echo "install-test-deps: pip install ${py_pkgs[*]}"
+  rm -rf "$peers/py"
+  python3 -m pip install -q --disable-pip-version-check --pre --target "$peers/py" "${py_pkgs[@]}"
+  touch "$stamp"
+fi
+
+# npm peers: a real Bedrock server (bedrock-protocol) and a real Java server (minecraft-protocol).
+if [ "${NODE_AGENT_SKIP_NPM:-0}" != 1 ]; then
+  if [ ! -d "$peers/npm-bedrock/node_modules/bedrock-protocol" ]; then
+    echo "install-test-deps: npm install bedrock-protocol"
+    npm install --silent --no-audit --no-fund --prefix "$peers/npm-bedrock" --ignore-scripts bedrock-protocol@3.59.0 >/dev/null
+  fi
+  if [ ! -d "$peers/npm-java/node_modules/minecraft-protocol" ]; then
+    echo "install-test-deps: npm install minecraft-protocol"
+    npm install --silent --no-audit --no-fund --prefix "$peers/npm-java" minecraft-protocol@1.54.0 >/dev/null
+  fi
+fi
+echo "install-test-deps: ready ($peers)"

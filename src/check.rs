@@ -1,0 +1,181 @@
+//! `node-agent check`: one sampling pass of everything the agent can see, and whether the OTLP
+//! endpoint answers, as a readable report or one JSON document. Exit 0 when healthy, 1 when a
+//! source or the endpoint fails.
+
+use crate::agent::Context;
+use crate::config::{Config, ExporterKind};
+use crate::export::Transport;
+use crate::node::{NodeSample, NodeSampler};
+use crate::otlp;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Result of one source (node, docker, wings, gpu, game servers, …).
+#[derive(Debug, Serialize)]
+pub struct SourceStatus {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointStatus {
+    pub exporter: String,
+    pub protocol: String,
+    pub url: String,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub version: &'static str,
+    pub healthy: bool,
+    pub resource: BTreeMap<String, String>,
+    pub node: NodeSample,
+    pub sources: Vec<SourceStatus>,
+    pub endpoint: EndpointStatus,
+}
+
+/// The gap between the two node readings that give CPU utilization.
+const CPU_WINDOW: Duration = Duration::from_millis(1000);
+
+pub async fn build_report(cfg: Config) -> Report {
+    let ctx = Context::new(cfg);
+    let cfg = &ctx.cfg;
+    let mut sampler = NodeSampler::new(cfg.proc_path.clone(), cfg.sys_path.clone(), cfg.rootfs_path.clone(), cfg.filesystem_timeout);
+    let _ = sampler.sample();
+    tokio::time::sleep(CPU_WINDOW).await;
+    let (node, errors) = sampler.sample();
+    ctx.update_caps(|c| {
+        c.cpu_count = node.cpu.logical_cpus;
+        c.memory_total = node.memory.total;
+        c.disk_total = node.disk_total();
+    });
+    let mut sources = vec![SourceStatus {
+        name: "node".into(),
+        ok: errors.is_empty(),
+        detail: if errors.is_empty() {
+            format!("{} filesystems, {} disks, {} interfaces", node.filesystems.len(), node.disks.len(), node.interfaces.len())
+        } else {
+            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+        },
+    }];
+    if !node.stale_mounts.is_empty() {
+        sources.push(SourceStatus {
+            name: "filesystems".into(),
+            ok: false,
+            detail: format!("statfs timed out on: {}", node.stale_mounts.join(", ")),
+        });
+    }
+    let endpoint = endpoint_status(cfg).await;
+    let resource = ctx
+        .resource()
+        .iter()
+        .map(|a| (a.key.clone(), a.value.as_ref().map(otlp::attr_str).unwrap_or_default()))
+        .collect();
+    let healthy = sources.iter().all(|s| s.ok) && endpoint.ok;
+    Report {
+        version: env!("CARGO_PKG_VERSION"),
+        healthy,
+        resource,
+        node,
+        sources,
+        endpoint,
+    }
+}
+
+async fn endpoint_status(cfg: &Config) -> EndpointStatus {
+    let e = &cfg.export;
+    let mut status = EndpointStatus {
+        exporter: format!("{:?}", e.exporter).to_lowercase(),
+        protocol: match e.protocol {
+            crate::config::Protocol::Grpc => "grpc",
+            crate::config::Protocol::HttpProtobuf => "http/protobuf",
+            crate::config::Protocol::HttpJson => "http/json",
+        }
+        .into(),
+        url: e.endpoint.clone(),
+        ok: true,
+        error: None,
+    };
+    if e.exporter != ExporterKind::Otlp {
+        return status;
+    }
+    let result = match Transport::new(e) {
+        Ok(t) => t.probe().await.map_err(|err| err.to_string()),
+        Err(err) => Err(err),
+    };
+    if let Err(err) = result {
+        status.ok = false;
+        status.error = Some(err);
+    }
+    status
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+pub fn render_text(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "node-agent {} check: {}", r.version, if r.healthy { "HEALTHY" } else { "UNHEALTHY" });
+    let _ = writeln!(o, "\nIdentity and capabilities (OTel resource)");
+    for (k, v) in &r.resource {
+        let _ = writeln!(o, "  {k:<28} {v}");
+    }
+    let n = &r.node;
+    let _ = writeln!(o, "\nCPU ({} logical)", n.cpu.logical_cpus);
+    if let (Some(busy), Some(iowait)) = (n.cpu.busy_pct(), n.cpu.iowait_pct()) {
+        let _ = writeln!(o, "  busy {busy:.1} %   iowait {iowait:.1} %   (over {:.1} s)", CPU_WINDOW.as_secs_f64());
+    }
+    let m = &n.memory;
+    let _ = writeln!(o, "\nMemory\n  total {}  used {}  available {}  cached {}", bytes(m.total), bytes(m.used), bytes(m.available), bytes(m.cached));
+    let _ = writeln!(o, "\nFilesystems");
+    for f in &n.filesystems {
+        let _ = writeln!(o, "  {:<24} {:<8} {:<14} size {:>10}  used {:>10}  free {:>10}", f.mountpoint, f.fs_type, f.device, bytes(f.total), bytes(f.used), bytes(f.free));
+    }
+    let _ = writeln!(o, "\nDisks");
+    for d in &n.disks {
+        let _ = writeln!(o, "  {:<12} read {:>10}  written {:>10}", d.device, bytes(d.read_bytes), bytes(d.write_bytes));
+    }
+    let _ = writeln!(o, "\nNetwork");
+    for i in &n.interfaces {
+        let _ = writeln!(o, "  {:<12} rx {:>10}  tx {:>10}", i.interface, bytes(i.rx_bytes), bytes(i.tx_bytes));
+    }
+    let _ = writeln!(o, "\nUptime {:.0} s", n.uptime_sec);
+    let _ = writeln!(o, "\nSources");
+    for s in &r.sources {
+        let _ = writeln!(o, "  [{}] {:<12} {}", if s.ok { " ok " } else { "FAIL" }, s.name, s.detail);
+    }
+    let e = &r.endpoint;
+    let _ = writeln!(
+        o,
+        "\nExport: {} {} {}\n  [{}] {}",
+        e.exporter,
+        e.protocol,
+        e.url,
+        if e.ok { " ok " } else { "FAIL" },
+        e.error.as_deref().unwrap_or("endpoint accepted an empty export request")
+    );
+    o
+}
+
+pub async fn run(cfg: Config, json: bool) -> i32 {
+    let report = build_report(cfg).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print!("{}", render_text(&report));
+    }
+    if report.healthy { 0 } else { 1 }
+}

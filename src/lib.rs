@@ -1,0 +1,34 @@
+//! node-agent: one small binary that measures a game-server/container host and exports
+//! OpenTelemetry metrics over OTLP.
+//!
+//! The major components, in the order data flows through them:
+//!
+//! - [`config`]: one table of settings read from flags, the environment (the original Python
+//!   agent's names and the standard `OTEL_*` ones), a TOML file and defaults, validated at start.
+//! - [`resource`]: the node's identity (`service.instance.id`, `host.id`, …) and capabilities
+//!   (CPU count, memory, disk, GPUs, cgroup setup), sent as the OTLP Resource.
+//! - Samplers, which only read and parse: [`node`] (/proc, one file per metric family),
+//!   reading every file through kept descriptors ([`procfile`]).
+//! - [`otlp`]: turns a finished sample into one OTLP request stamped with the time it was taken,
+//!   so every sample is exported exactly once.
+//! - [`export`]: the delivery queue the agent owns, and the gRPC/HTTP/console transports.
+//! - [`selfmetrics`]: the agent's own health and heartbeat metrics.
+//! - [`agent`] runs it all (`node-agent run`); [`check`] samples once and reports
+//!   (`node-agent check`); [`cli`] and [`logging`] are the process's front.
+
+pub mod agent;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod export;
+pub mod logging;
+pub mod node;
+pub mod otlp;
+pub mod procfile;
+pub mod resource;
+pub mod selfmetrics;
+
+/// rustls needs one process-wide crypto provider; we build with `ring` only.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

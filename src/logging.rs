@@ -1,0 +1,25 @@
+//! Log setup: human-readable on a terminal, JSON lines with `--log-format json`; the level comes
+//! from `LOG_LEVEL` or `RUST_LOG` (any tracing filter works). Logs go to stderr so that
+//! `OTEL_METRICS_EXPORTER=console` and `check --json` keep stdout for data.
+
+use crate::config::LogFormat;
+use std::io::IsTerminal;
+use tracing_subscriber::EnvFilter;
+
+pub fn init(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(level)
+        .or_else(|_| EnvFilter::try_new("info"))
+        .expect("'info' is a valid filter")
+        // The HTTP/2 stack logs every connection event at debug; keep it quiet unless asked.
+        .add_directive("h2=warn".parse().expect("static directive"))
+        .add_directive("hyper=warn".parse().expect("static directive"))
+        .add_directive("rustls=warn".parse().expect("static directive"));
+    let json = matches!(format, LogFormat::Json);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = if json {
+        builder.json().flatten_event(true).with_current_span(false).try_init()
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).try_init()
+    };
+    let _ = result;
+}

@@ -1,0 +1,68 @@
+use node_agent::cli::{self, Action};
+use node_agent::config::{self, Config, Layers};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let matches = cli::command().get_matches();
+    let inv = cli::parse(&matches);
+    let layers = match Layers::load(inv.flags, inv.config_file.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return config_error(e),
+    };
+    if let Action::Config { json, markdown } = inv.action {
+        print_config(&layers, json, markdown);
+        return match Config::from_layers(&layers) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => config_error(e),
+        };
+    }
+    let cfg = match Config::from_layers(&layers) {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    node_agent::logging::init(&cfg.log_level, cfg.log_format);
+    node_agent::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("node-agent").build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("node-agent: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match inv.action {
+            Action::Check { json } => node_agent::check::run(cfg, json).await,
+            _ => node_agent::agent::run(cfg).await,
+        }
+    });
+    // Do not wait for blocked helper threads (a hung statfs) at exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code as u8)
+}
+
+fn config_error(e: config::ConfigError) -> ExitCode {
+    eprintln!("node-agent: configuration error: {e}");
+    ExitCode::from(2)
+}
+
+fn print_config(layers: &Layers, json: bool, markdown: bool) {
+    use std::io::Write;
+    let rows = config::effective(layers);
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a panic.
+    if json {
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+    } else if markdown {
+        let _ = writeln!(out, "| setting (flag `--x-y`, file key `x_y`) | environment | default | meaning |\n|---|---|---|---|");
+        for s in config::SETTINGS {
+            let _ = writeln!(out, "| `{}` | {} | {} | {} |", s.key, s.env.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", "), s.default.map(|d| format!("`{d}`")).unwrap_or_else(|| "—".into()), s.help.replace('|', "\\|"));
+        }
+    } else {
+        if let Some(p) = &layers.file_path {
+            let _ = writeln!(out, "# config file: {}", p.display());
+        }
+        for r in rows {
+            let _ = writeln!(out, "{:<28} = {:<40} ({})", r.key, r.value.as_deref().unwrap_or("<unset>"), r.source);
+        }
+    }
+}

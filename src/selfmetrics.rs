@@ -1,0 +1,129 @@
+//! The agent's own telemetry, which doubles as its heartbeat: per-sampler duration, errors and
+//! last success, delivery outcomes and queue depth, and the process's memory and CPU.
+//!
+//! An orchestrator that stops seeing these knows the agent is gone; `last_success` tells a dead
+//! sampler from an empty host.
+
+use crate::export::ExportStats;
+use crate::otlp::{MetricsBuilder, kv};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SamplerHealth {
+    pub last_duration_sec: f64,
+    pub errors: u64,
+    /// Unix seconds of the last pass without errors (0 = never).
+    pub last_success: u64,
+    pub last_error: Option<String>,
+}
+
+/// Health of every sampler, updated after each pass.
+#[derive(Debug, Default)]
+pub struct Health {
+    samplers: Mutex<BTreeMap<&'static str, SamplerHealth>>,
+}
+
+impl Health {
+    pub fn record(&self, sampler: &'static str, took: Duration, error: Option<String>) {
+        let mut map = self.samplers.lock().expect("health lock");
+        let h = map.entry(sampler).or_default();
+        h.last_duration_sec = took.as_secs_f64();
+        match error {
+            Some(e) => {
+                h.errors += 1;
+                h.last_error = Some(e);
+            }
+            None => {
+                h.last_success = crate::otlp::now_nanos() / 1_000_000_000;
+                h.last_error = None;
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<&'static str, SamplerHealth> {
+        self.samplers.lock().expect("health lock").clone()
+    }
+}
+
+/// Resident memory and CPU seconds (user, system) of this process.
+pub fn process_usage() -> Option<(u64, f64, f64)> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let rss_pages: u64 = statm.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may contain spaces, start after the last ')'.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_ascii_whitespace().collect();
+    let tck = crate::node::cpu::ticks_per_second();
+    let utime = f.get(11)?.parse::<f64>().ok()? / tck;
+    let stime = f.get(12)?.parse::<f64>().ok()? / tck;
+    Some((rss_pages * page, utime, stime))
+}
+
+pub fn metrics(health: &Health, export: &ExportStats, start_nanos: u64, b: &mut MetricsBuilder) {
+    let samplers = health.snapshot();
+    let by_sampler = |name: &str| vec![kv("node_agent.sampler", name.to_string())];
+    b.gauge(
+        "node_agent.sampler.duration",
+        "s",
+        "Duration of the sampler's last pass",
+        samplers.iter().map(|(n, h)| (h.last_duration_sec, by_sampler(n))),
+    );
+    b.sum(
+        "node_agent.sampler.errors",
+        "{error}",
+        "Failed sampler passes since the agent started",
+        true,
+        samplers.iter().map(|(n, h)| (h.errors, start_nanos, by_sampler(n))),
+    );
+    b.gauge(
+        "node_agent.sampler.last_success",
+        "s",
+        "Unix time of the sampler's last successful pass",
+        samplers.iter().map(|(n, h)| (h.last_success, by_sampler(n))),
+    );
+    let outcome = |o: &str| vec![kv("outcome", o.to_string())];
+    b.sum(
+        "node_agent.export.batches",
+        "{batch}",
+        "Export attempts by outcome: sent, retried (a failed attempt that will be repeated), dropped",
+        true,
+        [
+            (export.sent.load(Ordering::Relaxed), start_nanos, outcome("sent")),
+            (export.retried.load(Ordering::Relaxed), start_nanos, outcome("retried")),
+            (export.dropped.load(Ordering::Relaxed), start_nanos, outcome("dropped")),
+        ],
+    );
+    let tier = |t: &str| vec![kv("node_agent.queue.tier", t.to_string())];
+    b.sum(
+        "node_agent.queue.batches",
+        "{batch}",
+        "Batches waiting for delivery",
+        false,
+        [(export.queued_batches.load(Ordering::Relaxed), start_nanos, tier("memory"))],
+    );
+    b.sum(
+        "node_agent.queue.bytes",
+        "By",
+        "Bytes waiting for delivery",
+        false,
+        [(export.queued_bytes.load(Ordering::Relaxed), start_nanos, tier("memory"))],
+    );
+    if let Some((rss, user, system)) = process_usage() {
+        b.sum("process.memory.usage", "By", "Resident memory of the agent", false, [(rss, start_nanos, vec![])]);
+        b.sum(
+            "process.cpu.time",
+            "s",
+            "CPU seconds used by the agent",
+            true,
+            [
+                (user, start_nanos, vec![kv("cpu.mode", "user")]),
+                (system, start_nanos, vec![kv("cpu.mode", "system")]),
+            ],
+        );
+    }
+}
