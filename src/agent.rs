@@ -70,11 +70,21 @@ pub async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>
 }
 
 /// One node cycle: sample, then build the request stamped with the sample's time.
-pub fn node_cycle(ctx: &Context, sampler: &mut NodeSampler, export: &crate::export::ExportStats) -> Bytes {
+pub fn node_cycle(
+    ctx: &Context,
+    sampler: &mut NodeSampler,
+    export: &crate::export::ExportStats,
+) -> Bytes {
     let started = Instant::now();
     let time = otlp::now_nanos();
     let (sample, errors) = sampler.sample();
-    let error = (!errors.is_empty()).then(|| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "));
+    let error = (!errors.is_empty()).then(|| {
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
     if let Some(e) = &error {
         tracing::warn!(error = %e, "node sampler: some sources failed");
     }
@@ -92,7 +102,12 @@ pub fn node_cycle(ctx: &Context, sampler: &mut NodeSampler, export: &crate::expo
 
 async fn node_loop(ctx: Arc<Context>, exporter: Exporter, mut shutdown: watch::Receiver<bool>) {
     let cfg = &ctx.cfg;
-    let mut sampler = NodeSampler::new(cfg.proc_path.clone(), cfg.sys_path.clone(), cfg.rootfs_path.clone(), cfg.filesystem_timeout);
+    let mut sampler = NodeSampler::new(
+        cfg.proc_path.clone(),
+        cfg.sys_path.clone(),
+        cfg.rootfs_path.clone(),
+        cfg.filesystem_timeout,
+    );
     let stats = exporter.stats();
     loop {
         let payload = node_cycle(&ctx, &mut sampler, &stats);
@@ -141,13 +156,20 @@ pub async fn run(cfg: Config) -> i32 {
     let grace = cfg.shutdown_grace;
     let ctx = Arc::new(Context::new(cfg));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let node = tokio::spawn(node_loop(ctx.clone(), exporter.clone(), shutdown_rx.clone()));
+    let node = tokio::spawn(node_loop(
+        ctx.clone(),
+        exporter.clone(),
+        shutdown_rx.clone(),
+    ));
     signal().await;
     let _ = shutdown_tx.send(true);
     let _ = node.await;
     let left = exporter.drain(grace).await;
     if left > 0 {
-        tracing::warn!(batches = left, "shutdown grace period over; undelivered batches remain");
+        tracing::warn!(
+            batches = left,
+            "shutdown grace period over; undelivered batches remain"
+        );
     } else {
         tracing::info!("all batches delivered; exiting");
     }

@@ -45,7 +45,12 @@ const CPU_WINDOW: Duration = Duration::from_millis(1000);
 pub async fn build_report(cfg: Config) -> Report {
     let ctx = Context::new(cfg);
     let cfg = &ctx.cfg;
-    let mut sampler = NodeSampler::new(cfg.proc_path.clone(), cfg.sys_path.clone(), cfg.rootfs_path.clone(), cfg.filesystem_timeout);
+    let mut sampler = NodeSampler::new(
+        cfg.proc_path.clone(),
+        cfg.sys_path.clone(),
+        cfg.rootfs_path.clone(),
+        cfg.filesystem_timeout,
+    );
     let _ = sampler.sample();
     tokio::time::sleep(CPU_WINDOW).await;
     let (node, errors) = sampler.sample();
@@ -58,9 +63,18 @@ pub async fn build_report(cfg: Config) -> Report {
         name: "node".into(),
         ok: errors.is_empty(),
         detail: if errors.is_empty() {
-            format!("{} filesystems, {} disks, {} interfaces", node.filesystems.len(), node.disks.len(), node.interfaces.len())
+            format!(
+                "{} filesystems, {} disks, {} interfaces",
+                node.filesystems.len(),
+                node.disks.len(),
+                node.interfaces.len()
+            )
         } else {
-            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
         },
     }];
     if !node.stale_mounts.is_empty() {
@@ -74,7 +88,12 @@ pub async fn build_report(cfg: Config) -> Report {
     let resource = ctx
         .resource()
         .iter()
-        .map(|a| (a.key.clone(), a.value.as_ref().map(otlp::attr_str).unwrap_or_default()))
+        .map(|a| {
+            (
+                a.key.clone(),
+                a.value.as_ref().map(otlp::attr_str).unwrap_or_default(),
+            )
+        })
         .collect();
     let healthy = sources.iter().all(|s| s.ok) && endpoint.ok;
     Report {
@@ -128,7 +147,12 @@ fn bytes(n: u64) -> String {
 
 pub fn render_text(r: &Report) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "node-agent {} check: {}", r.version, if r.healthy { "HEALTHY" } else { "UNHEALTHY" });
+    let _ = writeln!(
+        o,
+        "node-agent {} check: {}",
+        r.version,
+        if r.healthy { "HEALTHY" } else { "UNHEALTHY" }
+    );
     let _ = writeln!(o, "\nIdentity and capabilities (OTel resource)");
     for (k, v) in &r.resource {
         let _ = writeln!(o, "  {k:<28} {v}");
@@ -136,26 +160,64 @@ pub fn render_text(r: &Report) -> String {
     let n = &r.node;
     let _ = writeln!(o, "\nCPU ({} logical)", n.cpu.logical_cpus);
     if let (Some(busy), Some(iowait)) = (n.cpu.busy_pct(), n.cpu.iowait_pct()) {
-        let _ = writeln!(o, "  busy {busy:.1} %   iowait {iowait:.1} %   (over {:.1} s)", CPU_WINDOW.as_secs_f64());
+        let _ = writeln!(
+            o,
+            "  busy {busy:.1} %   iowait {iowait:.1} %   (over {:.1} s)",
+            CPU_WINDOW.as_secs_f64()
+        );
     }
     let m = &n.memory;
-    let _ = writeln!(o, "\nMemory\n  total {}  used {}  available {}  cached {}", bytes(m.total), bytes(m.used), bytes(m.available), bytes(m.cached));
+    let _ = writeln!(
+        o,
+        "\nMemory\n  total {}  used {}  available {}  cached {}",
+        bytes(m.total),
+        bytes(m.used),
+        bytes(m.available),
+        bytes(m.cached)
+    );
     let _ = writeln!(o, "\nFilesystems");
     for f in &n.filesystems {
-        let _ = writeln!(o, "  {:<24} {:<8} {:<14} size {:>10}  used {:>10}  free {:>10}", f.mountpoint, f.fs_type, f.device, bytes(f.total), bytes(f.used), bytes(f.free));
+        let _ = writeln!(
+            o,
+            "  {:<24} {:<8} {:<14} size {:>10}  used {:>10}  free {:>10}",
+            f.mountpoint,
+            f.fs_type,
+            f.device,
+            bytes(f.total),
+            bytes(f.used),
+            bytes(f.free)
+        );
     }
     let _ = writeln!(o, "\nDisks");
     for d in &n.disks {
-        let _ = writeln!(o, "  {:<12} read {:>10}  written {:>10}", d.device, bytes(d.read_bytes), bytes(d.write_bytes));
+        let _ = writeln!(
+            o,
+            "  {:<12} read {:>10}  written {:>10}",
+            d.device,
+            bytes(d.read_bytes),
+            bytes(d.write_bytes)
+        );
     }
     let _ = writeln!(o, "\nNetwork");
     for i in &n.interfaces {
-        let _ = writeln!(o, "  {:<12} rx {:>10}  tx {:>10}", i.interface, bytes(i.rx_bytes), bytes(i.tx_bytes));
+        let _ = writeln!(
+            o,
+            "  {:<12} rx {:>10}  tx {:>10}",
+            i.interface,
+            bytes(i.rx_bytes),
+            bytes(i.tx_bytes)
+        );
     }
     let _ = writeln!(o, "\nUptime {:.0} s", n.uptime_sec);
     let _ = writeln!(o, "\nSources");
     for s in &r.sources {
-        let _ = writeln!(o, "  [{}] {:<12} {}", if s.ok { " ok " } else { "FAIL" }, s.name, s.detail);
+        let _ = writeln!(
+            o,
+            "  [{}] {:<12} {}",
+            if s.ok { " ok " } else { "FAIL" },
+            s.name,
+            s.detail
+        );
     }
     let e = &r.endpoint;
     let _ = writeln!(
@@ -165,7 +227,9 @@ pub fn render_text(r: &Report) -> String {
         e.protocol,
         e.url,
         if e.ok { " ok " } else { "FAIL" },
-        e.error.as_deref().unwrap_or("endpoint accepted an empty export request")
+        e.error
+            .as_deref()
+            .unwrap_or("endpoint accepted an empty export request")
     );
     o
 }
@@ -173,7 +237,10 @@ pub fn render_text(r: &Report) -> String {
 pub async fn run(cfg: Config, json: bool) -> i32 {
     let report = build_report(cfg).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         print!("{}", render_text(&report));
     }

@@ -76,8 +76,13 @@ pub fn parse(matches: &ArgMatches) -> Invocation {
         }
     }
     let action = match matches.subcommand() {
-        Some(("check", m)) => Action::Check { json: m.get_flag("json") },
-        Some(("config", m)) => Action::Config { json: m.get_flag("json"), markdown: m.get_flag("markdown") },
+        Some(("check", m)) => Action::Check {
+            json: m.get_flag("json"),
+        },
+        Some(("config", m)) => Action::Config {
+            json: m.get_flag("json"),
+            markdown: m.get_flag("markdown"),
+        },
         _ => Action::Run,
     };
     Invocation {

@@ -46,7 +46,9 @@ pub enum ConfigError {
         problem: String,
         fix: String,
     },
-    #[error("cannot read config file {path}: {reason}. Fix: pass an existing, readable TOML file to --config")]
+    #[error(
+        "cannot read config file {path}: {reason}. Fix: pass an existing, readable TOML file to --config"
+    )]
     File { path: PathBuf, reason: String },
     #[error("{0}")]
     Other(String),
@@ -91,48 +93,282 @@ const fn secret(key: &'static str, env: &'static [&'static str], help: &'static 
 /// Every setting the agent reads. The README's configuration table is generated from the same
 /// list by `node-agent config --markdown`, so the two cannot drift apart.
 pub const SETTINGS: &[Setting] = &[
-    s("node_id", &["NODE_ID"], None, "Node identity; becomes service.instance.id (default: host.id)"),
-    secret("node_token", &["NODE_TOKEN"], "Bearer token for the orchestrator (direct mode)"),
-    s("node_ip", &["NODE_IP"], None, "Public IP of the node; host.ip, and the address game pings go to"),
-    s("orchestrator_base_url", &["ORCHESTRATOR_BASE_URL"], None, "Orchestrator URL; with node_token and no OTLP endpoint the agent sends OTLP/HTTP to {url}/internal/nodes/{node_id}/telemetry"),
-    s("wings_base_url", &["WINGS_BASE_URL"], None, "Wings API URL (default: from the Wings config file, else http://127.0.0.1:8080)"),
-    secret("wings_token", &["WINGS_TOKEN"], "Wings API token (default: `token` from the Wings config file)"),
-    s("wings_config", &["WINGS_CONFIG"], Some("/etc/pterodactyl/config.yml"), "Wings config file, read for the token and API address when they are not set"),
-    s("docker_host", &["DOCKER_HOST"], Some("unix:///var/run/docker.sock"), "Docker Engine API socket"),
-    s("http_timeout_sec", &["AGENT_HTTP_TIMEOUT_SEC"], Some("10"), "Timeout of one HTTP call (Wings, Docker, orchestrator), seconds"),
-    s("insecure_tls", &["AGENT_INSECURE_TLS"], Some("false"), "Skip TLS certificate checks towards Wings and the orchestrator"),
-    s("sample_interval_min_sec", &["AGENT_SAMPLE_INTERVAL_MIN_SEC"], Some("5"), "Shortest pause between node/container samples, seconds"),
-    s("sample_interval_max_sec", &["AGENT_SAMPLE_INTERVAL_MAX_SEC"], Some("10"), "Longest pause between node/container samples, seconds (jittered between min and max)"),
-    s("players_interval_min_sec", &["AGENT_PLAYERS_INTERVAL_MIN_SEC"], Some("20"), "Shortest pause between game-server probes, seconds"),
-    s("players_interval_max_sec", &["AGENT_PLAYERS_INTERVAL_MAX_SEC"], Some("30"), "Longest pause between game-server probes, seconds"),
-    s("discovery_interval_sec", &["AGENT_DISCOVERY_INTERVAL_SEC"], Some("15"), "Pause between Wings/Docker discovery passes, seconds"),
-    s("send_backoff_max_sec", &["AGENT_SEND_BACKOFF_MAX_SEC"], Some("60"), "Cap of the exponential retry backoff towards the collector, seconds"),
-    s("minecraft_ping_timeout_sec", &["AGENT_MINECRAFT_PING_TIMEOUT_SEC"], Some("3"), "Timeout of one game-server probe, seconds"),
-    s("metrics_exporter", &["OTEL_METRICS_EXPORTER"], Some("otlp"), "otlp, console (print to stdout) or none"),
-    s("sdk_disabled", &["OTEL_SDK_DISABLED"], Some("false"), "true: sample nothing, export nothing"),
-    s("otlp_endpoint", &["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"], None, "OTLP endpoint (default http://localhost:4318 for HTTP, http://localhost:4317 for gRPC); OTEL_EXPORTER_OTLP_ENDPOINT is a base URL (/v1/metrics appended for HTTP), the METRICS variant is used as given"),
-    s("otlp_protocol", &["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"], Some("http/protobuf"), "grpc, http/protobuf or http/json"),
-    secret("otlp_headers", &["OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"], "Extra request headers, k=v,k2=v2 (URL-encoded values)"),
-    s("otlp_compression", &["OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"], Some("gzip"), "gzip or none"),
-    s("otlp_timeout_ms", &["OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"], Some("10000"), "Timeout of one export request, milliseconds"),
-    s("otlp_certificate", &["OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"], None, "PEM file of the CA that signed the collector's certificate"),
-    s("otlp_client_certificate", &["OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"], None, "PEM client certificate for mutual TLS"),
-    s("otlp_client_key", &["OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"], None, "PEM private key of the client certificate"),
-    s("otlp_insecure", &["OTEL_EXPORTER_OTLP_METRICS_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"], Some("false"), "Endpoints without a scheme use plain http when true"),
-    s("service_name", &["OTEL_SERVICE_NAME"], None, "service.name of the Resource (default node-agent, or service.name from OTEL_RESOURCE_ATTRIBUTES)"),
-    s("resource_attributes", &["OTEL_RESOURCE_ATTRIBUTES"], None, "Extra resource attributes, k=v,k2=v2; they win over detected ones"),
-    s("log_level", &["LOG_LEVEL", "RUST_LOG"], Some("info"), "error, warn, info, debug, trace, or a tracing filter"),
-    s("log_format", &["NODE_AGENT_LOG_FORMAT"], Some("auto"), "auto (text on a terminal, else text), text or json"),
-    s("http_listen", &["NODE_AGENT_HTTP_LISTEN"], None, "Address of the local /healthz, /readyz and /metrics endpoint, e.g. 127.0.0.1:9464 (off when unset)"),
-    s("spool_dir", &["NODE_AGENT_SPOOL_DIR"], Some("/var/lib/node-agent/spool"), "Directory of the on-disk delivery spool"),
-    s("queue_memory_bytes", &["NODE_AGENT_QUEUE_MEMORY_BYTES"], Some("4194304"), "Memory budget of the delivery queue before it spills to disk, bytes"),
-    s("spool_max_bytes", &["NODE_AGENT_SPOOL_MAX_BYTES"], Some("268435456"), "Disk budget of the spool; the oldest batches are dropped (and counted) past it, bytes"),
-    s("spool_fsync", &["NODE_AGENT_SPOOL_FSYNC"], Some("batch"), "always (fsync every write), batch (fsync once per sampling cycle) or never"),
-    s("shutdown_grace_sec", &["NODE_AGENT_SHUTDOWN_GRACE_SEC"], Some("5"), "On SIGTERM, how long to try delivering before the queue is written to the spool, seconds"),
-    s("proc_path", &["NODE_AGENT_PROC_PATH", "HOST_PROC"], Some("/proc"), "Where the host's /proc is mounted"),
-    s("sys_path", &["NODE_AGENT_SYS_PATH", "HOST_SYS"], Some("/sys"), "Where the host's /sys is mounted"),
-    s("rootfs_path", &["NODE_AGENT_ROOTFS_PATH", "HOST_ROOT"], Some("/"), "Where the host's root filesystem is mounted (for machine-id, os-release, filesystems)"),
-    s("filesystem_timeout_ms", &["NODE_AGENT_FILESYSTEM_TIMEOUT_MS"], Some("1000"), "A mount whose statfs takes longer is reported stale and skipped, milliseconds"),
+    s(
+        "node_id",
+        &["NODE_ID"],
+        None,
+        "Node identity; becomes service.instance.id (default: host.id)",
+    ),
+    secret(
+        "node_token",
+        &["NODE_TOKEN"],
+        "Bearer token for the orchestrator (direct mode)",
+    ),
+    s(
+        "node_ip",
+        &["NODE_IP"],
+        None,
+        "Public IP of the node; host.ip, and the address game pings go to",
+    ),
+    s(
+        "orchestrator_base_url",
+        &["ORCHESTRATOR_BASE_URL"],
+        None,
+        "Orchestrator URL; with node_token and no OTLP endpoint the agent sends OTLP/HTTP to {url}/internal/nodes/{node_id}/telemetry",
+    ),
+    s(
+        "wings_base_url",
+        &["WINGS_BASE_URL"],
+        None,
+        "Wings API URL (default: from the Wings config file, else http://127.0.0.1:8080)",
+    ),
+    secret(
+        "wings_token",
+        &["WINGS_TOKEN"],
+        "Wings API token (default: `token` from the Wings config file)",
+    ),
+    s(
+        "wings_config",
+        &["WINGS_CONFIG"],
+        Some("/etc/pterodactyl/config.yml"),
+        "Wings config file, read for the token and API address when they are not set",
+    ),
+    s(
+        "docker_host",
+        &["DOCKER_HOST"],
+        Some("unix:///var/run/docker.sock"),
+        "Docker Engine API socket",
+    ),
+    s(
+        "http_timeout_sec",
+        &["AGENT_HTTP_TIMEOUT_SEC"],
+        Some("10"),
+        "Timeout of one HTTP call (Wings, Docker, orchestrator), seconds",
+    ),
+    s(
+        "insecure_tls",
+        &["AGENT_INSECURE_TLS"],
+        Some("false"),
+        "Skip TLS certificate checks towards Wings and the orchestrator",
+    ),
+    s(
+        "sample_interval_min_sec",
+        &["AGENT_SAMPLE_INTERVAL_MIN_SEC"],
+        Some("5"),
+        "Shortest pause between node/container samples, seconds",
+    ),
+    s(
+        "sample_interval_max_sec",
+        &["AGENT_SAMPLE_INTERVAL_MAX_SEC"],
+        Some("10"),
+        "Longest pause between node/container samples, seconds (jittered between min and max)",
+    ),
+    s(
+        "players_interval_min_sec",
+        &["AGENT_PLAYERS_INTERVAL_MIN_SEC"],
+        Some("20"),
+        "Shortest pause between game-server probes, seconds",
+    ),
+    s(
+        "players_interval_max_sec",
+        &["AGENT_PLAYERS_INTERVAL_MAX_SEC"],
+        Some("30"),
+        "Longest pause between game-server probes, seconds",
+    ),
+    s(
+        "discovery_interval_sec",
+        &["AGENT_DISCOVERY_INTERVAL_SEC"],
+        Some("15"),
+        "Pause between Wings/Docker discovery passes, seconds",
+    ),
+    s(
+        "send_backoff_max_sec",
+        &["AGENT_SEND_BACKOFF_MAX_SEC"],
+        Some("60"),
+        "Cap of the exponential retry backoff towards the collector, seconds",
+    ),
+    s(
+        "minecraft_ping_timeout_sec",
+        &["AGENT_MINECRAFT_PING_TIMEOUT_SEC"],
+        Some("3"),
+        "Timeout of one game-server probe, seconds",
+    ),
+    s(
+        "metrics_exporter",
+        &["OTEL_METRICS_EXPORTER"],
+        Some("otlp"),
+        "otlp, console (print to stdout) or none",
+    ),
+    s(
+        "sdk_disabled",
+        &["OTEL_SDK_DISABLED"],
+        Some("false"),
+        "true: sample nothing, export nothing",
+    ),
+    s(
+        "otlp_endpoint",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ],
+        None,
+        "OTLP endpoint (default http://localhost:4318 for HTTP, http://localhost:4317 for gRPC); OTEL_EXPORTER_OTLP_ENDPOINT is a base URL (/v1/metrics appended for HTTP), the METRICS variant is used as given",
+    ),
+    s(
+        "otlp_protocol",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ],
+        Some("http/protobuf"),
+        "grpc, http/protobuf or http/json",
+    ),
+    secret(
+        "otlp_headers",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ],
+        "Extra request headers, k=v,k2=v2 (URL-encoded values)",
+    ),
+    s(
+        "otlp_compression",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+        ],
+        Some("gzip"),
+        "gzip or none",
+    ),
+    s(
+        "otlp_timeout_ms",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ],
+        Some("10000"),
+        "Timeout of one export request, milliseconds",
+    ),
+    s(
+        "otlp_certificate",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        ],
+        None,
+        "PEM file of the CA that signed the collector's certificate",
+    ),
+    s(
+        "otlp_client_certificate",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        ],
+        None,
+        "PEM client certificate for mutual TLS",
+    ),
+    s(
+        "otlp_client_key",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        ],
+        None,
+        "PEM private key of the client certificate",
+    ),
+    s(
+        "otlp_insecure",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_INSECURE",
+            "OTEL_EXPORTER_OTLP_INSECURE",
+        ],
+        Some("false"),
+        "Endpoints without a scheme use plain http when true",
+    ),
+    s(
+        "service_name",
+        &["OTEL_SERVICE_NAME"],
+        None,
+        "service.name of the Resource (default node-agent, or service.name from OTEL_RESOURCE_ATTRIBUTES)",
+    ),
+    s(
+        "resource_attributes",
+        &["OTEL_RESOURCE_ATTRIBUTES"],
+        None,
+        "Extra resource attributes, k=v,k2=v2; they win over detected ones",
+    ),
+    s(
+        "log_level",
+        &["LOG_LEVEL", "RUST_LOG"],
+        Some("info"),
+        "error, warn, info, debug, trace, or a tracing filter",
+    ),
+    s(
+        "log_format",
+        &["NODE_AGENT_LOG_FORMAT"],
+        Some("auto"),
+        "auto (text on a terminal, else text), text or json",
+    ),
+    s(
+        "http_listen",
+        &["NODE_AGENT_HTTP_LISTEN"],
+        None,
+        "Address of the local /healthz, /readyz and /metrics endpoint, e.g. 127.0.0.1:9464 (off when unset)",
+    ),
+    s(
+        "spool_dir",
+        &["NODE_AGENT_SPOOL_DIR"],
+        Some("/var/lib/node-agent/spool"),
+        "Directory of the on-disk delivery spool",
+    ),
+    s(
+        "queue_memory_bytes",
+        &["NODE_AGENT_QUEUE_MEMORY_BYTES"],
+        Some("4194304"),
+        "Memory budget of the delivery queue before it spills to disk, bytes",
+    ),
+    s(
+        "spool_max_bytes",
+        &["NODE_AGENT_SPOOL_MAX_BYTES"],
+        Some("268435456"),
+        "Disk budget of the spool; the oldest batches are dropped (and counted) past it, bytes",
+    ),
+    s(
+        "spool_fsync",
+        &["NODE_AGENT_SPOOL_FSYNC"],
+        Some("batch"),
+        "always (fsync every write), batch (fsync once per sampling cycle) or never",
+    ),
+    s(
+        "shutdown_grace_sec",
+        &["NODE_AGENT_SHUTDOWN_GRACE_SEC"],
+        Some("5"),
+        "On SIGTERM, how long to try delivering before the queue is written to the spool, seconds",
+    ),
+    s(
+        "proc_path",
+        &["NODE_AGENT_PROC_PATH", "HOST_PROC"],
+        Some("/proc"),
+        "Where the host's /proc is mounted",
+    ),
+    s(
+        "sys_path",
+        &["NODE_AGENT_SYS_PATH", "HOST_SYS"],
+        Some("/sys"),
+        "Where the host's /sys is mounted",
+    ),
+    s(
+        "rootfs_path",
+        &["NODE_AGENT_ROOTFS_PATH", "HOST_ROOT"],
+        Some("/"),
+        "Where the host's root filesystem is mounted (for machine-id, os-release, filesystems)",
+    ),
+    s(
+        "filesystem_timeout_ms",
+        &["NODE_AGENT_FILESYSTEM_TIMEOUT_MS"],
+        Some("1000"),
+        "A mount whose statfs takes longer is reported stale and skipped, milliseconds",
+    ),
 ];
 
 /// Look-up of one setting by key.
@@ -178,10 +414,12 @@ impl Layers {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-            path: path.to_path_buf(),
-            reason: format!("not valid TOML: {}", e.message()),
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                path: path.to_path_buf(),
+                reason: format!("not valid TOML: {}", e.message()),
+            })?;
         for (key, value) in table {
             let scalar = match &value {
                 toml::Value::String(s) => Some(s.clone()),
@@ -413,7 +651,11 @@ impl Reader<'_> {
         }
     }
 
-    fn range(&self, min_key: &'static str, max_key: &'static str) -> Result<(Duration, Duration), ConfigError> {
+    fn range(
+        &self,
+        min_key: &'static str,
+        max_key: &'static str,
+    ) -> Result<(Duration, Duration), ConfigError> {
         let min = self.seconds(min_key)?;
         let max = self.seconds(max_key)?;
         if min > max {
@@ -438,7 +680,12 @@ impl Reader<'_> {
         };
         let v = v.trim().trim_end_matches('/').to_string();
         check_url(&v).map_err(|problem| {
-            self.invalid(key, src, problem, "give an absolute http:// or https:// URL, e.g. http://127.0.0.1:8080")
+            self.invalid(
+                key,
+                src,
+                problem,
+                "give an absolute http:// or https:// URL, e.g. http://127.0.0.1:8080",
+            )
         })?;
         Ok(Some(v))
     }
@@ -529,36 +776,72 @@ impl Config {
         let orchestrator_base_url = r.url("orchestrator_base_url")?;
         let node_id = r.string("node_id").filter(|t| !t.is_empty());
         let insecure_tls = r.bool("insecure_tls")?;
-        let export = Self::export_config(&r, &orchestrator_base_url, &node_id, &node_token, insecure_tls)?;
+        let export = Self::export_config(
+            &r,
+            &orchestrator_base_url,
+            &node_id,
+            &node_token,
+            insecure_tls,
+        )?;
 
         let resource_attributes = match r.raw("resource_attributes") {
             None => Vec::new(),
             Some((v, src)) => parse_kv_list(&v).map_err(|p| {
-                r.invalid("resource_attributes", src, p, "use key=value pairs separated by commas")
+                r.invalid(
+                    "resource_attributes",
+                    src,
+                    p,
+                    "use key=value pairs separated by commas",
+                )
             })?,
         };
-        let log_format = match r.string("log_format").unwrap_or_default().to_ascii_lowercase().as_str() {
+        let log_format = match r
+            .string("log_format")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "auto" => LogFormat::Auto,
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
                 let (_, src) = r.raw("log_format").unwrap();
-                return Err(r.invalid("log_format", src, format!("`{other}` is not a log format"), "use text or json"));
+                return Err(r.invalid(
+                    "log_format",
+                    src,
+                    format!("`{other}` is not a log format"),
+                    "use text or json",
+                ));
             }
         };
         let http_listen = match r.raw("http_listen") {
             None => None,
             Some((v, src)) => Some(v.trim().parse::<SocketAddr>().map_err(|_| {
-                r.invalid("http_listen", src, format!("`{v}` is not an address:port"), "use e.g. 127.0.0.1:9464")
+                r.invalid(
+                    "http_listen",
+                    src,
+                    format!("`{v}` is not an address:port"),
+                    "use e.g. 127.0.0.1:9464",
+                )
             })?),
         };
-        let spool_fsync = match r.string("spool_fsync").unwrap_or_default().to_ascii_lowercase().as_str() {
+        let spool_fsync = match r
+            .string("spool_fsync")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "always" => FsyncPolicy::Always,
             "batch" => FsyncPolicy::Batch,
             "never" => FsyncPolicy::Never,
             other => {
                 let (_, src) = r.raw("spool_fsync").unwrap();
-                return Err(r.invalid("spool_fsync", src, format!("`{other}` is not a policy"), "use always, batch or never"));
+                return Err(r.invalid(
+                    "spool_fsync",
+                    src,
+                    format!("`{other}` is not a policy"),
+                    "use always, batch or never",
+                ));
             }
         };
         let wings_base_url = r.url("wings_base_url")?;
@@ -615,13 +898,23 @@ impl Config {
         node_token: &Option<String>,
         insecure_tls: bool,
     ) -> Result<ExportConfig, ConfigError> {
-        let exporter = match r.string("metrics_exporter").unwrap_or_default().to_ascii_lowercase().as_str() {
+        let exporter = match r
+            .string("metrics_exporter")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "otlp" | "" => ExporterKind::Otlp,
             "console" | "logging" => ExporterKind::Console,
             "none" => ExporterKind::None,
             other => {
                 let (_, src) = r.raw("metrics_exporter").unwrap();
-                return Err(r.invalid("metrics_exporter", src, format!("`{other}` is not an exporter"), "use otlp, console or none"));
+                return Err(r.invalid(
+                    "metrics_exporter",
+                    src,
+                    format!("`{other}` is not an exporter"),
+                    "use otlp, console or none",
+                ));
             }
         };
         let (proto_raw, proto_src) = r.raw("otlp_protocol").unwrap();
@@ -630,20 +923,38 @@ impl Config {
             "http/protobuf" | "http" => Protocol::HttpProtobuf,
             "http/json" => Protocol::HttpJson,
             other => {
-                return Err(r.invalid("otlp_protocol", proto_src, format!("`{other}` is not an OTLP protocol"), "use grpc, http/protobuf or http/json"));
+                return Err(r.invalid(
+                    "otlp_protocol",
+                    proto_src,
+                    format!("`{other}` is not an OTLP protocol"),
+                    "use grpc, http/protobuf or http/json",
+                ));
             }
         };
         let insecure = r.bool("otlp_insecure")?;
         let mut headers = match r.raw("otlp_headers") {
             None => Vec::new(),
             Some((v, src)) => parse_kv_list(&v).map_err(|p| {
-                r.invalid("otlp_headers", src, p, "use name=value pairs separated by commas")
+                r.invalid(
+                    "otlp_headers",
+                    src,
+                    p,
+                    "use name=value pairs separated by commas",
+                )
             })?,
         };
         for (name, _) in &headers {
-            if name.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
+            if name
+                .bytes()
+                .any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            {
                 let (_, src) = r.raw("otlp_headers").unwrap();
-                return Err(r.invalid("otlp_headers", src, format!("header name `{name}` has invalid characters"), "use letters, digits, - and _ in header names"));
+                return Err(r.invalid(
+                    "otlp_headers",
+                    src,
+                    format!("header name `{name}` has invalid characters"),
+                    "use letters, digits, - and _ in header names",
+                ));
             }
         }
         let mut direct_orchestrator = false;
@@ -691,12 +1002,22 @@ impl Config {
                 },
             },
         };
-        let gzip = match r.string("otlp_compression").unwrap_or_default().to_ascii_lowercase().as_str() {
+        let gzip = match r
+            .string("otlp_compression")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "gzip" => true,
             "none" | "" => false,
             other => {
                 let (_, src) = r.raw("otlp_compression").unwrap();
-                return Err(r.invalid("otlp_compression", src, format!("`{other}` is not supported"), "use gzip or none"));
+                return Err(r.invalid(
+                    "otlp_compression",
+                    src,
+                    format!("`{other}` is not supported"),
+                    "use gzip or none",
+                ));
             }
         };
         let timeout = Duration::from_millis(r.u64("otlp_timeout_ms", 1)?);
@@ -706,8 +1027,17 @@ impl Config {
             client_key_pem: r.pem_file("otlp_client_key")?,
         };
         if tls.client_cert_pem.is_some() != tls.client_key_pem.is_some() {
-            let key = if tls.client_cert_pem.is_some() { "otlp_client_key" } else { "otlp_client_certificate" };
-            return Err(r.invalid(key, Source::Default, "mutual TLS needs both a client certificate and its key", "set both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY"));
+            let key = if tls.client_cert_pem.is_some() {
+                "otlp_client_key"
+            } else {
+                "otlp_client_certificate"
+            };
+            return Err(r.invalid(
+                key,
+                Source::Default,
+                "mutual TLS needs both a client certificate and its key",
+                "set both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            ));
         }
         Ok(ExportConfig {
             exporter,
@@ -740,14 +1070,12 @@ pub fn effective(layers: &Layers) -> Vec<EffectiveSetting> {
             let found = layers.get(s.key);
             EffectiveSetting {
                 key: s.key,
-                value: found.as_ref().map(|(v, _)| {
-                    if s.secret {
-                        redact(v)
-                    } else {
-                        v.clone()
-                    }
-                }),
-                source: found.map(|(_, src)| src.to_string()).unwrap_or_else(|| "unset".into()),
+                value: found
+                    .as_ref()
+                    .map(|(v, _)| if s.secret { redact(v) } else { v.clone() }),
+                source: found
+                    .map(|(_, src)| src.to_string())
+                    .unwrap_or_else(|| "unset".into()),
                 env: s.env.to_vec(),
             }
         })
@@ -765,8 +1093,14 @@ mod tests {
 
     fn layers(env: &[(&str, &str)], flags: &[(&str, &str)]) -> Layers {
         Layers {
-            flags: flags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            flags: flags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             file: BTreeMap::new(),
             file_path: None,
             file_tables: toml::Table::new(),
@@ -776,7 +1110,10 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = Config::from_layers(&layers(&[], &[])).unwrap();
-        assert_eq!(c.sample_interval, (Duration::from_secs(5), Duration::from_secs(10)));
+        assert_eq!(
+            c.sample_interval,
+            (Duration::from_secs(5), Duration::from_secs(10))
+        );
         assert_eq!(c.export.protocol, Protocol::HttpProtobuf);
         assert_eq!(c.export.endpoint, "http://localhost:4318/v1/metrics");
     }
@@ -788,7 +1125,10 @@ mod tests {
         assert_eq!(l.get("sample_interval_min_sec").unwrap().0, "2");
         l.flags.insert("sample_interval_min_sec".into(), "1".into());
         let (v, src) = l.get("sample_interval_min_sec").unwrap();
-        assert_eq!((v.as_str(), src), ("1", Source::Flag("sample-interval-min-sec".into())));
+        assert_eq!(
+            (v.as_str(), src),
+            ("1", Source::Flag("sample-interval-min-sec".into()))
+        );
     }
 
     #[test]
@@ -802,12 +1142,23 @@ mod tests {
 
     #[test]
     fn base_endpoint_gets_path_for_http_only() {
-        let c = Config::from_layers(&layers(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")], &[])).unwrap();
+        let c = Config::from_layers(&layers(
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")],
+            &[],
+        ))
+        .unwrap();
         assert_eq!(c.export.endpoint, "http://c:4318/v1/metrics");
-        let c = Config::from_layers(&layers(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://c:9/x")], &[])).unwrap();
+        let c = Config::from_layers(&layers(
+            &[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://c:9/x")],
+            &[],
+        ))
+        .unwrap();
         assert_eq!(c.export.endpoint, "http://c:9/x");
         let c = Config::from_layers(&layers(
-            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ],
             &[],
         ))
         .unwrap();
@@ -817,13 +1168,24 @@ mod tests {
     #[test]
     fn direct_orchestrator_mode() {
         let c = Config::from_layers(&layers(
-            &[("ORCHESTRATOR_BASE_URL", "https://orch.example/"), ("NODE_TOKEN", "tok"), ("NODE_ID", "n1")],
+            &[
+                ("ORCHESTRATOR_BASE_URL", "https://orch.example/"),
+                ("NODE_TOKEN", "tok"),
+                ("NODE_ID", "n1"),
+            ],
             &[],
         ))
         .unwrap();
-        assert_eq!(c.export.endpoint, "https://orch.example/internal/nodes/n1/telemetry");
+        assert_eq!(
+            c.export.endpoint,
+            "https://orch.example/internal/nodes/n1/telemetry"
+        );
         assert!(c.export.direct_orchestrator);
-        assert!(c.export.headers.contains(&("authorization".into(), "Bearer tok".into())));
+        assert!(
+            c.export
+                .headers
+                .contains(&("authorization".into(), "Bearer tok".into()))
+        );
     }
 
     #[test]
@@ -839,8 +1201,17 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let l = layers(&[("NODE_TOKEN", "supersecret"), ("OTEL_EXPORTER_OTLP_HEADERS", "x=hidden")], &[]);
+        let l = layers(
+            &[
+                ("NODE_TOKEN", "supersecret"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x=hidden"),
+            ],
+            &[],
+        );
         let text = format!("{:?}", effective(&l));
-        assert!(!text.contains("supersecret") && !text.contains("hidden"), "{text}");
+        assert!(
+            !text.contains("supersecret") && !text.contains("hidden"),
+            "{text}"
+        );
     }
 }

@@ -15,11 +15,19 @@ pub fn init(level: &str, format: LogFormat) {
         .add_directive("hyper=warn".parse().expect("static directive"))
         .add_directive("rustls=warn".parse().expect("static directive"));
     let json = matches!(format, LogFormat::Json);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = if json {
-        builder.json().flatten_event(true).with_current_span(false).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).try_init()
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
     let _ = result;
 }

@@ -22,7 +22,12 @@ fn main() -> ExitCode {
     };
     node_agent::logging::init(&cfg.log_level, cfg.log_format);
     node_agent::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("node-agent").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("node-agent")
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("node-agent: cannot start the runtime: {e}");
@@ -51,18 +56,44 @@ fn print_config(layers: &Layers, json: bool, markdown: bool) {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth a panic.
     if json {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
     } else if markdown {
-        let _ = writeln!(out, "| setting (flag `--x-y`, file key `x_y`) | environment | default | meaning |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| setting (flag `--x-y`, file key `x_y`) | environment | default | meaning |\n|---|---|---|---|"
+        );
         for s in config::SETTINGS {
-            let _ = writeln!(out, "| `{}` | {} | {} | {} |", s.key, s.env.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", "), s.default.map(|d| format!("`{d}`")).unwrap_or_else(|| "—".into()), s.help.replace('|', "\\|"));
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} |",
+                s.key,
+                s.env
+                    .iter()
+                    .map(|e| format!("`{e}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.default
+                    .map(|d| format!("`{d}`"))
+                    .unwrap_or_else(|| "—".into()),
+                s.help.replace('|', "\\|")
+            );
         }
     } else {
         if let Some(p) = &layers.file_path {
             let _ = writeln!(out, "# config file: {}", p.display());
         }
         for r in rows {
-            let _ = writeln!(out, "{:<28} = {:<40} ({})", r.key, r.value.as_deref().unwrap_or("<unset>"), r.source);
+            let _ = writeln!(
+                out,
+                "{:<28} = {:<40} ({})",
+                r.key,
+                r.value.as_deref().unwrap_or("<unset>"),
+                r.source
+            );
         }
     }
 }

@@ -23,7 +23,9 @@ pub const SCOPE_NAME: &str = "node-agent";
 
 /// Nanoseconds since the Unix epoch.
 pub fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 pub fn now_nanos() -> u64 {

@@ -81,8 +81,12 @@ impl ProcFile {
     pub fn read_str(&mut self) -> Result<&str, FileError> {
         let path = self.path.clone();
         let bytes = self.read()?;
-        std::str::from_utf8(bytes)
-            .map_err(|_| FileError::new(&path, io::Error::new(io::ErrorKind::InvalidData, "not UTF-8")))
+        std::str::from_utf8(bytes).map_err(|_| {
+            FileError::new(
+                &path,
+                io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
+            )
+        })
     }
 
     fn read_once(&mut self) -> Result<usize, FileError> {
@@ -140,7 +144,9 @@ mod tests {
         let p = dir.path().join("big");
         std::fs::write(&p, vec![b'x'; 10_000]).unwrap();
         assert_eq!(ProcFile::new(&p).read().unwrap().len(), 10_000);
-        let err = ProcFile::new(dir.path().join("missing")).read().unwrap_err();
+        let err = ProcFile::new(dir.path().join("missing"))
+            .read()
+            .unwrap_err();
         assert!(err.to_string().contains("missing") && err.is_gone());
     }
 

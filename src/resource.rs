@@ -54,7 +54,10 @@ pub fn semconv_arch(rust_arch: &str) -> &str {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// `KEY=value` / `KEY="value"` lines of os-release.
@@ -92,7 +95,11 @@ impl HostInfo {
             host_id,
             host_name,
             arch: semconv_arch(std::env::consts::ARCH).to_string(),
-            os_description: if kernel.is_empty() { pretty } else { format!("{pretty} (Linux {kernel})") },
+            os_description: if kernel.is_empty() {
+                pretty
+            } else {
+                format!("{pretty} (Linux {kernel})")
+            },
             os_name: os_release_field(&os_release, "NAME").unwrap_or_default(),
             os_version: os_release_field(&os_release, "VERSION_ID").unwrap_or_default(),
             kernel,
@@ -137,16 +144,31 @@ pub fn build(cfg: &Config, host: &HostInfo, caps: &Capabilities) -> Vec<KeyValue
     push("host.cpu.model.name", host.cpu_model.clone());
     push("host.cpu.vendor.id", host.cpu_vendor.clone());
     push("node.gpu.models", caps.gpu_models.join(","));
-    push("node.cgroup.version", caps.cgroup_version.clone().unwrap_or_default());
-    push("node.cgroup.driver", caps.cgroup_driver.clone().unwrap_or_default());
+    push(
+        "node.cgroup.version",
+        caps.cgroup_version.clone().unwrap_or_default(),
+    );
+    push(
+        "node.cgroup.driver",
+        caps.cgroup_driver.clone().unwrap_or_default(),
+    );
     if let Some((name, version)) = &caps.container_runtime {
         push("container.runtime.name", name.clone());
         push("container.runtime.version", version.clone());
     }
-    push("pterodactyl.wings.version", caps.wings_version.clone().unwrap_or_default());
+    push(
+        "pterodactyl.wings.version",
+        caps.wings_version.clone().unwrap_or_default(),
+    );
     attrs.push(kv_int("node.cpu.count", caps.cpu_count as i64));
-    attrs.push(kv_int("node.memory.total", caps.memory_total.min(i64::MAX as u64) as i64));
-    attrs.push(kv_int("node.disk.total", caps.disk_total.min(i64::MAX as u64) as i64));
+    attrs.push(kv_int(
+        "node.memory.total",
+        caps.memory_total.min(i64::MAX as u64) as i64,
+    ));
+    attrs.push(kv_int(
+        "node.disk.total",
+        caps.disk_total.min(i64::MAX as u64) as i64,
+    ));
     attrs.push(kv_int("node.gpu.count", caps.gpu_count as i64));
     for (k, v) in &cfg.resource_attributes {
         set(&mut attrs, k, kv(k, v.clone()));
@@ -169,7 +191,9 @@ fn set(attrs: &mut Vec<KeyValue>, key: &str, value: KeyValue) {
 pub fn detect_cgroup_version(mountinfo: &str) -> Option<String> {
     let (mut v1, mut v2_root, mut v2_any) = (false, false, false);
     for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let mountpoint = left.split(' ').nth(4).unwrap_or("");
         let fs = right.split(' ').next().unwrap_or("");
         if !mountpoint.starts_with("/sys/fs/cgroup") {
@@ -209,8 +233,19 @@ mod tests {
 
     #[test]
     fn os_release_and_cpuinfo() {
-        assert_eq!(os_release_field("NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"", "VERSION_ID").as_deref(), Some("12"));
-        assert_eq!(cpuinfo_field("vendor_id\t: GenuineIntel\nmodel name\t: Xeon\n", "model name").as_deref(), Some("Xeon"));
+        assert_eq!(
+            os_release_field("NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"", "VERSION_ID")
+                .as_deref(),
+            Some("12")
+        );
+        assert_eq!(
+            cpuinfo_field(
+                "vendor_id\t: GenuineIntel\nmodel name\t: Xeon\n",
+                "model name"
+            )
+            .as_deref(),
+            Some("Xeon")
+        );
         assert_eq!(semconv_arch("x86_64"), "amd64");
     }
 }

@@ -71,20 +71,26 @@ pub fn metrics(health: &Health, export: &ExportStats, start_nanos: u64, b: &mut 
         "node_agent.sampler.duration",
         "s",
         "Duration of the sampler's last pass",
-        samplers.iter().map(|(n, h)| (h.last_duration_sec, by_sampler(n))),
+        samplers
+            .iter()
+            .map(|(n, h)| (h.last_duration_sec, by_sampler(n))),
     );
     b.sum(
         "node_agent.sampler.errors",
         "{error}",
         "Failed sampler passes since the agent started",
         true,
-        samplers.iter().map(|(n, h)| (h.errors, start_nanos, by_sampler(n))),
+        samplers
+            .iter()
+            .map(|(n, h)| (h.errors, start_nanos, by_sampler(n))),
     );
     b.gauge(
         "node_agent.sampler.last_success",
         "s",
         "Unix time of the sampler's last successful pass",
-        samplers.iter().map(|(n, h)| (h.last_success, by_sampler(n))),
+        samplers
+            .iter()
+            .map(|(n, h)| (h.last_success, by_sampler(n))),
     );
     let outcome = |o: &str| vec![kv("outcome", o.to_string())];
     b.sum(
@@ -104,17 +110,31 @@ pub fn metrics(health: &Health, export: &ExportStats, start_nanos: u64, b: &mut 
         "{batch}",
         "Batches waiting for delivery",
         false,
-        [(export.queued_batches.load(Ordering::Relaxed), start_nanos, tier("memory"))],
+        [(
+            export.queued_batches.load(Ordering::Relaxed),
+            start_nanos,
+            tier("memory"),
+        )],
     );
     b.sum(
         "node_agent.queue.bytes",
         "By",
         "Bytes waiting for delivery",
         false,
-        [(export.queued_bytes.load(Ordering::Relaxed), start_nanos, tier("memory"))],
+        [(
+            export.queued_bytes.load(Ordering::Relaxed),
+            start_nanos,
+            tier("memory"),
+        )],
     );
     if let Some((rss, user, system)) = process_usage() {
-        b.sum("process.memory.usage", "By", "Resident memory of the agent", false, [(rss, start_nanos, vec![])]);
+        b.sum(
+            "process.memory.usage",
+            "By",
+            "Resident memory of the agent",
+            false,
+            [(rss, start_nanos, vec![])],
+        );
         b.sum(
             "process.cpu.time",
             "s",

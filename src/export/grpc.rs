@@ -64,7 +64,10 @@ impl Decoder for RawDecoder {
 pub struct GrpcTransport {
     channel: Channel,
     gzip: bool,
-    metadata: Vec<(MetadataKey<tonic::metadata::Ascii>, MetadataValue<tonic::metadata::Ascii>)>,
+    metadata: Vec<(
+        MetadataKey<tonic::metadata::Ascii>,
+        MetadataValue<tonic::metadata::Ascii>,
+    )>,
 }
 
 impl GrpcTransport {
@@ -86,7 +89,9 @@ impl GrpcTransport {
             if let (Some(cert), Some(key)) = (&cfg.tls.client_cert_pem, &cfg.tls.client_key_pem) {
                 tls = tls.identity(Identity::from_pem(cert, key));
             }
-            endpoint = endpoint.tls_config(tls).map_err(|e| format!("TLS setup for {}: {e}", cfg.endpoint))?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("TLS setup for {}: {e}", cfg.endpoint))?;
         }
         let mut metadata = Vec::new();
         for (k, v) in &cfg.headers {
@@ -106,7 +111,9 @@ impl GrpcTransport {
     pub async fn send(&self, payload: Bytes) -> Result<(), SendError> {
         let mut client = tonic::client::Grpc::new(self.channel.clone());
         if self.gzip {
-            client = client.send_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Gzip);
+            client = client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
         }
         client.ready().await.map_err(|e| SendError::Retryable {
             reason: format!("gRPC channel not ready: {e}"),
@@ -116,7 +123,10 @@ impl GrpcTransport {
         for (k, v) in &self.metadata {
             request.metadata_mut().insert(k.clone(), v.clone());
         }
-        match client.unary(request, PathAndQuery::from_static(EXPORT_PATH), RawCodec).await {
+        match client
+            .unary(request, PathAndQuery::from_static(EXPORT_PATH), RawCodec)
+            .await
+        {
             Ok(response) => {
                 if let Ok(r) = ExportMetricsServiceResponse::decode(response.into_inner()) {
                     if let Some(p) = r.partial_success {
@@ -143,7 +153,10 @@ fn classify(status: &Status) -> SendError {
         | Code::Unavailable
         | Code::DataLoss
         | Code::ResourceExhausted
-        | Code::Unknown => SendError::Retryable { reason, retry_after: None },
+        | Code::Unknown => SendError::Retryable {
+            reason,
+            retry_after: None,
+        },
         _ => SendError::Permanent { reason },
     }
 }

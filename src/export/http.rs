@@ -24,14 +24,16 @@ pub fn client(cfg: &ExportConfig) -> Result<reqwest::Client, String> {
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("node-agent/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &cfg.tls.ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| format!("otlp_certificate: {e}"))?;
+        let certs = reqwest::Certificate::from_pem_bundle(ca)
+            .map_err(|e| format!("otlp_certificate: {e}"))?;
         b = b.tls_certs_merge(certs);
     }
     if let (Some(cert), Some(key)) = (&cfg.tls.client_cert_pem, &cfg.tls.client_key_pem) {
         let mut pem = cert.clone();
         pem.extend_from_slice(b"\n");
         pem.extend_from_slice(key);
-        let id = reqwest::Identity::from_pem(&pem).map_err(|e| format!("otlp_client_certificate/otlp_client_key: {e}"))?;
+        let id = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| format!("otlp_client_certificate/otlp_client_key: {e}"))?;
         b = b.identity(id);
     }
     if cfg.insecure_skip_verify {
@@ -46,8 +48,9 @@ impl HttpTransport {
         for (k, v) in &cfg.headers {
             let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("otlp_headers: `{k}` is not a valid header name"))?;
-            let mut value = reqwest::header::HeaderValue::from_str(v)
-                .map_err(|_| format!("otlp_headers: the value of `{k}` is not a valid header value"))?;
+            let mut value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+                format!("otlp_headers: the value of `{k}` is not a valid header value")
+            })?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -62,10 +65,13 @@ impl HttpTransport {
 
     pub async fn send(&self, payload: Bytes) -> Result<(), SendError> {
         let (body, content_type) = if self.json {
-            let req = ExportMetricsServiceRequest::decode(payload).map_err(|e| SendError::Permanent {
-                reason: format!("batch is not a valid OTLP request: {e}"),
+            let req =
+                ExportMetricsServiceRequest::decode(payload).map_err(|e| SendError::Permanent {
+                    reason: format!("batch is not a valid OTLP request: {e}"),
+                })?;
+            let json = serde_json::to_vec(&req).map_err(|e| SendError::Permanent {
+                reason: format!("JSON encoding: {e}"),
             })?;
-            let json = serde_json::to_vec(&req).map_err(|e| SendError::Permanent { reason: format!("JSON encoding: {e}") })?;
             (Bytes::from(json), "application/json")
         } else {
             (payload, "application/x-protobuf")
@@ -77,17 +83,27 @@ impl HttpTransport {
             .header(reqwest::header::CONTENT_TYPE, content_type);
         let body = if self.gzip {
             request = request.header(reqwest::header::CONTENT_ENCODING, "gzip");
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
-            enc.write_all(&body).and_then(|_| enc.finish()).map(Bytes::from).map_err(|e| SendError::Permanent {
-                reason: format!("gzip: {e}"),
-            })?
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
+            enc.write_all(&body)
+                .and_then(|_| enc.finish())
+                .map(Bytes::from)
+                .map_err(|e| SendError::Permanent {
+                    reason: format!("gzip: {e}"),
+                })?
         } else {
             body
         };
-        let response = request.body(body).send().await.map_err(|e| SendError::Retryable {
-            reason: format!("POST {}: {}", self.url, error_chain(&e)),
-            retry_after: None,
-        })?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SendError::Retryable {
+                reason: format!("POST {}: {}", self.url, error_chain(&e)),
+                retry_after: None,
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -101,9 +117,21 @@ impl HttpTransport {
         // Read a bounded part of the body for the log: collectors put the reason there.
         let text = response.text().await.unwrap_or_default();
         let snippet: String = text.chars().take(200).collect();
-        let reason = format!("POST {}: HTTP {}{}", self.url, status.as_u16(), if snippet.is_empty() { String::new() } else { format!(": {snippet}") });
+        let reason = format!(
+            "POST {}: HTTP {}{}",
+            self.url,
+            status.as_u16(),
+            if snippet.is_empty() {
+                String::new()
+            } else {
+                format!(": {snippet}")
+            }
+        );
         Err(match status.as_u16() {
-            429 | 502 | 503 | 504 => SendError::Retryable { reason, retry_after },
+            429 | 502 | 503 | 504 => SendError::Retryable {
+                reason,
+                retry_after,
+            },
             _ => SendError::Permanent { reason },
         })
     }

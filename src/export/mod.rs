@@ -15,13 +15,18 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use prost::Message;
 use std::time::Duration;
 
-pub use queue::{Exporter, ExportStats};
+pub use queue::{ExportStats, Exporter};
 
 /// Why a send failed, and whether trying again can help.
 #[derive(Debug, Clone)]
 pub enum SendError {
-    Retryable { reason: String, retry_after: Option<Duration> },
-    Permanent { reason: String },
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    Permanent {
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for SendError {
@@ -51,7 +56,9 @@ impl Transport {
             ExporterKind::Console => Transport::Console,
             ExporterKind::Otlp => match cfg.protocol {
                 Protocol::Grpc => Transport::Grpc(grpc::GrpcTransport::new(cfg)?),
-                Protocol::HttpProtobuf | Protocol::HttpJson => Transport::Http(http::HttpTransport::new(cfg)?),
+                Protocol::HttpProtobuf | Protocol::HttpJson => {
+                    Transport::Http(http::HttpTransport::new(cfg)?)
+                }
             },
         })
     }
@@ -61,8 +68,11 @@ impl Transport {
             Transport::Grpc(t) => t.send(payload).await,
             Transport::Http(t) => t.send(payload).await,
             Transport::Console => {
-                let req = ExportMetricsServiceRequest::decode(payload)
-                    .map_err(|e| SendError::Permanent { reason: format!("invalid batch: {e}") })?;
+                let req = ExportMetricsServiceRequest::decode(payload).map_err(|e| {
+                    SendError::Permanent {
+                        reason: format!("invalid batch: {e}"),
+                    }
+                })?;
                 let line = serde_json::to_string(&req).unwrap_or_default();
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
@@ -78,7 +88,10 @@ impl Transport {
     pub async fn probe(&self) -> Result<(), SendError> {
         match self {
             Transport::Grpc(_) | Transport::Http(_) => {
-                self.send(Bytes::from(ExportMetricsServiceRequest::default().encode_to_vec())).await
+                self.send(Bytes::from(
+                    ExportMetricsServiceRequest::default().encode_to_vec(),
+                ))
+                .await
             }
             _ => Ok(()),
         }

@@ -52,7 +52,12 @@ impl Exporter {
     /// Starts the sender task on the current runtime.
     pub fn start(transport: Transport, max_bytes: u64, backoff_max: Duration) -> Self {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(State { batches: VecDeque::new(), bytes: 0, next_seq: 0, closed: false }),
+            queue: Mutex::new(State {
+                batches: VecDeque::new(),
+                bytes: 0,
+                next_seq: 0,
+                closed: false,
+            }),
             wake: Notify::new(),
             drained: Notify::new(),
             stats: Arc::new(ExportStats::default()),
@@ -75,13 +80,18 @@ impl Exporter {
             let old = q.batches.pop_front().expect("not empty");
             q.bytes -= old.payload.len() as u64;
             stats.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(seq = old.seq, "delivery queue full: dropped the oldest batch");
+            tracing::warn!(
+                seq = old.seq,
+                "delivery queue full: dropped the oldest batch"
+            );
         }
         let seq = q.next_seq;
         q.next_seq += 1;
         q.bytes += len;
         q.batches.push_back(Batch { seq, payload });
-        stats.queued_batches.store(q.batches.len() as u64, Ordering::Relaxed);
+        stats
+            .queued_batches
+            .store(q.batches.len() as u64, Ordering::Relaxed);
         stats.queued_bytes.store(q.bytes, Ordering::Relaxed);
         drop(q);
         self.shared.wake.notify_one();
@@ -110,7 +120,13 @@ impl Exporter {
 }
 
 fn front(shared: &Shared) -> Option<Batch> {
-    shared.queue.lock().expect("queue lock").batches.front().cloned()
+    shared
+        .queue
+        .lock()
+        .expect("queue lock")
+        .batches
+        .front()
+        .cloned()
 }
 
 fn pop(shared: &Shared, seq: u64) {
@@ -119,7 +135,10 @@ fn pop(shared: &Shared, seq: u64) {
         let b = q.batches.pop_front().expect("checked");
         q.bytes -= b.payload.len() as u64;
     }
-    shared.stats.queued_batches.store(q.batches.len() as u64, Ordering::Relaxed);
+    shared
+        .stats
+        .queued_batches
+        .store(q.batches.len() as u64, Ordering::Relaxed);
     shared.stats.queued_bytes.store(q.bytes, Ordering::Relaxed);
     if q.batches.is_empty() {
         shared.drained.notify_waiters();
@@ -148,7 +167,10 @@ async fn sender(shared: Arc<Shared>, transport: Transport, backoff_max: Duration
             Ok(()) => {
                 pop(&shared, batch.seq);
                 shared.stats.sent.fetch_add(1, Ordering::Relaxed);
-                shared.stats.last_success.store(crate::otlp::now_nanos() / 1_000_000_000, Ordering::Relaxed);
+                shared
+                    .stats
+                    .last_success
+                    .store(crate::otlp::now_nanos() / 1_000_000_000, Ordering::Relaxed);
                 if last_error.take().is_some() {
                     tracing::info!("collector reachable again; delivering queued batches");
                 }
@@ -159,13 +181,18 @@ async fn sender(shared: Arc<Shared>, transport: Transport, backoff_max: Duration
                 shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(seq = batch.seq, %reason, "collector refused a batch; dropped (not retryable)");
             }
-            Err(SendError::Retryable { reason, retry_after }) => {
+            Err(SendError::Retryable {
+                reason,
+                retry_after,
+            }) => {
                 shared.stats.retried.fetch_add(1, Ordering::Relaxed);
                 if last_error.as_deref() != Some(reason.as_str()) {
                     tracing::warn!(%reason, "export failed; retrying with backoff");
                     last_error = Some(reason);
                 }
-                let wait = retry_after.unwrap_or_else(|| jittered(backoff)).min(backoff_max);
+                let wait = retry_after
+                    .unwrap_or_else(|| jittered(backoff))
+                    .min(backoff_max);
                 backoff = (backoff * 2).min(backoff_max);
                 let closed = shared.queue.lock().expect("queue lock").closed;
                 if closed {

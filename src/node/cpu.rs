@@ -9,7 +9,15 @@
 use crate::otlp::{MetricsBuilder, kv};
 
 /// Modes in the order they are reported.
-pub const MODES: [&str; 7] = ["user", "nice", "system", "idle", "iowait", "interrupt", "steal"];
+pub const MODES: [&str; 7] = [
+    "user",
+    "nice",
+    "system",
+    "idle",
+    "iowait",
+    "interrupt",
+    "steal",
+];
 
 /// Cumulative ticks per mode (indexes as [`MODES`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -36,7 +44,10 @@ pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
     let mut saw_total = false;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("cpu ") {
-            let f: Vec<u64> = rest.split_ascii_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+            let f: Vec<u64> = rest
+                .split_ascii_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
             let g = |i: usize| f.get(i).copied().unwrap_or(0);
             // user nice system idle iowait irq softirq steal guest guest_nice
             out.ticks = CpuTicks([g(0), g(1), g(2), g(3), g(4), g(5) + g(6), g(7)]);
@@ -127,14 +138,20 @@ pub fn metrics(s: &CpuSample, boot_nanos: u64, b: &mut MetricsBuilder) {
         "s",
         "Seconds each logical CPU spent in each mode, summed over CPUs",
         true,
-        MODES.iter().zip(s.seconds).map(|(m, v)| (v, boot_nanos, vec![kv("cpu.mode", *m)])),
+        MODES
+            .iter()
+            .zip(s.seconds)
+            .map(|(m, v)| (v, boot_nanos, vec![kv("cpu.mode", *m)])),
     );
     if let Some(u) = s.utilization {
         b.gauge(
             "system.cpu.utilization",
             "1",
             "Share of CPU time per mode since the previous sample, over all CPUs",
-            MODES.iter().zip(u).map(|(m, v)| (v, vec![kv("cpu.mode", *m)])),
+            MODES
+                .iter()
+                .zip(u)
+                .map(|(m, v)| (v, vec![kv("cpu.mode", *m)])),
         );
     }
     b.sum(

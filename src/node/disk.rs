@@ -41,7 +41,9 @@ pub fn parse_diskstats(text: &str, mut keep: impl FnMut(&str) -> bool) -> Vec<Di
 
 /// Devices that are never disks, whatever sysfs says.
 pub fn is_virtual_device(name: &str) -> bool {
-    ["loop", "ram", "zram", "fd", "nbd"].iter().any(|p| name.starts_with(p))
+    ["loop", "ram", "zram", "fd", "nbd"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 pub fn metrics(disks: &[DiskSample], boot_nanos: u64, b: &mut MetricsBuilder) {
@@ -51,14 +53,40 @@ pub fn metrics(disks: &[DiskSample], boot_nanos: u64, b: &mut MetricsBuilder) {
             .flat_map(move |d| {
                 let (r, w) = f(d);
                 [
-                    (r, boot_nanos, vec![kv("system.device", d.device.clone()), kv("disk.io.direction", "read")]),
-                    (w, boot_nanos, vec![kv("system.device", d.device.clone()), kv("disk.io.direction", "write")]),
+                    (
+                        r,
+                        boot_nanos,
+                        vec![
+                            kv("system.device", d.device.clone()),
+                            kv("disk.io.direction", "read"),
+                        ],
+                    ),
+                    (
+                        w,
+                        boot_nanos,
+                        vec![
+                            kv("system.device", d.device.clone()),
+                            kv("disk.io.direction", "write"),
+                        ],
+                    ),
                 ]
             })
             .collect::<Vec<_>>()
     };
-    b.sum("system.disk.io", "By", "Bytes read from and written to each disk", true, points(|d| (d.read_bytes, d.write_bytes)));
-    b.sum("system.disk.operations", "{operation}", "Completed reads and writes per disk", true, points(|d| (d.reads, d.writes)));
+    b.sum(
+        "system.disk.io",
+        "By",
+        "Bytes read from and written to each disk",
+        true,
+        points(|d| (d.read_bytes, d.write_bytes)),
+    );
+    b.sum(
+        "system.disk.operations",
+        "{operation}",
+        "Completed reads and writes per disk",
+        true,
+        points(|d| (d.reads, d.writes)),
+    );
 }
 
 #[cfg(test)]
@@ -70,7 +98,10 @@ mod tests {
         let t = "   8       0 sda 100 0 2000 10 50 0 4000 20 0 30 30\n   8       1 sda1 1 0 8 0 0 0 0 0 0 0 0\n short line\n";
         let d = parse_diskstats(t, |n| n == "sda");
         assert_eq!(d.len(), 1);
-        assert_eq!((d[0].read_bytes, d[0].write_bytes, d[0].reads, d[0].writes), (1_024_000, 2_048_000, 100, 50));
+        assert_eq!(
+            (d[0].read_bytes, d[0].write_bytes, d[0].reads, d[0].writes),
+            (1_024_000, 2_048_000, 100, 50)
+        );
         assert!(is_virtual_device("loop3") && !is_virtual_device("vda"));
     }
 }

@@ -35,19 +35,69 @@ impl Mount {
 }
 
 const PSEUDO_FS: &[&str] = &[
-    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts", "devtmpfs",
-    "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "overlay", "proc", "procfs", "pstore",
-    "ramfs", "rpc_pipefs", "securityfs", "selinuxfs", "squashfs", "erofs", "sysfs", "tmpfs",
-    "tracefs", "fuse.lxcfs", "fuse.portal", "iso9660", "aufs", "shiftfs", "tracefs", "nfsd",
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "efivarfs",
+    "fusectl",
+    "hugetlbfs",
+    "mqueue",
+    "nsfs",
+    "overlay",
+    "proc",
+    "procfs",
+    "pstore",
+    "ramfs",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "erofs",
+    "sysfs",
+    "tmpfs",
+    "tracefs",
+    "fuse.lxcfs",
+    "fuse.portal",
+    "iso9660",
+    "aufs",
+    "shiftfs",
+    "tracefs",
+    "nfsd",
 ];
 
 fn is_network_fs(t: &str) -> bool {
-    matches!(t, "nfs" | "nfs4" | "cifs" | "smb3" | "smbfs" | "ceph" | "glusterfs" | "9p" | "virtiofs" | "lustre" | "beegfs")
+    matches!(
+        t,
+        "nfs"
+            | "nfs4"
+            | "cifs"
+            | "smb3"
+            | "smbfs"
+            | "ceph"
+            | "glusterfs"
+            | "9p"
+            | "virtiofs"
+            | "lustre"
+            | "beegfs"
+    )
 }
 
 const EXCLUDED_MOUNT_PREFIXES: &[&str] = &[
-    "/proc", "/sys", "/dev", "/run/docker", "/var/lib/docker/", "/var/lib/containers/", "/run/containerd",
-    "/var/lib/kubelet/", "/snap/",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run/docker",
+    "/var/lib/docker/",
+    "/var/lib/containers/",
+    "/run/containerd",
+    "/var/lib/kubelet/",
+    "/snap/",
 ];
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
@@ -57,7 +107,9 @@ fn unescape(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8) {
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
+            {
                 out.push(v);
                 i += 4;
                 continue;
@@ -74,7 +126,9 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
     let mut by_device: HashMap<String, Mount> = HashMap::new();
     let mut order = Vec::new();
     for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let l: Vec<&str> = left.split(' ').collect();
         let r: Vec<&str> = right.split(' ').collect();
         if l.len() < 6 || r.len() < 2 {
@@ -86,10 +140,19 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
         if PSEUDO_FS.contains(&fs_type.as_str()) {
             continue;
         }
-        if EXCLUDED_MOUNT_PREFIXES.iter().any(|p| mountpoint == p.trim_end_matches('/') || mountpoint.starts_with(p)) {
+        if EXCLUDED_MOUNT_PREFIXES
+            .iter()
+            .any(|p| mountpoint == p.trim_end_matches('/') || mountpoint.starts_with(p))
+        {
             continue;
         }
-        let real = source.starts_with("/dev/") || is_network_fs(&fs_type) || matches!(fs_type.as_str(), "zfs" | "btrfs" | "xfs" | "ext4" | "ext3" | "ext2" | "f2fs" | "bcachefs") || fs_type.starts_with("fuse.");
+        let real = source.starts_with("/dev/")
+            || is_network_fs(&fs_type)
+            || matches!(
+                fs_type.as_str(),
+                "zfs" | "btrfs" | "xfs" | "ext4" | "ext3" | "ext2" | "f2fs" | "bcachefs"
+            )
+            || fs_type.starts_with("fuse.");
         if !real {
             continue;
         }
@@ -110,7 +173,10 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
             }
         }
     }
-    order.into_iter().filter_map(|d| by_device.remove(&d)).collect()
+    order
+        .into_iter()
+        .filter_map(|d| by_device.remove(&d))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -197,11 +263,13 @@ impl FsState {
             let flag = Arc::new(AtomicBool::new(true));
             self.hung.insert(m.mountpoint.clone(), flag.clone());
             let tx = tx.clone();
-            let spawned = std::thread::Builder::new().name("statfs".into()).spawn(move || {
-                let r = statvfs(&path);
-                flag.store(false, Ordering::Release);
-                let _ = tx.send((i, r));
-            });
+            let spawned = std::thread::Builder::new()
+                .name("statfs".into())
+                .spawn(move || {
+                    let r = statvfs(&path);
+                    flag.store(false, Ordering::Release);
+                    let _ = tx.send((i, r));
+                });
             if spawned.is_ok() {
                 pending.push(i);
             }
@@ -276,7 +344,13 @@ pub fn metrics(fs: &[FsSample], boot_nanos: u64, b: &mut MetricsBuilder) {
             ]
         }),
     );
-    b.sum("system.filesystem.limit", "By", "Filesystem size", false, fs.iter().map(|f| (f.total, boot_nanos, attrs(f))));
+    b.sum(
+        "system.filesystem.limit",
+        "By",
+        "Filesystem size",
+        false,
+        fs.iter().map(|f| (f.total, boot_nanos, attrs(f))),
+    );
     b.gauge(
         "system.filesystem.utilization",
         "1",
@@ -314,7 +388,13 @@ garbage line\n";
 
     #[test]
     fn measures_root() {
-        let mounts = vec![Mount { device_id: "x".into(), mountpoint: "/".into(), fs_type: "ext4".into(), source: "/dev/x".into(), read_only: false }];
+        let mounts = vec![Mount {
+            device_id: "x".into(),
+            mountpoint: "/".into(),
+            fs_type: "ext4".into(),
+            source: "/dev/x".into(),
+            read_only: false,
+        }];
         let (s, stale) = FsState::new("/".into(), Duration::from_secs(1)).sample(&mounts);
         assert!(stale.is_empty());
         assert_eq!(s.len(), 1);

@@ -23,8 +23,14 @@ pub fn parse_meminfo(text: &str) -> Option<MemorySample> {
     let mut m = MemorySample::default();
     let (mut cached, mut sreclaimable, mut have_total, mut have_avail) = (0, 0, false, false);
     for line in text.lines() {
-        let Some((key, rest)) = line.split_once(':') else { continue };
-        let kb: u64 = rest.split_ascii_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let kb: u64 = rest
+            .split_ascii_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let bytes = kb.saturating_mul(1024);
         match key {
             "MemTotal" => {
@@ -47,7 +53,11 @@ pub fn parse_meminfo(text: &str) -> Option<MemorySample> {
         return None;
     }
     m.cached = cached.saturating_add(sreclaimable);
-    m.used = m.total.saturating_sub(m.free).saturating_sub(m.buffers).saturating_sub(m.cached);
+    m.used = m
+        .total
+        .saturating_sub(m.free)
+        .saturating_sub(m.buffers)
+        .saturating_sub(m.cached);
     if !have_avail {
         m.available = m.free.saturating_add(m.cached).saturating_add(m.buffers);
     }
@@ -67,16 +77,27 @@ pub fn metrics(m: &MemorySample, boot_nanos: u64, b: &mut MetricsBuilder) {
         "By",
         "Memory in each state",
         false,
-        states.iter().map(|(s, v)| (*v, boot_nanos, vec![kv("system.memory.state", *s)])),
+        states
+            .iter()
+            .map(|(s, v)| (*v, boot_nanos, vec![kv("system.memory.state", *s)])),
     );
-    b.sum("system.memory.limit", "By", "Total memory", false, [(m.total, boot_nanos, vec![])]);
+    b.sum(
+        "system.memory.limit",
+        "By",
+        "Total memory",
+        false,
+        [(m.total, boot_nanos, vec![])],
+    );
     b.gauge(
         "system.memory.utilization",
         "1",
         "Share of total memory in each state",
-        states
-            .iter()
-            .map(|(s, v)| (*v as f64 / m.total as f64, vec![kv("system.memory.state", *s)])),
+        states.iter().map(|(s, v)| {
+            (
+                *v as f64 / m.total as f64,
+                vec![kv("system.memory.state", *s)],
+            )
+        }),
     );
     b.sum(
         "system.memory.linux.available",

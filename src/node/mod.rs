@@ -71,9 +71,18 @@ pub struct NodeSampler {
 }
 
 impl NodeSampler {
-    pub fn new(proc_path: PathBuf, sys_path: PathBuf, rootfs: PathBuf, fs_timeout: Duration) -> Self {
+    pub fn new(
+        proc_path: PathBuf,
+        sys_path: PathBuf,
+        rootfs: PathBuf,
+        fs_timeout: Duration,
+    ) -> Self {
         let p = |rel: &str| proc_path.join(rel);
-        let mountinfo = if p("1/mountinfo").exists() { p("1/mountinfo") } else { p("self/mountinfo") };
+        let mountinfo = if p("1/mountinfo").exists() {
+            p("1/mountinfo")
+        } else {
+            p("self/mountinfo")
+        };
         NodeSampler {
             stat: ProcFile::new(p("stat")),
             meminfo: ProcFile::new(p("meminfo")),
@@ -99,21 +108,27 @@ impl NodeSampler {
                     s.cpu = self.cpu.sample(&stat, self.tck);
                     s.boot_time = stat.boot_time;
                 }
-                None => errors.push(NodeError::Parse { path: self.stat.path().into() }),
+                None => errors.push(NodeError::Parse {
+                    path: self.stat.path().into(),
+                }),
             },
             Err(e) => errors.push(e.into()),
         }
         match self.meminfo.read_str() {
             Ok(text) => match memory::parse_meminfo(text) {
                 Some(m) => s.memory = m,
-                None => errors.push(NodeError::Parse { path: self.meminfo.path().into() }),
+                None => errors.push(NodeError::Parse {
+                    path: self.meminfo.path().into(),
+                }),
             },
             Err(e) => errors.push(e.into()),
         }
         match self.uptime.read_str() {
             Ok(text) => match uptime::parse_uptime(text) {
                 Some(u) => s.uptime_sec = u,
-                None => errors.push(NodeError::Parse { path: self.uptime.path().into() }),
+                None => errors.push(NodeError::Parse {
+                    path: self.uptime.path().into(),
+                }),
             },
             Err(e) => errors.push(e.into()),
         }

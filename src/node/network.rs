@@ -25,12 +25,17 @@ pub fn is_excluded(name: &str) -> bool {
 pub fn parse_net_dev(text: &str) -> Vec<InterfaceSample> {
     let mut out = Vec::new();
     for line in text.lines().skip(2) {
-        let Some((name, rest)) = line.split_once(':') else { continue };
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
         let name = name.trim();
         if name.is_empty() || is_excluded(name) {
             continue;
         }
-        let f: Vec<u64> = rest.split_ascii_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+        let f: Vec<u64> = rest
+            .split_ascii_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
         if f.len() < 16 {
             continue;
         }
@@ -53,15 +58,47 @@ pub fn metrics(ifs: &[InterfaceSample], boot_nanos: u64, b: &mut MetricsBuilder)
             .flat_map(move |i| {
                 let (rx, tx) = f(i);
                 [
-                    (rx, boot_nanos, vec![kv("network.interface.name", i.interface.clone()), kv("network.io.direction", "receive")]),
-                    (tx, boot_nanos, vec![kv("network.interface.name", i.interface.clone()), kv("network.io.direction", "transmit")]),
+                    (
+                        rx,
+                        boot_nanos,
+                        vec![
+                            kv("network.interface.name", i.interface.clone()),
+                            kv("network.io.direction", "receive"),
+                        ],
+                    ),
+                    (
+                        tx,
+                        boot_nanos,
+                        vec![
+                            kv("network.interface.name", i.interface.clone()),
+                            kv("network.io.direction", "transmit"),
+                        ],
+                    ),
                 ]
             })
             .collect::<Vec<_>>()
     };
-    b.sum("system.network.io", "By", "Bytes received and transmitted per interface", true, points(|i| (i.rx_bytes, i.tx_bytes)));
-    b.sum("system.network.errors", "{error}", "Receive and transmit errors per interface", true, points(|i| (i.rx_errors, i.tx_errors)));
-    b.sum("system.network.packet.dropped", "{packet}", "Dropped packets per interface", true, points(|i| (i.rx_dropped, i.tx_dropped)));
+    b.sum(
+        "system.network.io",
+        "By",
+        "Bytes received and transmitted per interface",
+        true,
+        points(|i| (i.rx_bytes, i.tx_bytes)),
+    );
+    b.sum(
+        "system.network.errors",
+        "{error}",
+        "Receive and transmit errors per interface",
+        true,
+        points(|i| (i.rx_errors, i.tx_errors)),
+    );
+    b.sum(
+        "system.network.packet.dropped",
+        "{packet}",
+        "Dropped packets per interface",
+        true,
+        points(|i| (i.rx_dropped, i.tx_dropped)),
+    );
 }
 
 #[cfg(test)]
@@ -73,6 +110,14 @@ mod tests {
         let t = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed\n    lo: 10 1 0 0 0 0 0 0 10 1 0 0 0 0 0 0\n  eth0: 1000 10 1 2 0 0 0 0 2000 20 3 4 0 0 0 0\nveth12: 5 1 0 0 0 0 0 0 5 1 0 0 0 0 0 0\nbad: 1 2\n";
         let i = parse_net_dev(t);
         assert_eq!(i.len(), 1);
-        assert_eq!((i[0].rx_bytes, i[0].tx_bytes, i[0].rx_errors, i[0].tx_dropped), (1000, 2000, 1, 4));
+        assert_eq!(
+            (
+                i[0].rx_bytes,
+                i[0].tx_bytes,
+                i[0].rx_errors,
+                i[0].tx_dropped
+            ),
+            (1000, 2000, 1, 4)
+        );
     }
 }

@@ -3,11 +3,20 @@
 use crate::otlp::MetricsBuilder;
 
 pub fn parse_uptime(text: &str) -> Option<f64> {
-    text.split_ascii_whitespace().next()?.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)
+    text.split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
 }
 
 pub fn metrics(uptime: f64, b: &mut MetricsBuilder) {
-    b.gauge("system.uptime", "s", "Seconds since the node booted", [(uptime, vec![])]);
+    b.gauge(
+        "system.uptime",
+        "s",
+        "Seconds since the node booted",
+        [(uptime, vec![])],
+    );
 }
 
 #[cfg(test)]

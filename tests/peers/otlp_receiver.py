@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Stand-in orchestrator / decoding OTLP receiver for the tests.
+
+Decodes OTLP/HTTP metric requests with the reference `opentelemetry-proto` Python classes (not our
+Rust code), and appends one JSON line per request to OUT_FILE: headers, resource attributes and every
+metric with its kind, unit, monotonicity and data points.
+
+Usage: otlp_receiver.py PORT OUT_FILE [--token T] [--status CODE]
+  --token T     answer 401 unless `Authorization: Bearer T`
+  --status CODE answer every request with CODE (e.g. 503) instead of decoding it
+"""
+import argparse, gzip, json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from google.protobuf import json_format
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse)
+
+ap = argparse.ArgumentParser()
+ap.add_argument("port", type=int)
+ap.add_argument("out")
+ap.add_argument("--token")
+ap.add_argument("--status", type=int)
+args = ap.parse_args()
+lock = threading.Lock()
+
+
+def anyvalue(v):
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind else None
+
+
+def attrs(kvs):
+    return {a.key: anyvalue(a.value) for a in kvs}
+
+
+def decode(body, ctype):
+    req = ExportMetricsServiceRequest()
+    if ctype.startswith("application/json"):
+        json_format.Parse(body, req)
+    else:
+        req.ParseFromString(body)
+    out = []
+    for rm in req.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                data = getattr(m, kind)
+                pts = []
+                for dp in data.data_points:
+                    vk = dp.WhichOneof("value")
+                    pts.append({"attrs": attrs(dp.attributes), "value": getattr(dp, vk) if vk else None,
+                                "value_type": vk, "time": dp.time_unix_nano, "start": dp.start_time_unix_nano})
+                out.append({"resource": attrs(rm.resource.attributes), "scope": sm.scope.name,
+                            "name": m.name, "unit": m.unit, "description": m.description, "kind": kind,
+                            "monotonic": getattr(data, "is_monotonic", None),
+                            "temporality": getattr(data, "aggregation_temporality", None), "points": pts})
+    return out
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def reply(self, code, body=b"", ctype="application/x-protobuf"):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if args.token and self.headers.get("Authorization") != f"Bearer {args.token}":
+            return self.reply(401, b"unauthorized", "text/plain")
+        if args.status:
+            return self.reply(args.status, b"", "text/plain")
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        ctype = self.headers.get("Content-Type", "")
+        try:
+            metrics = decode(body, ctype)
+        except Exception as e:  # a decode failure is a test failure: record it
+            metrics = [{"decode_error": repr(e)}]
+        line = json.dumps({"path": self.path, "auth": self.headers.get("Authorization"), "ctype": ctype,
+                           "encoding": self.headers.get("Content-Encoding"), "metrics": metrics})
+        with lock, open(args.out, "a") as f:
+            f.write(line + "\n")
+        self.reply(200, ExportMetricsServiceResponse().SerializeToString())
+
+    def log_message(self, *a):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
