@@ -17,6 +17,7 @@
 //!   (`node-agent check`); [`cli`] and [`logging`] are the process's front.
 
 pub mod agent;
+pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod config;
