@@ -21,6 +21,7 @@ pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod docker;
 pub mod export;
 pub mod logging;
 pub mod node;
@@ -28,6 +29,7 @@ pub mod otlp;
 pub mod procfile;
 pub mod resource;
 pub mod selfmetrics;
+pub mod wings;
 
 /// rustls needs one process-wide crypto provider; we build with `ring` only.
 pub fn install_crypto_provider() {
