@@ -22,6 +22,8 @@ pub struct Context {
     pub caps: RwLock<Capabilities>,
     pub health: Health,
     pub started_nanos: u64,
+    /// Containers and game servers: discovery's inventory and the per-container sampler.
+    pub containers: crate::containers::Shared,
 }
 
 impl Context {
@@ -35,6 +37,7 @@ impl Context {
             ..Default::default()
         };
         Context {
+            containers: crate::containers::Shared::new(cfg.proc_path.clone()),
             cfg,
             host,
             caps: RwLock::new(caps),
@@ -96,8 +99,29 @@ pub fn node_cycle(
     ctx.health.record("node", started.elapsed(), error);
     let mut b = MetricsBuilder::new(time);
     sample.metrics(&mut b);
+    containers_cycle(ctx, time, &mut b);
     selfmetrics::metrics(&ctx.health, export, ctx.started_nanos, &mut b);
     Bytes::from(b.into_request(&ctx.resource()).encode_to_vec())
+}
+
+/// The containers' part of the node cycle: same interval, same timestamp.
+pub fn containers_cycle(
+    ctx: &Context,
+    time: u64,
+    b: &mut MetricsBuilder,
+) -> crate::containers::sampler::ContainersSample {
+    let started = Instant::now();
+    let inv = ctx.containers.inventory();
+    let (sample, errors) = ctx
+        .containers
+        .sampler
+        .lock()
+        .expect("sampler lock")
+        .sample(&inv, time);
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
+    ctx.health.record("containers", started.elapsed(), error);
+    crate::containers::sampler::metrics(&sample, b);
+    sample
 }
 
 async fn node_loop(ctx: Arc<Context>, exporter: Exporter, mut shutdown: watch::Receiver<bool>) {
@@ -156,6 +180,10 @@ pub async fn run(cfg: Config) -> i32 {
     let grace = cfg.shutdown_grace;
     let ctx = Arc::new(Context::new(cfg));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let discovery = tokio::spawn(crate::containers::discovery_loop(
+        ctx.clone(),
+        shutdown_rx.clone(),
+    ));
     let node = tokio::spawn(node_loop(
         ctx.clone(),
         exporter.clone(),
@@ -164,6 +192,7 @@ pub async fn run(cfg: Config) -> i32 {
     signal().await;
     let _ = shutdown_tx.send(true);
     let _ = node.await;
+    discovery.abort();
     let left = exporter.drain(grace).await;
     if left > 0 {
         tracing::warn!(

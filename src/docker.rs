@@ -56,6 +56,12 @@ pub enum DockerError {
 }
 
 impl DockerError {
+    /// No socket at all: Docker is not installed or not running on this node.
+    pub fn is_absent(&self) -> bool {
+        matches!(self, DockerError::Connect { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused))
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, DockerError::Status { status: 404, .. })
     }

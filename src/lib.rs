@@ -21,6 +21,7 @@ pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod containers;
 pub mod docker;
 pub mod export;
 pub mod logging;
