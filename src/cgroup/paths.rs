@@ -95,12 +95,8 @@ impl Mounts {
                 controllers,
             };
             match r[0] {
-                "cgroup2" => {
-                    // The first cgroup2 mount wins (a later bind mount of a subtree is not it).
-                    if m.v2.is_none() {
-                        m.v2 = Some(mount(Vec::new()));
-                    }
-                }
+                // The first cgroup2 mount wins (a later bind mount of a subtree is not it).
+                "cgroup2" if m.v2.is_none() => m.v2 = Some(mount(Vec::new())),
                 "cgroup" => {
                     let controllers: Vec<String> = r[2]
                         .split(',')
