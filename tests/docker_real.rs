@@ -1,0 +1,488 @@
+//! The agent against a real Docker engine (Debian `docker.io`, started here on its own socket and
+//! data root, no bridge, no iptables, image built locally from the static busybox) and the Wings
+//! stand-in (`tests/peers/wings_standin.py`, the shapes of `reference/wings.md`).
+//!
+//! Containers are named and labelled the way Wings does it (name = server UUID,
+//! `Service=Pterodactyl`, `ContainerType=server_process`) next to an unrelated one. The running
+//! agent must find both, map them to their cgroups and export numbers that agree with ground truth
+//! taken outside cgroups: CPU from the scheduler's per-task runtime (`/proc/<pid>/schedstat`),
+//! disk writes from the bytes `dd` was told to write. Removing and re-creating the server's
+//! container (what Wings does at every start) must move the series to the new ID without a
+//! negative or huge rate, and Wings failing must not stop container metrics.
+
+mod common;
+
+use common::{Proc, Receiver, agent_command, free_port, require, wait_for_port, wait_until};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const U1: &str = "8c3f1e2a-5b6d-4e7f-9a0b-1c2d3e4f5a6b";
+const U2: &str = "1f2e3d4c-5b6a-4978-8a6b-5c4d3e2f1a0b";
+const TOKEN: &str = "wings-s3cret-token";
+
+fn docker_cli() -> PathBuf {
+    if Path::new("/usr/bin/docker").exists() {
+        PathBuf::from("/usr/bin/docker")
+    } else {
+        PathBuf::from("docker")
+    }
+}
+
+/// dockerd on its own socket, data root and exec root; shut down gracefully on drop.
+struct Dockerd {
+    dir: tempfile::TempDir,
+    proc: Option<Proc>,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        require(Path::new("/usr/sbin/dockerd"));
+        // Short path: containerd's sockets live under the exec root (108-byte limit).
+        let dir = tempfile::Builder::new().prefix("nad").tempdir_in("/tmp").unwrap();
+        let p = |s: &str| dir.path().join(s);
+        let proc = Proc::spawn(
+            "dockerd",
+            Command::new("/usr/sbin/dockerd")
+                .arg("--data-root")
+                .arg(p("data"))
+                .arg("--exec-root")
+                .arg(p("exec"))
+                .arg("--pidfile")
+                .arg(p("dockerd.pid"))
+                .arg("-H")
+                .arg(format!("unix://{}", p("docker.sock").display()))
+                .args(["--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(p("dockerd.log")).unwrap()),
+        );
+        let d = Dockerd {
+            dir,
+            proc: Some(proc),
+        };
+        wait_until(Duration::from_secs(60), "dockerd to answer", || {
+            d.docker(&["version"]).status().map(|s| s.success()).unwrap_or(false)
+        });
+        d
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
+    fn docker(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(docker_cli());
+        c.args(args)
+            .env("DOCKER_HOST", self.host())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.docker(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A local image: a static busybox in an otherwise empty root (no pulls possible here).
+    fn build_image(&self) -> String {
+        let busybox = require(Path::new("/bin/busybox"));
+        let root = self.dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "dd", "sleep", "touch", "cat", "true"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        let tar = self.dir.path().join("rootfs.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        self.run(&["import", tar.to_str().unwrap(), "node-agent-test:local"]);
+        "node-agent-test:local".into()
+    }
+
+    fn inspect(&self, name: &str, fmt: &str) -> String {
+        self.run(&["inspect", "-f", fmt, name])
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let ids = self.docker(&["ps", "-aq"]).output().map(|o| o.stdout).unwrap_or_default();
+        let ids = String::from_utf8_lossy(&ids).to_string();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = self.docker(&args).status();
+        }
+        if let Some(mut p) = self.proc.take() {
+            p.signal(libc::SIGTERM);
+            let _ = p.wait_timeout(Duration::from_secs(30));
+        }
+    }
+}
+
+/// The Wings stand-in, with its server list and mode files.
+struct Wings {
+    port: u16,
+    dir: tempfile::TempDir,
+    _proc: Proc,
+}
+
+impl Wings {
+    fn start(servers: &Value) -> Wings {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("servers.json"), servers.to_string()).unwrap();
+        std::fs::write(dir.path().join("mode"), "ok").unwrap();
+        let port = free_port();
+        let proc = Proc::spawn(
+            "wings_standin.py",
+            Command::new("python3")
+                .arg(common::repo_root().join("tests/peers/wings_standin.py"))
+                .arg(port.to_string())
+                .arg(TOKEN)
+                .arg(dir.path().join("servers.json"))
+                .arg(dir.path().join("mode"))
+                .stdout(Stdio::null()),
+        );
+        wait_for_port(port, Duration::from_secs(20));
+        Wings {
+            port,
+            dir,
+            _proc: proc,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn mode(&self, m: &str) {
+        std::fs::write(self.dir.path().join("mode"), m).unwrap();
+    }
+}
+
+/// The documented example server (`reference/wings.md` §1.5) under a given UUID, name and state.
+fn server(uuid: &str, name: &str, state: &str) -> Value {
+    let text = std::fs::read_to_string(common::repo_root().join("tests/fixtures/wings/servers.json"))
+        .unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    let mut s = v[0].take();
+    s["state"] = state.into();
+    s["utilization"]["state"] = state.into();
+    s["configuration"]["uuid"] = uuid.into();
+    s["configuration"]["meta"]["name"] = name.into();
+    s["configuration"]["environment"]["P_SERVER_UUID"] = uuid.into();
+    s
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+fn schedstat_ns(pid: i64) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Every point of metric `name` whose attributes include all of `want`, as (time, value, point).
+fn points(rx: &Receiver, name: &str, want: &[(&str, &str)]) -> Vec<(u64, f64, Value)> {
+    let mut out = vec![];
+    for m in rx.metrics() {
+        if m["name"] != name {
+            continue;
+        }
+        for p in m["points"].as_array().cloned().unwrap_or_default() {
+            if want.iter().all(|(k, v)| p["attrs"][*k] == *v) {
+                let t = p["time"].as_u64().unwrap();
+                let v = p["value"].as_f64().unwrap();
+                out.push((t, v, p));
+            }
+        }
+    }
+    out.sort_by_key(|(t, _, _)| *t);
+    out
+}
+
+fn agent(docker: &Dockerd, rx: &Receiver, wings: &Wings) -> Proc {
+    let mut cmd = agent_command();
+    cmd.arg("run")
+        .env("DOCKER_HOST", docker.host())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.url())
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("AGENT_SAMPLE_INTERVAL_MIN_SEC", "1")
+        .env("AGENT_SAMPLE_INTERVAL_MAX_SEC", "1")
+        .env("AGENT_DISCOVERY_INTERVAL_SEC", "1")
+        .env("AGENT_HTTP_TIMEOUT_SEC", "3")
+        .env("WINGS_BASE_URL", wings.url())
+        .env("WINGS_TOKEN", TOKEN)
+        .env("WINGS_CONFIG", "/nonexistent/config.yml")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Proc::spawn("node-agent", &mut cmd)
+}
+
+#[test]
+fn agent_finds_measures_and_follows_wings_containers() {
+    let docker = Dockerd::start();
+    let image = docker.build_image();
+    let wings = Wings::start(&Value::Array(vec![
+        server(U1, "Survival", "running"),
+        server(U2, "Lobby", "offline"),
+    ]));
+    let rx = Receiver::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let volume = format!("{}:/data", data.path().display());
+    let run_server = || {
+        docker.run(&[
+            "run", "-d", "--network", "none", "--name", U1,
+            "--label", "Service=Pterodactyl", "--label", "ContainerType=server_process",
+            "--cpus", "0.5", &image, "sh", "-c", "while :; do :; done",
+        ])
+    };
+    let a1 = run_server();
+    let b = docker.run(&[
+        "run", "-d", "--network", "none", "--name", "plain-writer", "-v", &volume, &image,
+        "sh", "-c",
+        "while [ ! -e /data/go ]; do sleep 0.2; done; dd if=/dev/zero of=/data/f bs=1M count=48 2>/dev/null; touch /data/written; sleep 100000",
+    ]);
+    let mut node_agent = agent(&docker, &rx, &wings);
+
+    // Both containers found and measured, the server joined by name.
+    wait_until(Duration::from_secs(60), "CPU points for both containers", || {
+        points(&rx, "container.cpu.usage", &[("container.id", &a1)]).len() >= 2
+            && !points(&rx, "container.disk.io", &[("container.id", &b)]).is_empty()
+    });
+    let p = &points(&rx, "container.cpu.usage", &[("container.id", &a1)])[0].2;
+    assert_eq!(p["attrs"]["container.name"], U1);
+    assert_eq!(p["attrs"]["container.image.name"], image.as_str());
+    assert_eq!(p["attrs"]["pterodactyl.server.uuid"], U1);
+    assert_eq!(p["attrs"]["pterodactyl.server.name"], "Survival");
+    let limit = points(&rx, "container.cpu.limit", &[("container.id", &a1)]);
+    assert_eq!(limit.last().unwrap().1, 0.5, "--cpus 0.5 read back from the cgroup");
+    let bp = &points(&rx, "container.disk.io", &[("container.id", &b)])[0].2;
+    assert_eq!(bp["attrs"]["container.name"], "plain-writer");
+    assert!(bp["attrs"].get("pterodactyl.server.uuid").is_none());
+
+    // CPU against the scheduler's runtime of the container's only process.
+    let pid: i64 = docker.inspect(U1, "{{.State.Pid}}").parse().unwrap();
+    let (t0, s0) = (now_nanos(), schedstat_ns(pid));
+    std::thread::sleep(Duration::from_secs(6));
+    let (t1, s1) = (now_nanos(), schedstat_ns(pid));
+    let truth = (s1 - s0) as f64 / (t1 - t0) as f64;
+    wait_until(Duration::from_secs(30), "points after the window", || {
+        points(&rx, "container.cpu.time", &[("container.id", &a1)])
+            .last()
+            .is_some_and(|(t, _, _)| *t > t1)
+    });
+    let time = points(&rx, "container.cpu.time", &[("container.id", &a1)]);
+    let inside: Vec<_> = time.iter().filter(|(t, _, _)| *t >= t0 && *t <= t1).collect();
+    assert!(inside.len() >= 3, "{} points in the window", inside.len());
+    let (ta, va) = (inside[0].0, inside[0].1);
+    let (tb, vb) = (inside[inside.len() - 1].0, inside[inside.len() - 1].1);
+    let agent_rate = (vb - va) / ((tb - ta) as f64 / 1e9);
+    let usage = points(&rx, "container.cpu.usage", &[("container.id", &a1)]);
+    let gauges: Vec<f64> = usage
+        .iter()
+        .filter(|(t, _, _)| *t > ta && *t <= tb)
+        .map(|(_, v, _)| *v)
+        .collect();
+    let mean = gauges.iter().sum::<f64>() / gauges.len() as f64;
+    eprintln!(
+        "docker CPU: scheduler truth {truth:.4} cores; container.cpu.time slope {agent_rate:.4}; \
+         mean container.cpu.usage {mean:.4} over {} points (Wings cpu_absolute ≈ {:.1})",
+        gauges.len(),
+        mean * 100.0
+    );
+    assert!((agent_rate - truth).abs() <= 0.03, "cpu.time slope {agent_rate} vs {truth}");
+    assert!((mean - truth).abs() <= 0.03, "cpu.usage {mean} vs {truth}");
+
+    // Disk: 48 MiB written by a reaped dd child inside the plain container.
+    let before = points(&rx, "container.disk.io", &[("container.id", &b), ("disk.io.direction", "write")]);
+    let (w0_t, w0) = before.last().map(|(t, v, _)| (*t, *v)).unwrap();
+    std::fs::write(data.path().join("go"), "").unwrap();
+    wait_until(Duration::from_secs(60), "dd in the container", || {
+        data.path().join("written").exists()
+    });
+    let done_at = now_nanos();
+    wait_until(Duration::from_secs(30), "two samples after the write", || {
+        points(&rx, "container.disk.io", &[("container.id", &b), ("disk.io.direction", "write")])
+            .iter()
+            .filter(|(t, _, _)| *t > done_at)
+            .count()
+            >= 2
+    });
+    let after = points(&rx, "container.disk.io", &[("container.id", &b), ("disk.io.direction", "write")]);
+    let (w1_t, w1) = after.last().map(|(t, v, _)| (*t, *v)).unwrap();
+    let grew = w1 - w0;
+    let rates = points(&rx, "container.disk.io.rate", &[("container.id", &b), ("disk.io.direction", "write")]);
+    let mut integral = 0.0;
+    let mut prev_t = w0_t;
+    for (t, v, _) in rates.iter().filter(|(t, _, _)| *t > w0_t && *t <= w1_t) {
+        integral += v * (t - prev_t) as f64 / 1e9;
+        prev_t = *t;
+    }
+    let n = 48.0 * 1024.0 * 1024.0;
+    eprintln!(
+        "docker disk: dd wrote {n} B; container.disk.io write grew {grew} B; ∫ container.disk.io.rate dt = {integral:.0} B"
+    );
+    assert!((grew - n).abs() <= 0.05 * n, "write counter grew {grew}");
+    assert!((integral - n).abs() <= 0.05 * n, "rate integral {integral}");
+
+    // Counts and server states.
+    let last_count = |state: &str| {
+        points(&rx, "container.count", &[("container.state", state)]).last().map(|x| x.1)
+    };
+    assert_eq!(last_count("running"), Some(2.0));
+    assert_eq!(last_count("exited"), Some(0.0));
+    let status = |uuid: &str, state: &str| {
+        points(&rx, "pterodactyl.server.status", &[("pterodactyl.server.uuid", uuid), ("pterodactyl.server.state", state)])
+            .last()
+            .map(|x| x.1)
+    };
+    assert_eq!(status(U1, "running"), Some(1.0));
+    assert_eq!(status(U1, "offline"), Some(0.0));
+    assert_eq!(status(U2, "offline"), Some(1.0));
+
+    // Wings re-creates the container at every start: a new ID, the old series end.
+    docker.run(&["rm", "-f", U1]);
+    let a2 = run_server();
+    assert_ne!(a1, a2);
+    let a2_started = now_nanos();
+    wait_until(Duration::from_secs(60), "the re-created container", || {
+        points(&rx, "container.cpu.usage", &[("container.id", &a2)]).len() >= 2
+    });
+    let last_request = rx.requests().last().cloned().unwrap();
+    let text = last_request.to_string();
+    assert!(!text.contains(&a1), "the removed container's series ended");
+    let t2 = points(&rx, "container.cpu.time", &[("container.id", &a2)]);
+    let start = t2[0].2["start"].as_u64().unwrap();
+    assert!(start + 5_000_000_000 >= a2_started, "counters start at the new container's start");
+    assert_eq!(t2[0].2["attrs"]["pterodactyl.server.name"], "Survival");
+    let ncpu = std::thread::available_parallelism().unwrap().get() as f64;
+    for (_, v, _) in points(&rx, "container.cpu.usage", &[]) {
+        assert!((0.0..=ncpu + 0.1).contains(&v), "cpu.usage {v}");
+    }
+    for (_, v, _) in points(&rx, "container.disk.io.rate", &[]) {
+        assert!((0.0..1e10).contains(&v), "disk rate {v}");
+    }
+
+    // Wings answering garbage: containers still measured, the error counted.
+    wings.mode("garbage");
+    let errors_before = points(&rx, "node_agent.sampler.errors", &[("node_agent.sampler", "wings")])
+        .last()
+        .map(|x| x.1)
+        .unwrap_or(0.0);
+    let t_garbage = now_nanos();
+    wait_until(Duration::from_secs(30), "wings errors counted", || {
+        points(&rx, "node_agent.sampler.errors", &[("node_agent.sampler", "wings")])
+            .last()
+            .is_some_and(|x| x.1 >= errors_before + 2.0)
+    });
+    wait_until(Duration::from_secs(30), "container points while Wings is broken", || {
+        points(&rx, "container.cpu.usage", &[("container.id", &a2)])
+            .iter()
+            .filter(|(t, _, _)| *t > t_garbage)
+            .count()
+            >= 2
+    });
+    // Without Wings the labelled container keeps its UUID (its name).
+    let p = points(&rx, "container.cpu.usage", &[("container.id", &a2)]).last().unwrap().2.clone();
+    assert_eq!(p["attrs"]["pterodactyl.server.uuid"], U1);
+
+    node_agent.signal(libc::SIGTERM);
+    assert!(node_agent.wait_timeout(Duration::from_secs(30)).is_some());
+}
+
+/// `node-agent check --json` on a node without Docker, against every Wings failure mode.
+fn check_json(wings: &Wings, token: &str, timeout_s: &str) -> (Value, String, Duration) {
+    let started = Instant::now();
+    let out = agent_command()
+        .args(["check", "--json"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .env("WINGS_BASE_URL", wings.url())
+        .env("WINGS_TOKEN", token)
+        .env("WINGS_CONFIG", "/nonexistent/config.yml")
+        .env("AGENT_HTTP_TIMEOUT_SEC", timeout_s)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (serde_json::from_str(&stdout).unwrap(), all, started.elapsed())
+}
+
+fn wings_source(report: &Value) -> Value {
+    report["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "wings")
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn wings_failures_are_reported_without_leaking_the_token() {
+    let wings = Wings::start(&Value::Array(vec![server(U1, "Survival", "starting")]));
+    // The stand-in answers like Wings, checked with an independent client (curl).
+    let curl = |args: &[&str]| {
+        let o = Command::new("curl").args(["-s", "-i"]).args(args).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let r = curl(&[&format!("{}/api/servers", wings.url())]);
+    assert!(r.starts_with("HTTP/1.1 401") && r.contains("WWW-Authenticate: Bearer"), "{r}");
+    assert!(r.contains("The required authorization heads were not present in the request."));
+    let r = curl(&["-H", "Authorization: Bearer nope", &format!("{}/api/servers", wings.url())]);
+    assert!(r.starts_with("HTTP/1.1 403") && r.contains("You are not authorized"), "{r}");
+
+    let (ok, _, _) = check_json(&wings, TOKEN, "5");
+    let s = wings_source(&ok);
+    assert_eq!(s["ok"], true, "{s}");
+    let servers = ok["containers"]["servers"].as_array().unwrap();
+    assert_eq!(servers[0]["uuid"], U1);
+    assert_eq!(servers[0]["state"], "starting");
+    assert_eq!(ok["resource"]["pterodactyl.wings.version"], "1.11.11");
+    let docker = ok["sources"].as_array().unwrap().iter().find(|s| s["name"] == "docker").unwrap();
+    assert_eq!(docker["ok"], true, "no Docker socket is not a failure: {docker}");
+
+    let (forbidden, all, _) = check_json(&wings, "wrong-token-value", "5");
+    let s = wings_source(&forbidden);
+    assert_eq!(s["ok"], false);
+    assert!(s["detail"].as_str().unwrap().contains("403"), "{s}");
+    assert!(!all.contains("wrong-token-value"), "the token leaked: {all}");
+
+    for (mode, expect) in [("garbage", "unexpected answer"), ("truncated", "unexpected answer"), ("error", "500")] {
+        wings.mode(mode);
+        let (r, all, _) = check_json(&wings, TOKEN, "5");
+        let s = wings_source(&r);
+        assert_eq!(s["ok"], false, "{mode}");
+        assert!(s["detail"].as_str().unwrap().contains(expect), "{mode}: {s}");
+        assert!(!all.contains(TOKEN), "the token leaked: {all}");
+    }
+
+    wings.mode("slow");
+    let (r, _, took) = check_json(&wings, TOKEN, "2");
+    let s = wings_source(&r);
+    assert_eq!(s["ok"], false);
+    assert!(took < Duration::from_secs(20), "bounded by the timeout, took {took:?}");
+}
