@@ -40,7 +40,10 @@ impl Dockerd {
     fn start() -> Dockerd {
         require(Path::new("/usr/sbin/dockerd"));
         // Short path: containerd's sockets live under the exec root (108-byte limit).
-        let dir = tempfile::Builder::new().prefix("nad").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("nad")
+            .tempdir_in("/tmp")
+            .unwrap();
         let p = |s: &str| dir.path().join(s);
         let proc = Proc::spawn(
             "dockerd",
@@ -53,7 +56,12 @@ impl Dockerd {
                 .arg(p("dockerd.pid"))
                 .arg("-H")
                 .arg(format!("unix://{}", p("docker.sock").display()))
-                .args(["--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"])
+                .args([
+                    "--bridge=none",
+                    "--iptables=false",
+                    "--ip6tables=false",
+                    "--ip-masq=false",
+                ])
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(p("dockerd.log")).unwrap()),
         );
@@ -62,7 +70,10 @@ impl Dockerd {
             proc: Some(proc),
         };
         wait_until(Duration::from_secs(60), "dockerd to answer", || {
-            d.docker(&["version"]).status().map(|s| s.success()).unwrap_or(false)
+            d.docker(&["version"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
         });
         d
     }
@@ -121,7 +132,11 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        let ids = self.docker(&["ps", "-aq"]).output().map(|o| o.stdout).unwrap_or_default();
+        let ids = self
+            .docker(&["ps", "-aq"])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
         let ids = String::from_utf8_lossy(&ids).to_string();
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
@@ -178,8 +193,9 @@ impl Wings {
 
 /// The documented example server (`reference/wings.md` §1.5) under a given UUID, name and state.
 fn server(uuid: &str, name: &str, state: &str) -> Value {
-    let text = std::fs::read_to_string(common::repo_root().join("tests/fixtures/wings/servers.json"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(common::repo_root().join("tests/fixtures/wings/servers.json"))
+            .unwrap();
     let mut v: Value = serde_json::from_str(&text).unwrap();
     let mut s = v[0].take();
     s["state"] = state.into();
@@ -191,7 +207,10 @@ fn server(uuid: &str, name: &str, state: &str) -> Value {
 }
 
 fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 fn schedstat_ns(pid: i64) -> u64 {
@@ -254,9 +273,22 @@ fn agent_finds_measures_and_follows_wings_containers() {
     let volume = format!("{}:/data", data.path().display());
     let run_server = || {
         docker.run(&[
-            "run", "-d", "--network", "none", "--name", U1,
-            "--label", "Service=Pterodactyl", "--label", "ContainerType=server_process",
-            "--cpus", "0.5", &image, "sh", "-c", "while :; do :; done",
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            U1,
+            "--label",
+            "Service=Pterodactyl",
+            "--label",
+            "ContainerType=server_process",
+            "--cpus",
+            "0.5",
+            &image,
+            "sh",
+            "-c",
+            "while :; do :; done",
         ])
     };
     let a1 = run_server();
@@ -268,73 +300,120 @@ fn agent_finds_measures_and_follows_wings_containers() {
     let mut node_agent = agent(&docker, &rx, &wings);
 
     // Both containers found and measured, the server joined by name.
-    wait_until(Duration::from_secs(60), "CPU points for both containers", || {
-        points(&rx, "container.cpu.usage", &[("container.id", &a1)]).len() >= 2
-            && !points(&rx, "container.disk.io", &[("container.id", &b)]).is_empty()
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "CPU points for both containers",
+        || {
+            points(&rx, "container.cpu.usage", &[("container.id", &a1)]).len() >= 2
+                && !points(&rx, "container.disk.io", &[("container.id", &b)]).is_empty()
+        },
+    );
     let p = &points(&rx, "container.cpu.usage", &[("container.id", &a1)])[0].2;
     assert_eq!(p["attrs"]["container.name"], U1);
     assert_eq!(p["attrs"]["container.image.name"], image.as_str());
     assert_eq!(p["attrs"]["pterodactyl.server.uuid"], U1);
     assert_eq!(p["attrs"]["pterodactyl.server.name"], "Survival");
     let limit = points(&rx, "container.cpu.limit", &[("container.id", &a1)]);
-    assert_eq!(limit.last().unwrap().1, 0.5, "--cpus 0.5 read back from the cgroup");
+    assert_eq!(
+        limit.last().unwrap().1,
+        0.5,
+        "--cpus 0.5 read back from the cgroup"
+    );
     let bp = &points(&rx, "container.disk.io", &[("container.id", &b)])[0].2;
     assert_eq!(bp["attrs"]["container.name"], "plain-writer");
     assert!(bp["attrs"].get("pterodactyl.server.uuid").is_none());
 
-    // CPU against the scheduler's runtime of the container's only process.
+    // CPU against the scheduler's runtime of the container's only process, polled every 20 ms
+    // so that the truth can be taken over exactly the agent's window (the burner's share moves
+    // when the machine is busy).
     let pid: i64 = docker.inspect(U1, "{{.State.Pid}}").parse().unwrap();
-    let (t0, s0) = (now_nanos(), schedstat_ns(pid));
-    std::thread::sleep(Duration::from_secs(6));
-    let (t1, s1) = (now_nanos(), schedstat_ns(pid));
-    let truth = (s1 - s0) as f64 / (t1 - t0) as f64;
+    let mut sched = vec![];
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        sched.push((now_nanos(), schedstat_ns(pid)));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (t0, t1) = (sched[0].0, sched[sched.len() - 1].0);
+    let at = |t: u64| -> f64 {
+        let i = sched
+            .partition_point(|(x, _)| *x <= t)
+            .clamp(1, sched.len() - 1);
+        let ((xa, ya), (xb, yb)) = (sched[i - 1], sched[i]);
+        ya as f64 + (yb - ya) as f64 * (t as f64 - xa as f64) / (xb - xa).max(1) as f64
+    };
     wait_until(Duration::from_secs(30), "points after the window", || {
         points(&rx, "container.cpu.time", &[("container.id", &a1)])
             .last()
             .is_some_and(|(t, _, _)| *t > t1)
     });
     let time = points(&rx, "container.cpu.time", &[("container.id", &a1)]);
-    let inside: Vec<_> = time.iter().filter(|(t, _, _)| *t >= t0 && *t <= t1).collect();
+    let inside: Vec<_> = time
+        .iter()
+        .filter(|(t, _, _)| *t >= t0 && *t <= t1)
+        .collect();
     assert!(inside.len() >= 3, "{} points in the window", inside.len());
     let (ta, va) = (inside[0].0, inside[0].1);
     let (tb, vb) = (inside[inside.len() - 1].0, inside[inside.len() - 1].1);
-    let agent_rate = (vb - va) / ((tb - ta) as f64 / 1e9);
+    let secs = (tb - ta) as f64 / 1e9;
+    let truth = (at(tb) - at(ta)) / 1e9 / secs;
+    let agent_rate = (vb - va) / secs;
     let usage = points(&rx, "container.cpu.usage", &[("container.id", &a1)]);
-    let gauges: Vec<f64> = usage
-        .iter()
-        .filter(|(t, _, _)| *t > ta && *t <= tb)
-        .map(|(_, v, _)| *v)
-        .collect();
-    let mean = gauges.iter().sum::<f64>() / gauges.len() as f64;
+    let (mut weighted, mut prev) = (0.0, ta);
+    for (t, v, _) in usage.iter().filter(|(t, _, _)| *t > ta && *t <= tb) {
+        weighted += v * (t - prev) as f64 / 1e9;
+        prev = *t;
+    }
+    let mean = weighted / secs;
     eprintln!(
         "docker CPU: scheduler truth {truth:.4} cores; container.cpu.time slope {agent_rate:.4}; \
-         mean container.cpu.usage {mean:.4} over {} points (Wings cpu_absolute ≈ {:.1})",
-        gauges.len(),
+         time-weighted container.cpu.usage {mean:.4} over {secs:.1} s (Wings cpu_absolute ≈ {:.1})",
         mean * 100.0
     );
-    assert!((agent_rate - truth).abs() <= 0.03, "cpu.time slope {agent_rate} vs {truth}");
+    assert!(
+        (agent_rate - truth).abs() <= 0.03,
+        "cpu.time slope {agent_rate} vs {truth}"
+    );
     assert!((mean - truth).abs() <= 0.03, "cpu.usage {mean} vs {truth}");
 
     // Disk: 48 MiB written by a reaped dd child inside the plain container.
-    let before = points(&rx, "container.disk.io", &[("container.id", &b), ("disk.io.direction", "write")]);
+    let before = points(
+        &rx,
+        "container.disk.io",
+        &[("container.id", &b), ("disk.io.direction", "write")],
+    );
     let (w0_t, w0) = before.last().map(|(t, v, _)| (*t, *v)).unwrap();
     std::fs::write(data.path().join("go"), "").unwrap();
     wait_until(Duration::from_secs(60), "dd in the container", || {
         data.path().join("written").exists()
     });
     let done_at = now_nanos();
-    wait_until(Duration::from_secs(30), "two samples after the write", || {
-        points(&rx, "container.disk.io", &[("container.id", &b), ("disk.io.direction", "write")])
+    wait_until(
+        Duration::from_secs(30),
+        "two samples after the write",
+        || {
+            points(
+                &rx,
+                "container.disk.io",
+                &[("container.id", &b), ("disk.io.direction", "write")],
+            )
             .iter()
             .filter(|(t, _, _)| *t > done_at)
             .count()
-            >= 2
-    });
-    let after = points(&rx, "container.disk.io", &[("container.id", &b), ("disk.io.direction", "write")]);
+                >= 2
+        },
+    );
+    let after = points(
+        &rx,
+        "container.disk.io",
+        &[("container.id", &b), ("disk.io.direction", "write")],
+    );
     let (w1_t, w1) = after.last().map(|(t, v, _)| (*t, *v)).unwrap();
     let grew = w1 - w0;
-    let rates = points(&rx, "container.disk.io.rate", &[("container.id", &b), ("disk.io.direction", "write")]);
+    let rates = points(
+        &rx,
+        "container.disk.io.rate",
+        &[("container.id", &b), ("disk.io.direction", "write")],
+    );
     let mut integral = 0.0;
     let mut prev_t = w0_t;
     for (t, v, _) in rates.iter().filter(|(t, _, _)| *t > w0_t && *t <= w1_t) {
@@ -348,16 +427,39 @@ fn agent_finds_measures_and_follows_wings_containers() {
     assert!((grew - n).abs() <= 0.05 * n, "write counter grew {grew}");
     assert!((integral - n).abs() <= 0.05 * n, "rate integral {integral}");
 
+    // Capabilities learnt from Docker end up in the resource.
+    let res = rx.metrics().last().unwrap()["resource"].clone();
+    assert_eq!(res["container.runtime.name"], "docker", "{res}");
+    assert!(
+        res["container.runtime.version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    assert!(
+        ["cgroupfs", "systemd"].contains(&res["node.cgroup.driver"].as_str().unwrap_or("")),
+        "{res}"
+    );
+    assert_eq!(res["pterodactyl.wings.version"], "1.11.11");
+
     // Counts and server states.
     let last_count = |state: &str| {
-        points(&rx, "container.count", &[("container.state", state)]).last().map(|x| x.1)
+        points(&rx, "container.count", &[("container.state", state)])
+            .last()
+            .map(|x| x.1)
     };
     assert_eq!(last_count("running"), Some(2.0));
     assert_eq!(last_count("exited"), Some(0.0));
     let status = |uuid: &str, state: &str| {
-        points(&rx, "pterodactyl.server.status", &[("pterodactyl.server.uuid", uuid), ("pterodactyl.server.state", state)])
-            .last()
-            .map(|x| x.1)
+        points(
+            &rx,
+            "pterodactyl.server.status",
+            &[
+                ("pterodactyl.server.uuid", uuid),
+                ("pterodactyl.server.state", state),
+            ],
+        )
+        .last()
+        .map(|x| x.1)
     };
     assert_eq!(status(U1, "running"), Some(1.0));
     assert_eq!(status(U1, "offline"), Some(0.0));
@@ -376,7 +478,10 @@ fn agent_finds_measures_and_follows_wings_containers() {
     assert!(!text.contains(&a1), "the removed container's series ended");
     let t2 = points(&rx, "container.cpu.time", &[("container.id", &a2)]);
     let start = t2[0].2["start"].as_u64().unwrap();
-    assert!(start + 5_000_000_000 >= a2_started, "counters start at the new container's start");
+    assert!(
+        start + 5_000_000_000 >= a2_started,
+        "counters start at the new container's start"
+    );
     assert_eq!(t2[0].2["attrs"]["pterodactyl.server.name"], "Survival");
     let ncpu = std::thread::available_parallelism().unwrap().get() as f64;
     for (_, v, _) in points(&rx, "container.cpu.usage", &[]) {
@@ -388,25 +493,41 @@ fn agent_finds_measures_and_follows_wings_containers() {
 
     // Wings answering garbage: containers still measured, the error counted.
     wings.mode("garbage");
-    let errors_before = points(&rx, "node_agent.sampler.errors", &[("node_agent.sampler", "wings")])
-        .last()
-        .map(|x| x.1)
-        .unwrap_or(0.0);
+    let errors_before = points(
+        &rx,
+        "node_agent.sampler.errors",
+        &[("node_agent.sampler", "wings")],
+    )
+    .last()
+    .map(|x| x.1)
+    .unwrap_or(0.0);
     let t_garbage = now_nanos();
     wait_until(Duration::from_secs(30), "wings errors counted", || {
-        points(&rx, "node_agent.sampler.errors", &[("node_agent.sampler", "wings")])
-            .last()
-            .is_some_and(|x| x.1 >= errors_before + 2.0)
+        points(
+            &rx,
+            "node_agent.sampler.errors",
+            &[("node_agent.sampler", "wings")],
+        )
+        .last()
+        .is_some_and(|x| x.1 >= errors_before + 2.0)
     });
-    wait_until(Duration::from_secs(30), "container points while Wings is broken", || {
-        points(&rx, "container.cpu.usage", &[("container.id", &a2)])
-            .iter()
-            .filter(|(t, _, _)| *t > t_garbage)
-            .count()
-            >= 2
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "container points while Wings is broken",
+        || {
+            points(&rx, "container.cpu.usage", &[("container.id", &a2)])
+                .iter()
+                .filter(|(t, _, _)| *t > t_garbage)
+                .count()
+                >= 2
+        },
+    );
     // Without Wings the labelled container keeps its UUID (its name).
-    let p = points(&rx, "container.cpu.usage", &[("container.id", &a2)]).last().unwrap().2.clone();
+    let p = points(&rx, "container.cpu.usage", &[("container.id", &a2)])
+        .last()
+        .unwrap()
+        .2
+        .clone();
     assert_eq!(p["attrs"]["pterodactyl.server.uuid"], U1);
 
     node_agent.signal(libc::SIGTERM);
@@ -428,7 +549,11 @@ fn check_json(wings: &Wings, token: &str, timeout_s: &str) -> (Value, String, Du
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    (serde_json::from_str(&stdout).unwrap(), all, started.elapsed())
+    (
+        serde_json::from_str(&stdout).unwrap(),
+        all,
+        started.elapsed(),
+    )
 }
 
 fn wings_source(report: &Value) -> Value {
@@ -446,14 +571,28 @@ fn wings_failures_are_reported_without_leaking_the_token() {
     let wings = Wings::start(&Value::Array(vec![server(U1, "Survival", "starting")]));
     // The stand-in answers like Wings, checked with an independent client (curl).
     let curl = |args: &[&str]| {
-        let o = Command::new("curl").args(["-s", "-i"]).args(args).output().unwrap();
+        let o = Command::new("curl")
+            .args(["-s", "-i"])
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&o.stdout).to_string()
     };
     let r = curl(&[&format!("{}/api/servers", wings.url())]);
-    assert!(r.starts_with("HTTP/1.1 401") && r.contains("WWW-Authenticate: Bearer"), "{r}");
+    assert!(
+        r.starts_with("HTTP/1.1 401") && r.contains("WWW-Authenticate: Bearer"),
+        "{r}"
+    );
     assert!(r.contains("The required authorization heads were not present in the request."));
-    let r = curl(&["-H", "Authorization: Bearer nope", &format!("{}/api/servers", wings.url())]);
-    assert!(r.starts_with("HTTP/1.1 403") && r.contains("You are not authorized"), "{r}");
+    let r = curl(&[
+        "-H",
+        "Authorization: Bearer nope",
+        &format!("{}/api/servers", wings.url()),
+    ]);
+    assert!(
+        r.starts_with("HTTP/1.1 403") && r.contains("You are not authorized"),
+        "{r}"
+    );
 
     let (ok, _, _) = check_json(&wings, TOKEN, "5");
     let s = wings_source(&ok);
@@ -462,21 +601,39 @@ fn wings_failures_are_reported_without_leaking_the_token() {
     assert_eq!(servers[0]["uuid"], U1);
     assert_eq!(servers[0]["state"], "starting");
     assert_eq!(ok["resource"]["pterodactyl.wings.version"], "1.11.11");
-    let docker = ok["sources"].as_array().unwrap().iter().find(|s| s["name"] == "docker").unwrap();
-    assert_eq!(docker["ok"], true, "no Docker socket is not a failure: {docker}");
+    let docker = ok["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "docker")
+        .unwrap();
+    assert_eq!(
+        docker["ok"], true,
+        "no Docker socket is not a failure: {docker}"
+    );
 
     let (forbidden, all, _) = check_json(&wings, "wrong-token-value", "5");
     let s = wings_source(&forbidden);
     assert_eq!(s["ok"], false);
     assert!(s["detail"].as_str().unwrap().contains("403"), "{s}");
-    assert!(!all.contains("wrong-token-value"), "the token leaked: {all}");
+    assert!(
+        !all.contains("wrong-token-value"),
+        "the token leaked: {all}"
+    );
 
-    for (mode, expect) in [("garbage", "unexpected answer"), ("truncated", "unexpected answer"), ("error", "500")] {
+    for (mode, expect) in [
+        ("garbage", "unexpected answer"),
+        ("truncated", "unexpected answer"),
+        ("error", "500"),
+    ] {
         wings.mode(mode);
         let (r, all, _) = check_json(&wings, TOKEN, "5");
         let s = wings_source(&r);
         assert_eq!(s["ok"], false, "{mode}");
-        assert!(s["detail"].as_str().unwrap().contains(expect), "{mode}: {s}");
+        assert!(
+            s["detail"].as_str().unwrap().contains(expect),
+            "{mode}: {s}"
+        );
         assert!(!all.contains(TOKEN), "the token leaked: {all}");
     }
 
@@ -484,5 +641,8 @@ fn wings_failures_are_reported_without_leaking_the_token() {
     let (r, _, took) = check_json(&wings, TOKEN, "2");
     let s = wings_source(&r);
     assert_eq!(s["ok"], false);
-    assert!(took < Duration::from_secs(20), "bounded by the timeout, took {took:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "bounded by the timeout, took {took:?}"
+    );
 }
