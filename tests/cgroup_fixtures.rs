@@ -88,3 +88,29 @@ fn every_layout_and_driver() {
         assert_eq!(again.io, r.io);
     }
 }
+
+/// Per-task counters that cannot be read (the agent is not in the host PID namespace) are an
+/// error naming the file, never a silent 0.
+#[test]
+fn unreadable_task_counters_are_an_error_not_zero() {
+    let d = dir("v1-cgroupfs");
+    let mounts = Mounts::parse(
+        &std::fs::read_to_string(d.join("mountinfo")).unwrap(),
+        &d.join("sys"),
+    );
+    let dirs = paths::from_proc(
+        &mounts,
+        &std::fs::read_to_string(d.join("proc/100/cgroup")).unwrap(),
+    );
+    let empty_proc = tempfile::tempdir().unwrap();
+    let mut reader = Reader::new(mounts.layout().unwrap(), dirs, empty_proc.path());
+    let (r, errors) = reader.read();
+    assert_eq!(r.io, None);
+    assert_eq!(r.cpu_ns, Some(7_000_000_000));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let msg = errors[0].to_string();
+    assert!(
+        msg.contains("100/io") || msg.contains("cgroup.procs"),
+        "{msg}"
+    );
+}

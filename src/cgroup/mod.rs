@@ -284,9 +284,11 @@ impl Reader {
                 Ok(text) => {
                     let pids: Vec<i32> =
                         text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-                    files.retain(|pid, _| pids.contains(pid));
+                    let live: std::collections::HashSet<i32> = pids.iter().copied().collect();
+                    files.retain(|pid, _| live.contains(pid));
                     let mut seen = Vec::with_capacity(pids.len());
-                    for pid in &pids {
+                    let mut last_error = None;
+                    for pid in pids.iter().filter(|p| **p > 0) {
                         let (file, ppid) = files.entry(*pid).or_insert_with(|| {
                             let dir = proc_path.join(pid.to_string());
                             let ppid = std::fs::read_to_string(dir.join("stat"))
@@ -296,16 +298,45 @@ impl Reader {
                             (ProcFile::new(dir.join("io")), ppid)
                         });
                         // A process that exited since cgroup.procs was read is simply not seen.
-                        if let Some(io) = file.read_str().ok().and_then(taskio::parse_proc_io) {
-                            seen.push(taskio::Observed {
+                        match file.read_str().map(taskio::parse_proc_io) {
+                            Ok(Some(io)) => seen.push(taskio::Observed {
                                 pid: *pid,
                                 ppid: *ppid,
                                 io,
-                            });
+                            }),
+                            Ok(None) => {}
+                            Err(e) => last_error = Some(e),
                         }
                     }
                     r.processes = Some(seen.len());
-                    r.io = Some(state.update(&seen));
+                    // "Gone" for every process is either an exit (then the processes have left
+                    // cgroup.procs) or processes this agent cannot see (they are still listed).
+                    let exited = last_error.as_ref().is_some_and(FileError::is_gone)
+                        && procs
+                            .read_str()
+                            .map(|t| {
+                                t.lines()
+                                    .filter_map(|l| l.trim().parse::<i32>().ok())
+                                    .collect::<Vec<_>>()
+                            })
+                            .ok()
+                            .as_ref()
+                            != Some(&pids);
+                    if seen.is_empty() && !pids.is_empty() && !exited {
+                        // Processes we cannot read (another PID namespace, not root): say so
+                        // rather than report a silent 0.
+                        errors.push(last_error.filter(|e| !e.is_gone()).unwrap_or_else(|| {
+                            FileError::new(
+                                procs.path(),
+                                std::io::Error::new(
+                                    std::io::ErrorKind::PermissionDenied,
+                                    "no process of the cgroup is visible in /proc (run in the host PID namespace)",
+                                ),
+                            )
+                        }));
+                    } else {
+                        r.io = Some(state.update(&seen));
+                    }
                 }
                 Err(e) => errors.push(e),
             },

@@ -201,8 +201,12 @@ impl Discovery {
             if s.id.is_empty() {
                 continue;
             }
+            // Re-inspect when the state changed, or when the known PID is gone (restarted in place).
+            let pid_alive = |c: &ContainerInfo| {
+                !c.is_running() || self.proc_path.join(c.pid.to_string()).exists()
+            };
             let mut info = match self.cache.get(&s.id) {
-                Some(c) if c.state == s.state => c.clone(),
+                Some(c) if c.state == s.state && pid_alive(c) => c.clone(),
                 _ => {
                     let mut c = ContainerInfo {
                         id: s.id.clone(),
