@@ -405,6 +405,189 @@ pub fn metrics(s: &ContainersSample, b: &mut MetricsBuilder) {
 mod tests {
     use super::*;
 
+    use crate::cgroup::paths::Dirs;
+    use crate::containers::{ContainerInfo, SourceState};
+
+    fn inv(id: &str, dir: &std::path::Path) -> Inventory {
+        Inventory {
+            layout: Some(Layout::V2),
+            docker: SourceState::Ok(String::new()),
+            containers: vec![ContainerInfo {
+                id: id.into(),
+                name: "srv".into(),
+                state: "running".into(),
+                pid: 1,
+                started_nanos: 42,
+                dirs: Some(Dirs {
+                    v2: Some(dir.to_path_buf()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn set(dir: &std::path::Path, usage_usec: u64, wbytes: u64) {
+        std::fs::write(dir.join("cpu.stat"), format!("usage_usec {usage_usec}\n")).unwrap();
+        std::fs::write(
+            dir.join("io.stat"),
+            format!("8:0 rbytes=0 wbytes={wbytes} rios=0 wios=0 dbytes=0 dios=0\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn counter_reset_gives_no_rate_and_a_new_start() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("cgroup.procs"), "").unwrap();
+        set(d.path(), 5_000_000, 1 << 30);
+        let mut s = Sampler::new("/proc".into());
+        let i = inv("a", d.path());
+        let (first, e) = s.sample(&i, 100);
+        assert!(e.is_empty(), "{e:?}");
+        let c = &first.containers[0];
+        assert_eq!(
+            (c.cpu_usage, c.start_nanos, c.io_source),
+            (None, 42, Some("io.stat"))
+        );
+        assert_eq!(first.counts["running"], 1);
+        assert_eq!(first.counts["exited"], 0);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        set(d.path(), 5_010_000, (1 << 30) + 1000);
+        let (second, _) = s.sample(&i, 200);
+        let c = &second.containers[0];
+        let usage = c.cpu_usage.unwrap();
+        // 10 ms of CPU in at least 100 ms of wall time.
+        assert!(usage > 0.0 && usage <= 0.1, "{usage}");
+        assert!(c.io_rate.unwrap().1 > 0.0);
+        // Counters went down under the same ID: no rate, counters start now.
+        set(d.path(), 10, 0);
+        let (third, _) = s.sample(&i, 300);
+        let c = &third.containers[0];
+        assert_eq!((c.cpu_usage, c.io_rate, c.start_nanos), (None, None, 300));
+        set(d.path(), 20, 10);
+        let (fourth, _) = s.sample(&i, 400);
+        assert!(fourth.containers[0].cpu_usage.unwrap() >= 0.0);
+        assert_eq!(fourth.containers[0].start_nanos, 300);
+        // A new ID (Wings re-created the container): its own start, the old one is forgotten.
+        let (fifth, _) = s.sample(&inv("b", d.path()), 500);
+        assert_eq!(fifth.containers.len(), 1);
+        assert_eq!(
+            (
+                fifth.containers[0].id.as_str(),
+                fifth.containers[0].start_nanos
+            ),
+            ("b", 42)
+        );
+        assert_eq!(fifth.containers[0].cpu_usage, None);
+        assert_eq!(s.tracks.len(), 1);
+    }
+
+    #[test]
+    fn metric_contract() {
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        let c = ContainerSample {
+            id: "id".into(),
+            name: "u".into(),
+            image: "img".into(),
+            server_uuid: Some("u".into()),
+            server_name: Some("Survival".into()),
+            cpu_usage: Some(0.5),
+            cpu_seconds: Some(3.0),
+            cpu_limit: Some(2.0),
+            throttled_seconds: Some(0.1),
+            memory_bytes: Some(100),
+            io: Some(IoBytes { read: 1, write: 2 }),
+            io_rate: Some((0.0, 2.0)),
+            pressure: vec![("cpu", Pressure::default())],
+            start_nanos: 7,
+            ..Default::default()
+        };
+        let s = ContainersSample {
+            containers: vec![c],
+            servers: vec![ServerStatus {
+                uuid: "u".into(),
+                name: "Survival".into(),
+                state: "running".into(),
+                ..Default::default()
+            }],
+            counts: [("running".to_string(), 1)].into_iter().collect(),
+        };
+        let mut b = MetricsBuilder::new(10);
+        metrics(&s, &mut b);
+        let kinds: BTreeMap<&str, (&str, &str)> = b
+            .metrics
+            .iter()
+            .map(|m| {
+                let kind = match &m.data {
+                    Some(Data::Gauge(_)) => "gauge",
+                    Some(Data::Sum(x)) if x.is_monotonic => "counter",
+                    Some(Data::Sum(_)) => "updowncounter",
+                    _ => "other",
+                };
+                (m.name.as_str(), (kind, m.unit.as_str()))
+            })
+            .collect();
+        let want = [
+            ("container.cpu.usage", ("gauge", "{cpu}")),
+            ("container.cpu.time", ("counter", "s")),
+            ("container.cpu.limit", ("gauge", "{cpu}")),
+            ("container.cpu.throttled.time", ("counter", "s")),
+            ("container.disk.io", ("counter", "By")),
+            ("container.disk.io.rate", ("gauge", "By/s")),
+            ("container.memory.usage", ("updowncounter", "By")),
+            ("container.pressure.stall.time", ("counter", "s")),
+            ("container.pressure.stall.ratio", ("gauge", "1")),
+            ("container.count", ("gauge", "{container}")),
+            ("pterodactyl.server.status", ("gauge", "1")),
+        ];
+        assert_eq!(kinds, want.into_iter().collect());
+        let status = b
+            .metrics
+            .iter()
+            .find(|m| m.name == "pterodactyl.server.status")
+            .unwrap();
+        let Some(Data::Gauge(g)) = &status.data else {
+            panic!()
+        };
+        let ones: Vec<_> = g
+            .data_points
+            .iter()
+            .filter(|p| {
+                p.value
+                    == Some(
+                        opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(1),
+                    )
+            })
+            .collect();
+        assert_eq!((g.data_points.len(), ones.len()), (4, 1));
+        let time = b
+            .metrics
+            .iter()
+            .find(|m| m.name == "container.cpu.time")
+            .unwrap();
+        let Some(Data::Sum(sum)) = &time.data else {
+            panic!()
+        };
+        assert_eq!(sum.data_points[0].start_time_unix_nano, 7);
+        let keys: Vec<&str> = sum.data_points[0]
+            .attributes
+            .iter()
+            .map(|a| a.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "container.id",
+                "container.name",
+                "container.image.name",
+                "pterodactyl.server.uuid",
+                "pterodactyl.server.name"
+            ]
+        );
+    }
+
     #[test]
     fn rates_never_negative() {
         assert_eq!(rate(10, 5, 1.0), None);
