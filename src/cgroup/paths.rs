@@ -253,12 +253,14 @@ pub fn from_proc(mounts: &Mounts, proc_cgroup: &str) -> Dirs {
         ..Default::default()
     };
     for m in parse_proc_cgroup(proc_cgroup) {
+        // A container is never in a root cgroup: `/` means the v2 root of a hybrid host, or a
+        // private cgroup namespace hiding the real path. Then the driver paths are the way.
+        if m.path == "/" {
+            continue;
+        }
         if m.controllers.is_empty() {
             if let Some(v2) = &mounts.v2 {
-                // A process in the v2 root on a hybrid host is not in a container cgroup there.
-                if m.path != "/" || mounts.layout() == Some(Layout::V2) {
-                    d.v2 = Some(v2.dir_of(&m.path));
-                }
+                d.v2 = Some(v2.dir_of(&m.path));
             }
             continue;
         }
@@ -403,11 +405,8 @@ mod tests {
                 "/host/sys/fs/cgroup/system.slice/docker-{id}.scope"
             )))
         );
-        // A process in the root of a pure-v2 host still maps to the root.
-        assert_eq!(
-            from_proc(&m, "0::/\n").v2,
-            Some(PathBuf::from("/host/sys/fs/cgroup/"))
-        );
+        // A root path (private cgroup namespace) is never taken for the container's cgroup.
+        assert!(from_proc(&m, "0::/\n").is_empty());
     }
 
     #[test]
