@@ -457,10 +457,10 @@ impl Layers {
             return Some((v.clone(), Source::Flag(key.replace('_', "-"))));
         }
         for name in setting.env {
-            if let Some(v) = self.env.get(*name) {
-                if !v.trim().is_empty() {
-                    return Some((v.clone(), Source::Env((*name).to_string())));
-                }
+            if let Some(v) = self.env.get(*name)
+                && !v.trim().is_empty()
+            {
+                return Some((v.clone(), Source::Env((*name).to_string())));
             }
         }
         if let Some(v) = self.file.get(key) {
@@ -724,10 +724,11 @@ pub fn check_url(v: &str) -> Result<(), String> {
     if host.is_empty() || host.contains(char::is_whitespace) || host.starts_with(':') {
         return Err(format!("`{v}` has no host"));
     }
-    if let Some((_, port)) = host.rsplit_once(':') {
-        if !host.ends_with(']') && port.parse::<u16>().is_err() {
-            return Err(format!("`{v}` has an invalid port `{port}`"));
-        }
+    if let Some((_, port)) = host.rsplit_once(':')
+        && !host.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!("`{v}` has an invalid port `{port}`"));
     }
     Ok(())
 }

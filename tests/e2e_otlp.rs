@@ -575,23 +575,19 @@ fn console_exporter_prints_otlp_json() {
         child: out,
         name: "node-agent".into(),
     };
+    // Read stdout while the agent runs: a full pipe would block its writes.
+    let mut stdout = agent.child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        use std::io::Read;
+        stdout.read_to_string(&mut text).unwrap();
+        text
+    });
     std::thread::sleep(Duration::from_millis(1500));
     agent.signal(libc::SIGINT);
-    assert!(
-        agent
-            .wait_timeout(Duration::from_secs(10))
-            .unwrap()
-            .success()
-    );
-    let mut text = String::new();
-    use std::io::Read;
-    agent
-        .child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
+    let status = agent.wait_timeout(Duration::from_secs(10));
+    assert!(status.expect("exits after SIGINT").success());
+    let text = reader.join().unwrap();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is one JSON document"))
