@@ -274,7 +274,10 @@ fn render_gpus(o: &mut String, gpus: &[crate::gpu::Gpu]) {
             i.source
         );
         let r = &g.reading;
-        let opt = |v: Option<f64>, unit: &str| v.map(|v| format!("{v:.1} {unit}")).unwrap_or_else(|| "—".into());
+        let opt = |v: Option<f64>, unit: &str| {
+            v.map(|v| format!("{v:.1} {unit}"))
+                .unwrap_or_else(|| "—".into())
+        };
         let _ = writeln!(
             o,
             "           busy {}  memory used {}  temperature {}  power {}",

@@ -840,12 +840,22 @@ impl Config {
                 )
             })?),
         };
-        let gpu_enabled = match r.string("gpu").unwrap_or_default().to_ascii_lowercase().as_str() {
+        let gpu_enabled = match r
+            .string("gpu")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "auto" | "on" | "true" => true,
             "off" | "false" | "none" => false,
             other => {
                 let (_, src) = r.raw("gpu").unwrap();
-                return Err(r.invalid("gpu", src, format!("`{other}` is not a GPU mode"), "use auto or off"));
+                return Err(r.invalid(
+                    "gpu",
+                    src,
+                    format!("`{other}` is not a GPU mode"),
+                    "use auto or off",
+                ));
             }
         };
         let spool_fsync = match r

@@ -130,7 +130,12 @@ pub struct Card {
 }
 
 /// Reads a card's static facts. `None` when it is not an AMD/Intel GPU.
-pub fn open_card(sys: &Path, rootfs: &Path, card: &str, pci_db: &mut Option<String>) -> Option<Card> {
+pub fn open_card(
+    sys: &Path,
+    rootfs: &Path,
+    card: &str,
+    pci_db: &mut Option<String>,
+) -> Option<Card> {
     let device = sys.join("class/drm").join(card).join("device");
     let read = |rel: &str| std::fs::read_to_string(device.join(rel)).ok();
     let vendor = read("vendor").and_then(|v| parse_num(&v))? as u32;
@@ -224,7 +229,11 @@ pub struct CardRead {
     pub gone: bool,
 }
 
-fn read_value(f: &mut Option<ProcFile>, errors: &mut Vec<(String, String)>, gone: &mut bool) -> Option<u64> {
+fn read_value(
+    f: &mut Option<ProcFile>,
+    errors: &mut Vec<(String, String)>,
+    gone: &mut bool,
+) -> Option<u64> {
     let file = f.as_mut()?;
     match file.read_str() {
         Ok(text) => {
@@ -250,8 +259,8 @@ impl Card {
         let mut errors = Vec::new();
         let mut gone = false;
         let mut r = GpuReading::default();
-        r.utilization = read_value(&mut self.busy, &mut errors, &mut gone)
-            .map(|p| p.min(100) as f64 / 100.0);
+        r.utilization =
+            read_value(&mut self.busy, &mut errors, &mut gone).map(|p| p.min(100) as f64 / 100.0);
         r.memory_total = read_value(&mut self.vram_total, &mut errors, &mut gone);
         r.memory_used = read_value(&mut self.vram_used, &mut errors, &mut gone);
         r.temperature_c =
@@ -308,7 +317,9 @@ impl DrmSampler {
         let mut cards: Vec<Card> = Vec::new();
         for name in names {
             if let Some(card) = open_card(&self.sys, &self.rootfs, &name, &mut db)
-                && !cards.iter().any(|c| c.info.bus_id.is_some() && c.info.bus_id == card.info.bus_id)
+                && !cards
+                    .iter()
+                    .any(|c| c.info.bus_id.is_some() && c.info.bus_id == card.info.bus_id)
             {
                 // Keep the energy baseline of a card seen before, so its power is not lost for a cycle.
                 let mut card = card;
@@ -323,7 +334,11 @@ impl DrmSampler {
 
     /// Reads every card; returns the GPUs, the errors (keyed by file) and whether a card vanished.
     pub fn sample(&mut self) -> (Vec<Gpu>, Vec<(String, String)>, bool) {
-        let now = Instant::now();
+        self.sample_at(Instant::now())
+    }
+
+    /// [`Self::sample`] at a given instant (energy-derived power depends on the time between reads).
+    pub fn sample_at(&mut self, now: Instant) -> (Vec<Gpu>, Vec<(String, String)>, bool) {
         let mut gpus = Vec::new();
         let mut errors = Vec::new();
         let mut vanished = false;
@@ -358,7 +373,9 @@ mod tests {
         assert_eq!(parse_num("garbage"), None);
         assert_eq!(parse_num(""), None);
         assert!(is_card_name("card0") && is_card_name("card12"));
-        assert!(!is_card_name("card0-DP-1") && !is_card_name("renderD128") && !is_card_name("card"));
+        assert!(
+            !is_card_name("card0-DP-1") && !is_card_name("renderD128") && !is_card_name("card")
+        );
         let ue = "DRIVER=amdgpu\nPCI_SLOT_NAME=0000:0b:00.0\n";
         assert_eq!(uevent_field(ue, "PCI_SLOT_NAME"), Some("0000:0b:00.0"));
         assert_eq!(uevent_field(ue, "DRIVER"), Some("amdgpu"));
@@ -372,7 +389,10 @@ mod tests {
             pci_ids_lookup(db, 0x1002, 0x73bf).as_deref(),
             Some("Navi 21 [Radeon RX 6800/6800 XT / 6900 XT]")
         );
-        assert_eq!(pci_ids_lookup(db, 0x8086, 0x56a0).as_deref(), Some("DG2 [Arc A770]"));
+        assert_eq!(
+            pci_ids_lookup(db, 0x8086, 0x56a0).as_deref(),
+            Some("DG2 [Arc A770]")
+        );
         assert_eq!(pci_ids_lookup(db, 0x8086, 0x73bf), None);
         assert_eq!(pci_ids_lookup("", 0x1002, 0x73bf), None);
     }

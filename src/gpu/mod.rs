@@ -125,10 +125,11 @@ impl GpuSample {
             "hw.gpu.memory.utilization",
             "1",
             "Share of GPU memory in use",
-            gpus.iter().filter_map(|g| match (g.reading.memory_used, g.reading.memory_total) {
-                (Some(u), Some(t)) if t > 0 => Some((u as f64 / t as f64, attrs(g))),
-                _ => None,
-            }),
+            gpus.iter()
+                .filter_map(|g| match (g.reading.memory_used, g.reading.memory_total) {
+                    (Some(u), Some(t)) if t > 0 => Some((u as f64 / t as f64, attrs(g))),
+                    _ => None,
+                }),
         );
         b.gauge(
             "hw.temperature",
@@ -192,16 +193,18 @@ pub fn parse_nvidia_information(text: &str) -> Option<NvidiaProcInfo> {
     (!i.model.is_empty()).then_some(i)
 }
 
-/// The driver version from `/proc/driver/nvidia/version`
-/// (`NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  …`).
+/// The driver version from `/proc/driver/nvidia/version`: the first version-looking word of the
+/// `NVRM version:` line (`NVIDIA UNIX x86_64 Kernel Module  535.104.05  …` for the proprietary
+/// module, `NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build …` for the open one).
 pub fn parse_nvidia_version(text: &str) -> Option<String> {
     let line = text.lines().find(|l| l.starts_with("NVRM version:"))?;
-    let after = line.split("Kernel Module").nth(1)?;
-    after
-        .split_whitespace()
-        .next()
+    line.split_whitespace()
+        .find(|w| {
+            w.contains('.')
+                && w.split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
         .map(str::to_string)
-        .filter(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()))
 }
 
 /// NVIDIA GPUs the driver lists under `<proc>/driver/nvidia/gpus/`, listed (not measured): the
@@ -289,9 +292,13 @@ enum NvmlState {
     Untried,
     /// No driver library and no NVIDIA driver on this host (or `gpu=off`): looked at again only
     /// if the driver shows up in procfs.
-    Off { since: Instant },
+    Off {
+        since: Instant,
+    },
     /// Library or driver failed; tried again after `RETRY`.
-    Waiting { since: Instant },
+    Waiting {
+        since: Instant,
+    },
     Loaded(nvml::NvidiaSampler<nvml::Nvml>),
 }
 
@@ -305,7 +312,12 @@ pub struct GpuSampler {
 }
 
 impl GpuSampler {
-    pub fn new(proc_path: PathBuf, sys_path: PathBuf, rootfs: PathBuf, nvml_library: Option<String>) -> Self {
+    pub fn new(
+        proc_path: PathBuf,
+        sys_path: PathBuf,
+        rootfs: PathBuf,
+        nvml_library: Option<String>,
+    ) -> Self {
         GpuSampler {
             proc_path,
             nvml_library,
@@ -388,11 +400,7 @@ impl GpuSampler {
             gpus.extend(nvidia_from_procfs(&self.proc_path));
         }
         // AMD and Intel.
-        if self
-            .drm
-            .last_scan
-            .is_none_or(|t| t.elapsed() >= RETRY)
-        {
+        if self.drm.last_scan.is_none_or(|t| t.elapsed() >= RETRY) {
             self.drm.scan();
         }
         let (drm_gpus, drm_errors, vanished) = self.drm.sample();
@@ -409,11 +417,14 @@ impl GpuSampler {
 /// The GPU sampler on its own thread. The node cycle asks for a sample and waits at most
 /// `timeout`; a call stuck in the driver costs the node cycle that wait once, after which the
 /// cycles go on without GPU data until the thread answers again.
+/// One GPU pass: the sample and its errors keyed by source.
+pub type GpuPass = (GpuSample, Vec<(String, String)>);
+
 pub struct GpuWorker {
     enabled: bool,
-    setup: Option<GpuSampler>,
+    setup: Option<Box<dyn FnMut() -> GpuPass + Send>>,
     tx: Option<mpsc::SyncSender<()>>,
-    rx: Option<mpsc::Receiver<(GpuSample, Vec<(String, String)>)>>,
+    rx: Option<mpsc::Receiver<GpuPass>>,
     outstanding: bool,
 }
 
@@ -425,10 +436,15 @@ pub struct GpuResult {
 }
 
 impl GpuWorker {
-    pub fn new(enabled: bool, sampler: GpuSampler) -> Self {
+    pub fn new(enabled: bool, mut sampler: GpuSampler) -> Self {
+        Self::with(enabled, Box::new(move || sampler.sample()))
+    }
+
+    /// A worker around any pass function (tests use a slow one).
+    pub fn with(enabled: bool, pass: Box<dyn FnMut() -> GpuPass + Send>) -> Self {
         GpuWorker {
             enabled,
-            setup: Some(sampler),
+            setup: Some(pass),
             tx: None,
             rx: None,
             outstanding: false,
@@ -445,7 +461,7 @@ impl GpuWorker {
             .name("gpu-sampler".into())
             .spawn(move || {
                 while req_rx.recv().is_ok() {
-                    if res_tx.send(sampler.sample()).is_err() {
+                    if res_tx.send(sampler()).is_err() {
                         return;
                     }
                 }

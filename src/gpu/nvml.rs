@@ -219,8 +219,7 @@ impl Nvml {
                     .ok_or_else(|| need("nvmlDeviceGetCount_v2"))?,
                 handle_by_index: sym(&lib, b"nvmlDeviceGetHandleByIndex_v2\0")
                     .ok_or_else(|| need("nvmlDeviceGetHandleByIndex_v2"))?,
-                name: sym(&lib, b"nvmlDeviceGetName\0")
-                    .ok_or_else(|| need("nvmlDeviceGetName"))?,
+                name: sym(&lib, b"nvmlDeviceGetName\0").ok_or_else(|| need("nvmlDeviceGetName"))?,
                 uuid: sym(&lib, b"nvmlDeviceGetUUID\0"),
                 pci: sym(&lib, b"nvmlDeviceGetPciInfo_v3\0")
                     .or_else(|| sym(&lib, b"nvmlDeviceGetPciInfo_v2\0")),
@@ -269,7 +268,13 @@ impl Nvml {
         handle as Device
     }
 
-    fn string(&self, call: &'static str, f: FnStr, handle: usize, len: usize) -> Result<String, NvmlError> {
+    fn string(
+        &self,
+        call: &'static str,
+        f: FnStr,
+        handle: usize,
+        len: usize,
+    ) -> Result<String, NvmlError> {
         let mut buf = vec![0 as c_char; len];
         // SAFETY: the buffer is `len` bytes, as the call is told.
         let rc = unsafe { f(Self::device(handle), buf.as_mut_ptr(), len as c_uint) };
@@ -288,7 +293,9 @@ impl Nvml {
             let rc = unsafe { f(Self::device(handle), &mut m) };
             match rc {
                 SUCCESS => return Ok(Some((m.total, m.used))),
-                ERROR_FUNCTION_NOT_FOUND | ERROR_ARGUMENT_VERSION_MISMATCH | ERROR_NOT_SUPPORTED => {}
+                ERROR_FUNCTION_NOT_FOUND
+                | ERROR_ARGUMENT_VERSION_MISMATCH
+                | ERROR_NOT_SUPPORTED => {}
                 _ => return Err(self.error("nvmlDeviceGetMemoryInfo_v2", rc)),
             }
         }
@@ -312,6 +319,30 @@ fn optional<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlError> {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.code == ERROR_NOT_SUPPORTED || e.code == ERROR_FUNCTION_NOT_FOUND => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Values as NVML returns them, before conversion.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RawReading {
+    /// Total and used device memory, bytes (`nvmlMemory_v2_t`, used without the driver's reservation).
+    pub memory: Option<(u64, u64)>,
+    /// `nvmlUtilization_t.gpu`, percent of the last sample period a kernel ran.
+    pub utilization_gpu: Option<u32>,
+    /// Degrees Celsius.
+    pub temperature: Option<u32>,
+    /// Milliwatts.
+    pub power_mw: Option<u32>,
+}
+
+/// NVML units to the metric units: bytes stay bytes, percent to a 0–1 share, mW to W.
+pub fn map_reading(raw: RawReading) -> GpuReading {
+    GpuReading {
+        utilization: raw.utilization_gpu.map(|u| f64::from(u.min(100)) / 100.0),
+        memory_total: raw.memory.map(|(t, _)| t),
+        memory_used: raw.memory.map(|(_, u)| u),
+        temperature_c: raw.temperature.map(f64::from),
+        power_w: raw.power_mw.map(|mw| f64::from(mw) / 1000.0),
     }
 }
 
@@ -346,8 +377,11 @@ impl Backend for Nvml {
                 // SAFETY: PciInfo is plain data; all-zero is a valid value.
                 let mut p: PciInfo = unsafe { std::mem::zeroed() };
                 let rc = unsafe { f(Self::device(handle), &mut p) };
-                optional(self.check("nvmlDeviceGetPciInfo", rc).map(|_| c_string(&p.bus_id)))?
-                    .filter(|s| !s.is_empty())
+                optional(
+                    self.check("nvmlDeviceGetPciInfo", rc)
+                        .map(|_| c_string(&p.bus_id)),
+                )?
+                .filter(|s| !s.is_empty())
             }
             None => None,
         };
@@ -361,19 +395,17 @@ impl Backend for Nvml {
         let mut buf = vec![0 as c_char; DRIVER_LEN];
         // SAFETY: the buffer is DRIVER_LEN bytes.
         let rc = unsafe { f(buf.as_mut_ptr(), DRIVER_LEN as c_uint) };
-        (rc == SUCCESS).then(|| c_string(&buf)).filter(|s| !s.is_empty())
+        (rc == SUCCESS)
+            .then(|| c_string(&buf))
+            .filter(|s| !s.is_empty())
     }
 
     fn reading(&self, handle: usize) -> (GpuReading, Vec<NvmlError>) {
-        let mut r = GpuReading::default();
+        let mut raw = RawReading::default();
         let mut errors = Vec::new();
         let d = Self::device(handle);
         match optional(self.memory(handle)) {
-            Ok(Some(Some((total, used)))) => {
-                r.memory_total = Some(total);
-                r.memory_used = Some(used);
-            }
-            Ok(_) => {}
+            Ok(m) => raw.memory = m.flatten(),
             Err(e) => errors.push(e),
         }
         if let Some(f) = self.util {
@@ -381,8 +413,7 @@ impl Backend for Nvml {
             // SAFETY: out-pointer to an nvmlUtilization_t.
             let rc = unsafe { f(d, &mut u) };
             match optional(self.check("nvmlDeviceGetUtilizationRates", rc)) {
-                Ok(Some(())) => r.utilization = Some(f64::from(u.gpu.min(100)) / 100.0),
-                Ok(None) => {}
+                Ok(ok) => raw.utilization_gpu = ok.map(|_| u.gpu),
                 Err(e) => errors.push(e),
             }
         }
@@ -391,8 +422,7 @@ impl Backend for Nvml {
             // SAFETY: out-pointer to a c_uint.
             let rc = unsafe { f(d, TEMPERATURE_GPU, &mut t) };
             match optional(self.check("nvmlDeviceGetTemperature", rc)) {
-                Ok(Some(())) => r.temperature_c = Some(f64::from(t)),
-                Ok(None) => {}
+                Ok(ok) => raw.temperature = ok.map(|_| t),
                 Err(e) => errors.push(e),
             }
         }
@@ -401,12 +431,11 @@ impl Backend for Nvml {
             // SAFETY: out-pointer to a c_uint.
             let rc = unsafe { f(d, &mut mw) };
             match optional(self.check("nvmlDeviceGetPowerUsage", rc)) {
-                Ok(Some(())) => r.power_w = Some(f64::from(mw) / 1000.0),
-                Ok(None) => {}
+                Ok(ok) => raw.power_mw = ok.map(|_| mw),
                 Err(e) => errors.push(e),
             }
         }
-        (r, errors)
+        (map_reading(raw), errors)
     }
 }
 
@@ -481,10 +510,15 @@ impl<B: Backend> NvidiaSampler<B> {
             for e in errors {
                 gone |= e.gpu_lost();
                 pass.driver_gone |= e.driver_gone();
-                pass.errors.push((
-                    format!("nvml {} {}", dev.info.id, e.call),
-                    format!("{} ({}): {e}", dev.info.name, dev.info.id),
-                ));
+                // A lost GPU keeps one key ("nvml gpu<index>") from the failed read through the
+                // failed re-opens that follow, so it is reported once and cleared once.
+                let key = if e.gpu_lost() {
+                    format!("nvml gpu{}", dev.index)
+                } else {
+                    format!("nvml gpu{} {}", dev.index, e.call)
+                };
+                pass.errors
+                    .push((key, format!("{} ({}): {e}", dev.info.name, dev.info.id)));
             }
             if gone {
                 lost = true;
@@ -538,7 +572,10 @@ impl<B: Backend> NvidiaSampler<B> {
                 Err(e) => {
                     self.rescan = true;
                     pass.driver_gone |= e.driver_gone();
-                    pass.errors.push((format!("nvml gpu{index}"), format!("GPU index {index}: {e}")));
+                    pass.errors.push((
+                        format!("nvml gpu{index}"),
+                        format!("GPU index {index}: {e}"),
+                    ));
                 }
             }
         }
