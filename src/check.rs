@@ -258,10 +258,13 @@ fn render_gpus(o: &mut String, gpus: &[crate::gpu::Gpu]) {
         let i = &g.info;
         let _ = writeln!(
             o,
-            "  {:<8} {} {}  memory {}  driver {} {}",
+            "  {:<8} {}  memory {}  driver {} {}",
             i.name,
-            i.vendor,
-            i.model,
+            if i.model.starts_with(&i.vendor) {
+                i.model.clone()
+            } else {
+                format!("{} {}", i.vendor, i.model)
+            },
             i.memory_total.map(bytes).unwrap_or_else(|| "?".into()),
             i.driver,
             i.driver_version.as_deref().unwrap_or("?")

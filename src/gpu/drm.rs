@@ -258,14 +258,15 @@ impl Card {
     pub fn read(&mut self, now: Instant) -> CardRead {
         let mut errors = Vec::new();
         let mut gone = false;
-        let mut r = GpuReading::default();
-        r.utilization =
-            read_value(&mut self.busy, &mut errors, &mut gone).map(|p| p.min(100) as f64 / 100.0);
-        r.memory_total = read_value(&mut self.vram_total, &mut errors, &mut gone);
-        r.memory_used = read_value(&mut self.vram_used, &mut errors, &mut gone);
-        r.temperature_c =
-            read_value(&mut self.temp, &mut errors, &mut gone).map(|m| m as f64 / 1000.0);
-        r.power_w = read_value(&mut self.power, &mut errors, &mut gone).map(|uw| uw as f64 / 1e6);
+        let mut r = GpuReading {
+            utilization: read_value(&mut self.busy, &mut errors, &mut gone)
+                .map(|p| p.min(100) as f64 / 100.0),
+            memory_total: read_value(&mut self.vram_total, &mut errors, &mut gone),
+            memory_used: read_value(&mut self.vram_used, &mut errors, &mut gone),
+            temperature_c: read_value(&mut self.temp, &mut errors, &mut gone)
+                .map(|m| m as f64 / 1000.0),
+            power_w: read_value(&mut self.power, &mut errors, &mut gone).map(|uw| uw as f64 / 1e6),
+        };
         if let Some(uj) = read_value(&mut self.energy, &mut errors, &mut gone) {
             if let Some((prev, at)) = self.last_energy {
                 let dt = now.duration_since(at).as_secs_f64();

@@ -512,9 +512,7 @@ fn metrics_follow_hw_gpu_conventions() {
             metric::Data::Gauge(g) => g
                 .data_points
                 .iter()
-                .map(|p| (p.value, p.attributes.clone(), false))
-                .map(|(v, a, s)| (v, a, s))
-                .map(|(v, a, s)| (num(v), attrs(&a), s))
+                .map(|p| (num(p.value), attrs(&p.attributes), false))
                 .collect(),
             metric::Data::Sum(x) => {
                 assert!(!x.is_monotonic);
