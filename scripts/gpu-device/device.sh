@@ -1,4 +1,8 @@
 #!/bin/bash
+# Copy node-agent (stripped), this script and gpuload.py into .device-carry/ of the checkout the
+# device machine receives, then run `bash .device-carry/device.sh` there with $OUT set. It writes
+# nvidia-smi and node-agent outputs side by side (idle, then under gpuload.py), the cgroup layout, and
+# the no-NVML / gpu=off checks. compare.py (run in $OUT) prints the side-by-side table.
 # Runs on the device machine: nvidia-smi and node-agent side by side, idle and under load.
 set -u
 A=.device-carry/node-agent

@@ -315,18 +315,28 @@ impl DrmSampler {
             .unwrap_or_default();
         names.sort_by_key(|n| n[4..].parse::<u32>().unwrap_or(u32::MAX));
         let mut db = None;
+        let mut known = std::mem::take(&mut self.cards);
         let mut cards: Vec<Card> = Vec::new();
         for name in names {
-            if let Some(card) = open_card(&self.sys, &self.rootfs, &name, &mut db)
+            // A card seen before at the same PCI address is kept as it is (its descriptors, its
+            // model name, its energy baseline): a rescan costs one uevent read per card.
+            let slot = std::fs::read_to_string(
+                self.sys.join("class/drm").join(&name).join("device/uevent"),
+            )
+            .ok()
+            .and_then(|u| uevent_field(&u, "PCI_SLOT_NAME").map(super::normalize_bus_id));
+            let card = match known
+                .iter()
+                .position(|c| c.info.name == name && slot.is_some() && c.info.bus_id == slot)
+            {
+                Some(i) => Some(known.swap_remove(i)),
+                None => open_card(&self.sys, &self.rootfs, &name, &mut db),
+            };
+            if let Some(card) = card
                 && !cards
                     .iter()
                     .any(|c| c.info.bus_id.is_some() && c.info.bus_id == card.info.bus_id)
             {
-                // Keep the energy baseline of a card seen before, so its power is not lost for a cycle.
-                let mut card = card;
-                if let Some(old) = self.cards.iter().find(|c| c.info.id == card.info.id) {
-                    card.last_energy = old.last_energy;
-                }
                 cards.push(card);
             }
         }

@@ -420,6 +420,12 @@ fn drm_cards_amd_and_intel_from_sysfs() {
     let (gpus, _, _) = d.sample_at(t0 + Duration::from_secs(2));
     let p = gpus[1].reading.power_w.unwrap();
     assert!((p - 45.0).abs() < 1e-9, "{p}");
+    // A rescan keeps known cards as they are, energy baseline included.
+    d.scan();
+    std::fs::write(&energy, format!("{}\n", e0 + 150_000_000)).unwrap(); // +60 J in 2 s
+    let (gpus, _, _) = d.sample_at(t0 + Duration::from_secs(4));
+    let p = gpus[1].reading.power_w.unwrap();
+    assert!((p - 30.0).abs() < 1e-9, "{p}");
 }
 
 #[test]
