@@ -663,9 +663,14 @@ fn agent_to_collector_to_orchestrator_with_bearer_token() {
     let receiver = Receiver::start(&["--token", token]);
     let path = "/internal/nodes/node-7/telemetry";
     let auth = format!("Authorization=Bearer {token}");
+    // Like agent.yaml's `metrics_endpoint`, rotel's metrics endpoint is used as is (its generic
+    // endpoint, like the collector's `endpoint`, would get /v1/metrics appended).
+    let orchestrator_url = format!("{}{path}", receiver.url());
     let rotel = Rotel::start(
-        &format!("{}{path}", receiver.url()),
+        &receiver.url(),
         &[
+            "--otlp-exporter-metrics-endpoint",
+            &orchestrator_url,
             "--otlp-exporter-custom-headers",
             &auth,
             "--batch-timeout",
@@ -702,10 +707,10 @@ fn agent_to_collector_to_orchestrator_with_bearer_token() {
     let reqs = receiver.requests();
     for r in &reqs {
         assert_eq!(r["auth"].as_str(), Some(&*format!("Bearer {token}")));
-        assert!(
-            r["path"].as_str().unwrap().starts_with(path),
-            "path {}",
-            r["path"]
+        assert_eq!(
+            r["path"].as_str(),
+            Some(path),
+            "the per-node URL, used as is"
         );
     }
     let metrics = receiver.metrics();
@@ -846,24 +851,29 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         || !prom.query("node_agent_export_batches_total").is_empty(),
     );
 
+    let emitted: Vec<String> = std::fs::read_to_string(&names_out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    check_dashboards_against(&prom, "pipeline-test", emitted, dir.path());
+}
+
+/// Identity labels, one value against /proc, then every query of every dashboard.
+fn check_dashboards_against(prom: &Prometheus, node_id: &str, emitted: Vec<String>, dir: &Path) {
     // Identity: job = service.name, instance = NODE_ID, resource attributes on target_info.
     let up = prom.query("system_uptime_seconds");
     assert_eq!(up.len(), 1, "{up:?}");
     assert_eq!(up[0]["metric"]["job"].as_str(), Some("node-agent"));
-    assert_eq!(up[0]["metric"]["instance"].as_str(), Some("pipeline-test"));
-    let info = prom.query(r#"target_info{instance="pipeline-test"}"#);
+    assert_eq!(up[0]["metric"]["instance"].as_str(), Some(node_id));
+    let info = prom.query(&format!(r#"target_info{{instance="{node_id}"}}"#));
     assert_eq!(info.len(), 1, "{info:?}");
     assert_eq!(info[0]["metric"]["host_name"].as_str(), Some(&*host_name()));
     let limit = prom.query("system_memory_limit_bytes");
     let v: f64 = limit[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert_eq!(v, read_meminfo_total_bytes());
 
-    let emitted: Vec<String> = std::fs::read_to_string(&names_out)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let emitted_json = dir.path().join("emitted.json");
+    let emitted_json = dir.join("emitted.json");
     std::fs::write(
         &emitted_json,
         serde_json::json!({ "emitted": emitted }).to_string(),
@@ -890,4 +900,59 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             "{line}"
         );
     }
+}
+
+/// Flip to `true` once the agent serves `/metrics` on `--http-listen` (the delivery branch).
+/// While it is `false` the test below only checks that the agent indeed does not serve it yet, so
+/// it fails (and asks for the flip) as soon as it does.
+const AGENT_SERVES_METRICS: bool = false;
+
+/// The issue's second path: a real Prometheus scrapes the agent's own `/metrics` (same names as
+/// the collector's `prometheus` exporter), and every dashboard query returns data from it.
+#[test]
+fn every_dashboard_query_returns_data_when_prometheus_scrapes_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _agent = Proc::spawn(
+        "node-agent",
+        agent_command()
+            .arg("run")
+            .args(["--http-listen", &format!("127.0.0.1:{port}")])
+            .env("NODE_ID", "scrape-test")
+            .env("OTEL_METRICS_EXPORTER", "console")
+            .env("AGENT_SAMPLE_INTERVAL_MIN_SEC", "1")
+            .env("AGENT_SAMPLE_INTERVAL_MAX_SEC", "1")
+            .env("NODE_AGENT_SPOOL_DIR", dir.path().join("spool"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    if !AGENT_SERVES_METRICS {
+        // Give it the time it would need to bind, then make sure nothing answers.
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "the agent now listens on --http-listen: set AGENT_SERVES_METRICS = true in tests/pipeline.rs"
+        );
+        return;
+    }
+    wait_for_port(port, Duration::from_secs(30));
+    let prom = Prometheus::start(&format!(
+        "[{{job_name: node-agent, honor_labels: true, static_configs: [{{targets: ['127.0.0.1:{port}']}}]}}]"
+    ));
+    wait_until(Duration::from_secs(90), "five scrapes of the agent", || {
+        prom.query("count_over_time(system_uptime_seconds[1m])")
+            .first()
+            .and_then(|r| {
+                r["value"][1]
+                    .as_str()
+                    .map(|v| v.parse::<f64>().unwrap_or(0.0))
+            })
+            .is_some_and(|n| n >= 5.0)
+    });
+    let emitted: Vec<String> = prom
+        .query(r#"group by (__name__) ({__name__=~".+", job="node-agent"})"#)
+        .iter()
+        .filter_map(|r| r["metric"]["__name__"].as_str().map(str::to_string))
+        .collect();
+    check_dashboards_against(&prom, "scrape-test", emitted, dir.path());
 }
