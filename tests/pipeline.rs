@@ -408,20 +408,22 @@ fn collector_config_problems(name: &str, text: &str) -> Vec<String> {
     // Components that refer to an extension (queue storage, authenticators) refer to a defined one.
     let exts = defined.get("extensions").cloned().unwrap_or_default();
     for (id, exp) in cfg["exporters"].as_mapping().cloned().unwrap_or_default() {
-        if let Some(storage) = exp["sending_queue"]["storage"].as_str() {
-            if !exts.contains(storage) || !storage.starts_with("file_storage") {
-                problems.push(format!("{name}: exporter {id:?}: queue storage `{storage}` is not a defined file_storage"));
-            }
+        if let Some(storage) = exp["sending_queue"]["storage"].as_str()
+            && (!exts.contains(storage) || !storage.starts_with("file_storage"))
+        {
+            problems.push(format!(
+                "{name}: exporter {id:?}: queue storage `{storage}` is not a defined file_storage"
+            ));
         }
     }
     for (_id, rec) in cfg["receivers"].as_mapping().cloned().unwrap_or_default() {
         for (_p, proto) in rec["protocols"].as_mapping().cloned().unwrap_or_default() {
-            if let Some(a) = proto["auth"]["authenticator"].as_str() {
-                if !exts.contains(a) {
-                    problems.push(format!(
-                        "{name}: authenticator `{a}` is not a defined extension"
-                    ));
-                }
+            if let Some(a) = proto["auth"]["authenticator"].as_str()
+                && !exts.contains(a)
+            {
+                problems.push(format!(
+                    "{name}: authenticator `{a}` is not a defined extension"
+                ));
             }
         }
     }
