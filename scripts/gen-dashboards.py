@@ -226,6 +226,22 @@ def node_dashboard():
                "{{instance}} {{network_interface_name}} {{network_io_direction}} dropped")],
             "pps", w=12, h=8, custom=TS_LINE, options=LEGEND, minv=0)
 
+    b.row("GPUs")
+    b.panel("timeseries", "GPU utilization",
+            [q(f'max by (instance, hw_id, hw_model) (hw_gpu_utilization_ratio{{{N}}})', "{{instance}} {{hw_model}} {{hw_id}}")],
+            "percentunit", w=12, h=8, custom=TS_LINE, options=LEGEND, minv=0, maxv=1,
+            description="Share of time a kernel ran on the GPU (NVML, or amdgpu gpu_busy_percent).")
+    b.panel("timeseries", "GPU memory used",
+            [q(f'max by (instance, hw_id, hw_model) (hw_gpu_memory_usage_bytes{{{N}}})', "{{instance}} {{hw_model}} used"),
+             q(f'max by (instance, hw_id, hw_model) (hw_gpu_memory_limit_bytes{{{N}}})', "{{instance}} {{hw_model}} total")],
+            "bytes", w=12, h=8, custom=TS_LINE, options=LEGEND, minv=0)
+    b.panel("timeseries", "GPU temperature",
+            [q(f'max by (instance, hw_id, hw_model) (hw_temperature_celsius{{{N}, hw_type="gpu"}})', "{{instance}} {{hw_model}} {{hw_id}}")],
+            "celsius", w=12, h=8, custom=TS_LINE, options=LEGEND)
+    b.panel("timeseries", "GPU power",
+            [q(f'max by (instance, hw_id, hw_model) (hw_power_watts{{{N}, hw_type="gpu"}})', "{{instance}} {{hw_model}} {{hw_id}}")],
+            "watt", w=12, h=8, custom=TS_LINE, options=LEGEND, minv=0)
+
     b.row("Capabilities")
     b.panel("stat", "Memory total", [q(f'max by (instance) (system_memory_limit_bytes{{{N}}})', "{{instance}}")],
             "bytes", w=4, h=5, options=dict(STAT, graphMode="none"))

@@ -889,8 +889,8 @@ fn check_dashboards_against(prom: &Prometheus, node_id: &str, emitted: Vec<Strin
             .args(dashboard_files()),
     );
     eprintln!("{out}");
-    // Every node and agent-health query ran against real data; only container and game-server
-    // families (no containers or game servers on a test machine) may be skipped.
+    // Every node and agent-health query ran against real data; only container, game-server and
+    // GPU families (none of them on a test machine) may be skipped.
     let checked: usize = out.split_whitespace().next().unwrap().parse().unwrap();
     assert!(checked >= 40, "{out}");
     for line in out.lines().filter(|l| l.contains("skipped:")) {
@@ -898,7 +898,8 @@ fn check_dashboards_against(prom: &Prometheus, node_id: &str, emitted: Vec<Strin
         assert!(
             needs.split(", ").all(|n| n.starts_with("container_")
                 || n.starts_with("gameserver_")
-                || n.starts_with("pterodactyl_")),
+                || n.starts_with("pterodactyl_")
+                || n.starts_with("hw_")),
             "{line}"
         );
     }
