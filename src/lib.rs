@@ -8,7 +8,11 @@
 //! - [`resource`]: the node's identity (`service.instance.id`, `host.id`, …) and capabilities
 //!   (CPU count, memory, disk, GPUs, cgroup setup), sent as the OTLP Resource.
 //! - Samplers, which only read and parse: [`node`] (/proc, one file per metric family),
-//!   reading every file through kept descriptors ([`procfile`]).
+//!   reading every file through kept descriptors ([`procfile`]); [`gpu`] (NVML loaded at run
+//!   time for NVIDIA, DRM sysfs for AMD/Intel), sampled with the node cycle.
+//! - Containers and game servers: [`containers`] discovers them on its own schedule ([`docker`]
+//!   Engine API, [`wings`] API) and samples each container's cgroup ([`cgroup`]: v1, v2, hybrid,
+//!   per-task disk counters where blkio is blind) in the node cycle.
 //! - [`otlp`]: turns a finished sample into one OTLP request stamped with the time it was taken,
 //!   so every sample is exported exactly once.
 //! - [`export`]: the delivery queue the agent owns, and the gRPC/HTTP/console transports.
@@ -24,6 +28,7 @@ pub mod config;
 pub mod containers;
 pub mod docker;
 pub mod export;
+pub mod gpu;
 pub mod logging;
 pub mod node;
 pub mod otlp;

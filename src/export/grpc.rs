@@ -128,12 +128,11 @@ impl GrpcTransport {
             .await
         {
             Ok(response) => {
-                if let Ok(r) = ExportMetricsServiceResponse::decode(response.into_inner()) {
-                    if let Some(p) = r.partial_success {
-                        if p.rejected_data_points > 0 {
-                            tracing::warn!(rejected = p.rejected_data_points, message = %p.error_message, "collector rejected part of a batch");
-                        }
-                    }
+                if let Ok(r) = ExportMetricsServiceResponse::decode(response.into_inner())
+                    && let Some(p) = r.partial_success
+                    && p.rejected_data_points > 0
+                {
+                    tracing::warn!(rejected = p.rejected_data_points, message = %p.error_message, "collector rejected part of a batch");
                 }
                 Ok(())
             }

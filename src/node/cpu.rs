@@ -118,17 +118,14 @@ impl CpuState {
 /// make the aggregate line drop).
 pub fn utilization(prev: &CpuTicks, cur: &CpuTicks) -> Option<[f64; 7]> {
     let mut delta = [0u64; 7];
-    for i in 0..7 {
-        delta[i] = cur.0[i].checked_sub(prev.0[i])?;
+    for ((d, c), p) in delta.iter_mut().zip(cur.0).zip(prev.0) {
+        *d = c.checked_sub(p)?;
     }
     let total: u64 = delta.iter().sum();
     if total == 0 {
         return None;
     }
-    let mut out = [0.0; 7];
-    for i in 0..7 {
-        out[i] = delta[i] as f64 / total as f64;
-    }
+    let out = delta.map(|d| d as f64 / total as f64);
     Some(out)
 }
 

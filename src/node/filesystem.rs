@@ -106,14 +106,14 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Ok(v) =
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && let Ok(v) =
                 u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -254,11 +254,11 @@ impl FsState {
                 }
                 continue;
             }
-            if let Some(flag) = self.hung.get(&m.mountpoint) {
-                if flag.load(Ordering::Acquire) {
-                    stale.push(m.mountpoint.clone());
-                    continue;
-                }
+            if let Some(flag) = self.hung.get(&m.mountpoint)
+                && flag.load(Ordering::Acquire)
+            {
+                stale.push(m.mountpoint.clone());
+                continue;
             }
             let flag = Arc::new(AtomicBool::new(true));
             self.hung.insert(m.mountpoint.clone(), flag.clone());

@@ -20,6 +20,9 @@ ap.add_argument("port", type=int)
 ap.add_argument("out")
 ap.add_argument("--token")
 ap.add_argument("--status", type=int)
+ap.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+ap.add_argument("--tls-key")
+ap.add_argument("--client-ca", help="require a client certificate signed by this CA")
 args = ap.parse_args()
 lock = threading.Lock()
 
@@ -36,7 +39,8 @@ def attrs(kvs):
 def decode(body, ctype):
     req = ExportMetricsServiceRequest()
     if ctype.startswith("application/json"):
-        json_format.Parse(body, req)
+        # OTLP/JSON receivers must ignore unknown fields (spec, "JSON Protobuf Encoding").
+        json_format.Parse(body, req, ignore_unknown_fields=True)
     else:
         req.ParseFromString(body)
     out = []
@@ -90,4 +94,13 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+if args.tls_cert:
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(args.client_ca)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
