@@ -5,7 +5,8 @@
 //!
 //! - CPU: the scheduler's own per-task runtime (`/proc/<pid>/schedstat`, ns) of the burner, over
 //!   the same window as the sampler's two readings; the burner is held to 0.5 core by a CFS quota
-//!   with a 50 ms period (so a reader assuming 100 ms would read 0.25).
+//!   with a 50 ms period (v1 `cpu.cfs_*`, or `cpu.max` on a pure-v2 host), so a reader assuming
+//!   100 ms would read 0.25.
 //! - Disk: the bytes `dd` was told to write (32 MiB buffered, then 32 MiB with O_DIRECT), written
 //!   in chunks by short-lived children that the shell reaps while the sampler is reading, so the
 //!   reaping fold-in and exits are exercised.
@@ -159,6 +160,15 @@ fn cpu_usage_matches_the_scheduler_within_003_core() {
         std::fs::write(cpu.join("cpu.cfs_period_us"), "50000").unwrap();
         std::fs::write(cpu.join("cpu.cfs_quota_us"), "25000").unwrap();
     }
+    // On a pure-v2 host (the `cpu` controller enabled for our cgroup) the quota goes to cpu.max.
+    let v2_quota = cg
+        .v2
+        .as_ref()
+        .map(|d| d.join("cpu.max"))
+        .filter(|p| p.exists());
+    if let Some(max) = &v2_quota {
+        std::fs::write(max, "25000 50000").unwrap();
+    }
     let mut burner = Proc::spawn(
         "burner",
         Command::new("sh")
@@ -307,7 +317,9 @@ fn disk_writes_buffered_and_direct_within_5_percent() {
         .find(|d| d.join("blkio.throttle.io_service_bytes").exists())
         .cloned();
     const N: f64 = 32.0 * 1024.0 * 1024.0;
-    for (phase, flags) in [("buffered", "conv=notrunc"), ("O_DIRECT", "oflag=direct")] {
+    // conv=fsync: the buffered phase still goes through the page cache, but is written back
+    // before dd exits, so io.stat (which charges at writeback) sees it within the phase too.
+    for (phase, flags) in [("buffered", "conv=fsync"), ("O_DIRECT", "oflag=direct")] {
         let results = write_phase(&mut shell, &lines, &mut samplers, flags);
         for ((label, inv, s), (grew, integral)) in samplers.iter_mut().zip(results) {
             let source = s.sample(inv, 0).0.containers[0].io_source;

@@ -295,7 +295,7 @@ fn agent_finds_measures_and_follows_wings_containers() {
     let b = docker.run(&[
         "run", "-d", "--network", "none", "--name", "plain-writer", "-v", &volume, &image,
         "sh", "-c",
-        "while [ ! -e /data/go ]; do sleep 0.2; done; dd if=/dev/zero of=/data/f bs=1M count=48 2>/dev/null; touch /data/written; sleep 100000",
+        "while [ ! -e /data/go ]; do sleep 0.2; done; dd if=/dev/zero of=/data/f bs=1M count=48 conv=fsync 2>/dev/null; touch /data/written; sleep 100000",
     ]);
     let mut node_agent = agent(&docker, &rx, &wings);
 
