@@ -205,6 +205,7 @@ pub async fn run(cfg: Config) -> i32 {
     signal().await;
     let _ = shutdown_tx.send(true);
     let _ = node.await;
+    let samples = ctx.health.snapshot().get("node").map_or(0, |h| h.passes);
     // The last sample is queued; give the collector the grace period, then keep the rest on disk.
     let delivered = exporter.drain(grace).await;
     let (persisted, lost) = exporter.shutdown().await;
@@ -222,5 +223,6 @@ pub async fn run(cfg: Config) -> i32 {
             "shutdown grace period over; no spool for the undelivered batches"
         );
     }
+    tracing::info!(samples, "node-agent stopped");
     0
 }

@@ -173,11 +173,14 @@ impl State {
         }
     }
 
-    /// Takes the next request to send: the spool head, else memory, merged up to `limit`.
-    fn take(&mut self, limit: usize) -> bool {
+    /// Takes the next request to send: the spool head, else memory, merged up to `limit`. A
+    /// read from disk is held in memory too, so it takes what the budget leaves (at least one
+    /// record), and memory spills if that one record does not fit.
+    fn take(&mut self, limit: usize, budget: u64, stats: &ExportStats) -> bool {
+        let room = budget.saturating_sub(self.mem_bytes) as usize;
         if let Some(spool) = self.spool.as_mut()
             && !spool.is_empty()
-            && let Some((recs, cursor)) = spool.peek(limit)
+            && let Some((recs, cursor)) = spool.peek(limit.min(room))
         {
             self.inflight = Some(InFlight {
                 payload: concat(&recs),
@@ -185,6 +188,7 @@ impl State {
                 disk: Some(cursor),
                 cancelled: false,
             });
+            self.rebalance(budget, stats);
             return true;
         }
         let mut recs = Vec::new();
@@ -473,7 +477,9 @@ async fn sender(shared: Arc<Shared>, transport: Transport, backoff_max: Duration
                 let f = q.inflight.take().expect("checked");
                 shared.stats.dropped.fetch_add(f.batches, Ordering::Relaxed);
             }
-            if q.inflight.is_none() && q.take(shared.merge_limit) {
+            if q.inflight.is_none()
+                && q.take(shared.merge_limit, shared.memory_budget, &shared.stats)
+            {
                 q.publish(&shared.stats);
             }
             q.inflight.as_ref().map(|f| f.payload.clone())
@@ -541,7 +547,8 @@ mod tests {
     /// Sends everything, successfully, one take at a time; returns the payloads in order.
     fn deliver_all(q: &mut State) -> Vec<Bytes> {
         let mut out = Vec::new();
-        while q.take(1 << 20) {
+        let stats = ExportStats::default();
+        while q.take(1 << 20, 1 << 30, &stats) {
             let f = q.inflight.take().unwrap();
             if let (Some(c), Some(s)) = (f.disk, q.spool.as_mut()) {
                 s.commit(c);
@@ -562,7 +569,7 @@ mod tests {
         let stats = ExportStats::default();
         let mut q = state(&c);
         push(&mut q, &c, &stats, rec(0));
-        assert!(q.take(300)); // in flight from memory, spool empty
+        assert!(q.take(300, 1000, &stats)); // in flight from memory, spool empty
         for i in 1..20 {
             push(&mut q, &c, &stats, rec(i));
             assert!(q.held_bytes() <= 1000);
@@ -609,7 +616,7 @@ mod tests {
             push(&mut q, &c, &stats, rec(i));
             total += 1;
         }
-        assert!(q.take(300));
+        assert!(q.take(300, 600, &stats));
         assert!(q.inflight.as_ref().unwrap().disk.is_some());
         for i in 5..400 {
             push(&mut q, &c, &stats, rec(i));
