@@ -521,13 +521,11 @@ fn spool_records(path: &Path) -> Vec<(usize, usize, Vec<u64>)> {
         for rm in &req.resource_metrics {
             for sm in &rm.scope_metrics {
                 for m in &sm.metrics {
-                    if m.name == "node_agent.sampler.passes" {
-                        if let Some(metric::Data::Sum(s)) = &m.data {
-                            if let Some(number_data_point::Value::AsInt(v)) = s.data_points[0].value
-                            {
-                                values.push(v as u64);
-                            }
-                        }
+                    if m.name == "node_agent.sampler.passes"
+                        && let Some(metric::Data::Sum(s)) = &m.data
+                        && let Some(number_data_point::Value::AsInt(v)) = s.data_points[0].value
+                    {
+                        values.push(v as u64);
                     }
                 }
             }
@@ -613,6 +611,14 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// The host's user CPU seconds from the first line of /proc/stat.
+fn user_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let ticks: f64 = stat.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
 fn prom_query(port: u16, q: &str) -> Vec<Value> {
     let (status, body) = http_get(port, &format!("/api/v1/query?query={}", urlencode(q)));
     if status != 200 {
@@ -624,6 +630,7 @@ fn prom_query(port: u16, q: &str) -> Vec<Value> {
 
 #[test]
 fn metrics_endpoint_is_scraped_by_prometheus_with_collector_names() {
+    let user_before = user_cpu_seconds();
     let work = tempfile::tempdir().unwrap();
     let http = free_port();
     let listen = format!("127.0.0.1:{http}");
@@ -701,10 +708,12 @@ fn metrics_endpoint_is_scraped_by_prometheus_with_collector_names() {
     let idle = value(&format!("sum(system_cpu_utilization_ratio{sel})"));
     assert!((idle - 1.0).abs() < 0.01, "utilization sums to {idle}");
     assert!(value(&format!("node_agent_sampler_passes_total{sel}")) >= 1.0);
+    // Host user CPU seconds: between what /proc/stat said before the agent started and now.
+    let user = value("system_cpu_time_seconds_total{cpu_mode=\"user\",job=\"node-agent\"}");
+    let user_now = user_cpu_seconds();
     assert!(
-        value(&format!(
-            "system_cpu_time_seconds_total{{cpu_mode=\"user\",job=\"node-agent\"}}"
-        )) > 0.0
+        user >= user_before * 0.99 && user <= user_now * 1.01,
+        "user {user} not within [{user_before}, {user_now}]"
     );
     assert!(value(&format!("sum(system_memory_usage_bytes{sel})")) > 0.0);
     assert!(value(&format!("process_memory_usage_bytes{sel}")) > 0.0);
