@@ -171,7 +171,10 @@ pub async fn run(cfg: Config) -> i32 {
     );
     let queue = QueueConfig {
         memory_bytes: cfg.queue_memory_bytes,
-        spool_dir: (!cfg.spool_dir.as_os_str().is_empty()).then(|| cfg.spool_dir.clone()),
+        // Console and `none` never fail to deliver: no spool directory is created for them.
+        spool_dir: (cfg.export.exporter == crate::config::ExporterKind::Otlp
+            && !cfg.spool_dir.as_os_str().is_empty())
+        .then(|| cfg.spool_dir.clone()),
         spool_max_bytes: cfg.spool_max_bytes,
         fsync: cfg.spool_fsync,
         backoff_max: cfg.send_backoff_max,
