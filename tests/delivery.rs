@@ -481,18 +481,26 @@ fn full_spool_drops_oldest_first_and_counts_exactly() {
         passes(&receiver).last().is_some_and(|p| p.1 == n)
     });
     let got: Vec<u64> = passes(&receiver).iter().map(|p| p.1).collect();
-    let first = got[0];
+    // The newest are kept, in order. The one exception is a request that was already on the
+    // wire when its segment had to go: it may still arrive, ahead of the gap.
+    let tail_start = if got.len() > 1 && got[1] != got[0] + 1 {
+        1
+    } else {
+        0
+    };
+    let first = got[tail_start];
     assert!(first > 20, "the oldest were dropped: {got:?}");
     assert_eq!(
-        got,
+        got[tail_start..],
         (first..=n).collect::<Vec<_>>(),
-        "newest kept, in order"
+        "newest kept, in order: {got:?}"
     );
+    assert!(tail_start == 0 || got[0] < first);
     let dropped = series(&receiver, "node_agent.export.batches", "outcome", "dropped");
     assert_eq!(
         *dropped.last().unwrap(),
-        first - 1,
-        "the count of dropped batches is exact"
+        n - got.len() as u64,
+        "the count of dropped batches is exact: {got:?}"
     );
     let disk = series(
         &receiver,
