@@ -470,6 +470,37 @@ impl Spool {
     }
 }
 
+/// What `node-agent check` says about the spool, without changing it: whether the directory is
+/// usable, and how much is waiting there.
+pub fn inspect(dir: &Path) -> (bool, String) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (
+                true,
+                format!("{}: not created yet (made at start)", dir.display()),
+            );
+        }
+        Err(e) => return (false, format!("{}: {e}", dir.display())),
+    };
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().ends_with(".seg") {
+            files += 1;
+            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    // SAFETY: access(2) on a NUL-terminated path.
+    let writable = unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0;
+    let detail = format!(
+        "{}: {files} segment file(s), {bytes} bytes waiting{}",
+        dir.display(),
+        if writable { "" } else { "; NOT writable" }
+    );
+    (writable, detail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
