@@ -15,6 +15,8 @@ command -v prometheus-node-exporter >/dev/null || need_apt+=(prometheus-node-exp
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v jq >/dev/null || need_apt+=(jq)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-test-deps: apt-get install ${need_apt[*]}"
@@ -43,5 +45,20 @@ if [ "${NODE_AGENT_SKIP_NPM:-0}" != 1 ]; then
     echo "install-test-deps: npm install minecraft-protocol"
     npm install --silent --no-audit --no-fund --prefix "$peers/npm-java" minecraft-protocol@1.54.0 >/dev/null
   fi
+fi
+# Grafana dashboard schema (tests/pipeline.rs): the JSON Schema generated from npm @grafana/schema's
+# Dashboard type, checked with PyPI jsonschema. No Grafana server is obtainable here (reference/test-peers.md §6).
+if [ ! -f "$peers/npm-grafana/dashboard.schema.json" ]; then
+  echo "install-test-deps: npm install @grafana/schema ts-json-schema-generator"
+  npm install --silent --no-audit --no-fund --prefix "$peers/npm-grafana" --ignore-scripts \
+    @grafana/schema@13.2.3 ts-json-schema-generator@2.4.0 >/dev/null
+  (cd "$peers/npm-grafana" && node_modules/.bin/ts-json-schema-generator \
+    --path node_modules/@grafana/schema/dist/types/raw/dashboard/x/types.gen.d.ts --type Dashboard \
+    --no-type-check --additional-properties -o dashboard.schema.json.tmp >/dev/null \
+    && mv dashboard.schema.json.tmp dashboard.schema.json)
+fi
+if [ ! -d "$peers/py-grafana/jsonschema" ]; then
+  echo "install-test-deps: pip install jsonschema"
+  python3 -m pip install -q --disable-pip-version-check --target "$peers/py-grafana" jsonschema==4.23.0
 fi
 echo "install-test-deps: ready ($peers)"

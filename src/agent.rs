@@ -28,6 +28,8 @@ pub struct Context {
     pub latest: Mutex<BTreeMap<&'static str, Bytes>>,
     /// Delivery counters, for `/readyz`.
     pub export: Arc<ExportStats>,
+    /// The GPU sampler (its own thread), sampled with every node cycle.
+    pub gpu: std::sync::Mutex<crate::gpu::GpuWorker>,
 }
 
 impl Context {
@@ -40,7 +42,17 @@ impl Context {
                 .and_then(|m| resource::detect_cgroup_version(&m)),
             ..Default::default()
         };
+        let gpu = std::sync::Mutex::new(crate::gpu::GpuWorker::new(
+            cfg.gpu_enabled,
+            crate::gpu::GpuSampler::new(
+                cfg.proc_path.clone(),
+                cfg.sys_path.clone(),
+                cfg.rootfs_path.clone(),
+                cfg.nvml_library.clone(),
+            ),
+        ));
         Context {
+            gpu,
             cfg,
             host,
             caps: RwLock::new(caps),
@@ -112,8 +124,30 @@ pub fn node_cycle(
     ctx.health.record("node", started.elapsed(), error);
     let mut b = MetricsBuilder::new(time);
     sample.metrics(&mut b);
+    gpu_cycle(ctx, sample.boot_time.saturating_mul(1_000_000_000), &mut b);
     selfmetrics::metrics(&ctx.health, export, ctx.started_nanos, &mut b);
     Bytes::from(b.into_request(&ctx.resource()).encode_to_vec())
+}
+
+/// How long a node cycle waits for the GPU sampler (the first pass loads NVML, which can take a
+/// second or two on a GPU without persistence mode).
+pub const GPU_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The GPU part of a node cycle: sample, refresh the GPU capabilities, add the metrics.
+pub fn gpu_cycle(ctx: &Context, start_nanos: u64, b: &mut MetricsBuilder) -> crate::gpu::GpuResult {
+    let started = Instant::now();
+    let result = ctx.gpu.lock().expect("gpu lock").sample(GPU_TIMEOUT);
+    let (count, models) = result.sample.capabilities();
+    ctx.update_caps(|c| {
+        c.gpu_count = count;
+        c.gpu_models = models;
+    });
+    if ctx.cfg.gpu_enabled {
+        let error = (!result.errors.is_empty()).then(|| result.errors.join("; "));
+        ctx.health.record("gpu", started.elapsed(), error);
+    }
+    result.sample.metrics(start_nanos, b);
+    result
 }
 
 async fn node_loop(ctx: Arc<Context>, exporter: Exporter, mut shutdown: watch::Receiver<bool>) {

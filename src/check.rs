@@ -35,6 +35,8 @@ pub struct Report {
     pub healthy: bool,
     pub resource: BTreeMap<String, String>,
     pub node: NodeSample,
+    /// Every GPU found, with one reading.
+    pub gpus: Vec<crate::gpu::Gpu>,
     pub sources: Vec<SourceStatus>,
     pub endpoint: EndpointStatus,
 }
@@ -84,6 +86,20 @@ pub async fn build_report(cfg: Config) -> Report {
             detail: format!("statfs timed out on: {}", node.stale_mounts.join(", ")),
         });
     }
+    let gpu = crate::agent::gpu_cycle(&ctx, 0, &mut otlp::MetricsBuilder::new(0));
+    if cfg.gpu_enabled {
+        sources.push(SourceStatus {
+            name: "gpu".into(),
+            ok: gpu.errors.is_empty(),
+            detail: if !gpu.errors.is_empty() {
+                gpu.errors.join("; ")
+            } else if gpu.sample.gpus.is_empty() {
+                "no GPU found".into()
+            } else {
+                format!("{} GPU(s)", gpu.sample.gpus.len())
+            },
+        });
+    }
     if cfg.export.exporter == ExporterKind::Otlp && !cfg.spool_dir.as_os_str().is_empty() {
         let (ok, detail) = crate::export::spool::inspect(&cfg.spool_dir);
         sources.push(SourceStatus {
@@ -109,6 +125,7 @@ pub async fn build_report(cfg: Config) -> Report {
         healthy,
         resource,
         node,
+        gpus: gpu.sample.gpus,
         sources,
         endpoint,
     }
@@ -217,6 +234,7 @@ pub fn render_text(r: &Report) -> String {
         );
     }
     let _ = writeln!(o, "\nUptime {:.0} s", n.uptime_sec);
+    render_gpus(&mut o, &r.gpus);
     let _ = writeln!(o, "\nSources");
     for s in &r.sources {
         let _ = writeln!(
@@ -240,6 +258,46 @@ pub fn render_text(r: &Report) -> String {
             .unwrap_or("endpoint accepted an empty export request")
     );
     o
+}
+
+fn render_gpus(o: &mut String, gpus: &[crate::gpu::Gpu]) {
+    let _ = writeln!(o, "\nGPUs ({})", gpus.len());
+    for g in gpus {
+        let i = &g.info;
+        let _ = writeln!(
+            o,
+            "  {:<8} {}  memory {}  driver {} {}",
+            i.name,
+            if i.model.starts_with(&i.vendor) {
+                i.model.clone()
+            } else {
+                format!("{} {}", i.vendor, i.model)
+            },
+            i.memory_total.map(bytes).unwrap_or_else(|| "?".into()),
+            i.driver,
+            i.driver_version.as_deref().unwrap_or("?")
+        );
+        let _ = writeln!(
+            o,
+            "           id {}  bus {}  via {}",
+            i.id,
+            i.bus_id.as_deref().unwrap_or("?"),
+            i.source
+        );
+        let r = &g.reading;
+        let opt = |v: Option<f64>, unit: &str| {
+            v.map(|v| format!("{v:.1} {unit}"))
+                .unwrap_or_else(|| "—".into())
+        };
+        let _ = writeln!(
+            o,
+            "           busy {}  memory used {}  temperature {}  power {}",
+            opt(r.utilization.map(|u| u * 100.0), "%"),
+            r.memory_used.map(bytes).unwrap_or_else(|| "—".into()),
+            opt(r.temperature_c, "°C"),
+            opt(r.power_w, "W"),
+        );
+    }
 }
 
 pub async fn run(cfg: Config, json: bool) -> i32 {

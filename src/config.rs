@@ -364,6 +364,18 @@ pub const SETTINGS: &[Setting] = &[
         "Where the host's root filesystem is mounted (for machine-id, os-release, filesystems)",
     ),
     s(
+        "gpu",
+        &["NODE_AGENT_GPU"],
+        Some("auto"),
+        "auto (NVIDIA through NVML when its library is present, AMD/Intel through sysfs) or off",
+    ),
+    s(
+        "nvml_library",
+        &["NODE_AGENT_NVML_LIBRARY"],
+        None,
+        "Path of libnvidia-ml to open instead of libnvidia-ml.so.1 / libnvidia-ml.so",
+    ),
+    s(
         "filesystem_timeout_ms",
         &["NODE_AGENT_FILESYSTEM_TIMEOUT_MS"],
         Some("1000"),
@@ -569,6 +581,9 @@ pub struct Config {
     pub sys_path: PathBuf,
     pub rootfs_path: PathBuf,
     pub filesystem_timeout: Duration,
+    /// GPU sampling on (`gpu=auto`) or off.
+    pub gpu_enabled: bool,
+    pub nvml_library: Option<String>,
     /// Structured sections of the config file (e.g. `[servers.<uuid>]`, `[[static_targets]]`).
     pub file_tables: toml::Table,
 }
@@ -826,6 +841,24 @@ impl Config {
                 )
             })?),
         };
+        let gpu_enabled = match r
+            .string("gpu")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "auto" | "on" | "true" => true,
+            "off" | "false" | "none" => false,
+            other => {
+                let (_, src) = r.raw("gpu").unwrap();
+                return Err(r.invalid(
+                    "gpu",
+                    src,
+                    format!("`{other}` is not a GPU mode"),
+                    "use auto or off",
+                ));
+            }
+        };
         let spool_fsync = match r
             .string("spool_fsync")
             .unwrap_or_default()
@@ -888,6 +921,8 @@ impl Config {
             sys_path: PathBuf::from(r.string("sys_path").unwrap_or_default()),
             rootfs_path: PathBuf::from(r.string("rootfs_path").unwrap_or_default()),
             filesystem_timeout: Duration::from_millis(r.u64("filesystem_timeout_ms", 1)?),
+            gpu_enabled,
+            nvml_library: r.string("nvml_library").filter(|s| !s.is_empty()),
             file_tables: layers.file_tables.clone(),
         })
     }

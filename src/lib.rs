@@ -8,7 +8,8 @@
 //! - [`resource`]: the node's identity (`service.instance.id`, `host.id`, …) and capabilities
 //!   (CPU count, memory, disk, GPUs, cgroup setup), sent as the OTLP Resource.
 //! - Samplers, which only read and parse: [`node`] (/proc, one file per metric family),
-//!   reading every file through kept descriptors ([`procfile`]).
+//!   reading every file through kept descriptors ([`procfile`]); [`gpu`] (NVML loaded at run
+//!   time for NVIDIA, DRM sysfs for AMD/Intel), sampled with the node cycle.
 //! - [`otlp`]: turns a finished sample into one OTLP request stamped with the time it was taken,
 //!   so every sample is exported exactly once.
 //! - [`export`]: the delivery queue the agent owns (memory, then a crash-safe disk spool replayed
@@ -24,6 +25,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod export;
+pub mod gpu;
 pub mod logging;
 pub mod node;
 pub mod otlp;
