@@ -20,6 +20,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 const INTERVAL: &str = "0.1";
+/// The node sampler's series in /metrics.
+const NODE: &str = "node_agent_sampler=\"node\"";
 
 /// A running agent whose log goes to a file we can read while it runs.
 struct Agent {
@@ -75,7 +77,12 @@ fn passes(receiver: &Receiver) -> Vec<(u64, u64)> {
         .iter()
         .filter(|m| m["name"] == "node_agent.sampler.passes")
         .map(|m| {
-            let p = &m["points"][0];
+            let p = m["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["attrs"]["node_agent.sampler"] == "node")
+                .unwrap();
             (p["start"].as_u64().unwrap(), p["value"].as_u64().unwrap())
         })
         .collect()
@@ -339,11 +346,11 @@ fn black_holed_collector_does_not_stall_sampling() {
         .is_some()
     });
     let first = http_get(http, "/metrics").1;
-    let p1 = prom_value(&first, "node_agent_sampler_passes_total", "").unwrap();
+    let p1 = prom_value(&first, "node_agent_sampler_passes_total", NODE).unwrap();
     // Two export timeouts later, sampling went on at its own pace.
     std::thread::sleep(Duration::from_secs(3));
     let second = http_get(http, "/metrics").1;
-    let p2 = prom_value(&second, "node_agent_sampler_passes_total", "").unwrap();
+    let p2 = prom_value(&second, "node_agent_sampler_passes_total", NODE).unwrap();
     assert!(
         p2 - p1 >= 6.0,
         "sampling stalled behind the hanging collector: {p1} -> {p2}"
@@ -471,7 +478,7 @@ fn full_spool_drops_oldest_first_and_counts_exactly() {
     let taken_now = prom_value(
         &http_get(http, "/metrics").1,
         "node_agent_sampler_passes_total",
-        "",
+        NODE,
     )
     .unwrap() as u64;
     wait_until(Duration::from_secs(60), "catch-up", || {
@@ -716,7 +723,10 @@ fn metrics_endpoint_is_scraped_by_prometheus_with_collector_names() {
     );
     let idle = value(&format!("sum(system_cpu_utilization_ratio{sel})"));
     assert!((idle - 1.0).abs() < 0.01, "utilization sums to {idle}");
-    assert!(value(&format!("node_agent_sampler_passes_total{sel}")) >= 1.0);
+    assert!(
+        value("node_agent_sampler_passes_total{node_agent_sampler=\"node\",job=\"node-agent\"}")
+            >= 1.0
+    );
     // Host user CPU seconds: between what /proc/stat said before the agent started and now.
     let user = value("system_cpu_time_seconds_total{cpu_mode=\"user\",job=\"node-agent\"}");
     let user_now = user_cpu_seconds();
