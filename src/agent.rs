@@ -24,7 +24,8 @@ pub struct Context {
     pub health: Health,
     pub started_nanos: u64,
     /// The last OTLP request of each sampler: what `/metrics` renders, so its names are the
-    /// Collector's translation of exactly what we export.
+    /// Collector's translation of exactly what we export. Every sampler loop calls
+    /// [`Context::set_latest`] with the request it enqueues.
     pub latest: Mutex<BTreeMap<&'static str, Bytes>>,
     /// Delivery counters, for `/readyz`.
     pub export: Arc<ExportStats>,
