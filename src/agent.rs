@@ -3,7 +3,7 @@
 //! given the grace period to drain, and the process exits 0.
 
 use crate::config::Config;
-use crate::export::{Exporter, Transport};
+use crate::export::{ExportStats, Exporter, QueueConfig, Transport};
 use crate::node::NodeSampler;
 use crate::otlp::{self, MetricsBuilder};
 use crate::resource::{self, Capabilities, HostInfo};
@@ -11,7 +11,8 @@ use crate::selfmetrics::{self, Health};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use prost::Message;
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -22,6 +23,12 @@ pub struct Context {
     pub caps: RwLock<Capabilities>,
     pub health: Health,
     pub started_nanos: u64,
+    /// The last OTLP request of each sampler: what `/metrics` renders, so its names are the
+    /// Collector's translation of exactly what we export. Every sampler loop calls
+    /// [`Context::set_latest`] with the request it enqueues.
+    pub latest: Mutex<BTreeMap<&'static str, Bytes>>,
+    /// Delivery counters, for `/readyz`.
+    pub export: Arc<ExportStats>,
     /// The GPU sampler (its own thread), sampled with every node cycle.
     pub gpu: std::sync::Mutex<crate::gpu::GpuWorker>,
     /// Containers and game servers: discovery's inventory and the per-container sampler.
@@ -55,11 +62,21 @@ impl Context {
             caps: RwLock::new(caps),
             health: Health::default(),
             started_nanos: otlp::now_nanos(),
+            latest: Mutex::new(BTreeMap::new()),
+            export: Arc::new(ExportStats::default()),
         }
     }
 
     pub fn resource(&self) -> Vec<KeyValue> {
         resource::build(&self.cfg, &self.host, &self.caps.read().expect("caps lock"))
+    }
+
+    /// Remembers a sampler's latest request for `/metrics`.
+    pub fn set_latest(&self, sampler: &'static str, payload: &Bytes) {
+        self.latest
+            .lock()
+            .expect("latest lock")
+            .insert(sampler, payload.clone());
     }
 
     pub fn update_caps(&self, f: impl FnOnce(&mut Capabilities)) {
@@ -169,6 +186,7 @@ async fn node_loop(ctx: Arc<Context>, exporter: Exporter, mut shutdown: watch::R
     let stats = exporter.stats();
     loop {
         let payload = node_cycle(&ctx, &mut sampler, &stats);
+        ctx.set_latest("node", &payload);
         exporter.enqueue(payload);
         if sleep_or_shutdown(jittered(cfg.sample_interval), &mut shutdown).await {
             return;
@@ -210,10 +228,37 @@ pub async fn run(cfg: Config) -> i32 {
         interval_max_s = cfg.sample_interval.1.as_secs_f64(),
         "node-agent starting"
     );
-    let exporter = Exporter::start(transport, cfg.queue_memory_bytes, cfg.send_backoff_max);
+    let queue = QueueConfig {
+        memory_bytes: cfg.queue_memory_bytes,
+        // Console and `none` never fail to deliver: no spool directory is created for them.
+        spool_dir: (cfg.export.exporter == crate::config::ExporterKind::Otlp
+            && !cfg.spool_dir.as_os_str().is_empty())
+        .then(|| cfg.spool_dir.clone()),
+        spool_max_bytes: cfg.spool_max_bytes,
+        fsync: cfg.spool_fsync,
+        backoff_max: cfg.send_backoff_max,
+    };
+    let exporter = Exporter::start(transport, queue);
     let grace = cfg.shutdown_grace;
-    let ctx = Arc::new(Context::new(cfg));
+    let mut ctx = Context::new(cfg);
+    ctx.export = exporter.stats();
+    let ctx = Arc::new(ctx);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some(addr) = ctx.cfg.http_listen {
+        match crate::serve::bind(addr).await {
+            Ok(listener) => {
+                tokio::spawn(crate::serve::serve(
+                    listener,
+                    ctx.clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot listen for /healthz, /readyz, /metrics");
+                return 2;
+            }
+        }
+    }
     let discovery = tokio::spawn(crate::containers::discovery_loop(
         ctx.clone(),
         shutdown_rx.clone(),
@@ -227,15 +272,24 @@ pub async fn run(cfg: Config) -> i32 {
     let _ = shutdown_tx.send(true);
     let _ = node.await;
     discovery.abort();
-    let left = exporter.drain(grace).await;
-    if left > 0 {
+    let samples = ctx.health.snapshot().get("node").map_or(0, |h| h.passes);
+    // The last sample is queued; give the collector the grace period, then keep the rest on disk.
+    let delivered = exporter.drain(grace).await;
+    let (persisted, lost) = exporter.shutdown().await;
+    if delivered {
+        tracing::info!("all batches delivered; exiting");
+    } else if lost == 0 {
         tracing::warn!(
-            batches = left,
-            "shutdown grace period over; undelivered batches remain"
+            spooled = persisted,
+            "shutdown grace period over; undelivered batches kept in the spool for the next start"
         );
     } else {
-        tracing::info!("all batches delivered; exiting");
+        tracing::error!(
+            spooled = persisted,
+            lost,
+            "shutdown grace period over; no spool for the undelivered batches"
+        );
     }
-    exporter.close();
+    tracing::info!(samples, "node-agent stopped");
     0
 }

@@ -143,6 +143,14 @@ pub async fn build_report(cfg: Config) -> Report {
             problems.join("; ")
         },
     });
+    if cfg.export.exporter == ExporterKind::Otlp && !cfg.spool_dir.as_os_str().is_empty() {
+        let (ok, detail) = crate::export::spool::inspect(&cfg.spool_dir);
+        sources.push(SourceStatus {
+            name: "spool".into(),
+            ok,
+            detail,
+        });
+    }
     let endpoint = endpoint_status(cfg).await;
     let resource = ctx
         .resource()

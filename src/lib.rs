@@ -15,8 +15,11 @@
 //!   per-task disk counters where blkio is blind) in the node cycle.
 //! - [`otlp`]: turns a finished sample into one OTLP request stamped with the time it was taken,
 //!   so every sample is exported exactly once.
-//! - [`export`]: the delivery queue the agent owns, and the gRPC/HTTP/console transports.
+//! - [`export`]: the delivery queue the agent owns (memory, then a crash-safe disk spool replayed
+//!   after a restart), and the gRPC/HTTP/console transports.
 //! - [`selfmetrics`]: the agent's own health and heartbeat metrics.
+//! - [`serve`]: the optional local `/healthz`, `/readyz` and `/metrics` endpoint; [`prom`] renders
+//!   the exported OTLP as Prometheus text with the Collector's names.
 //! - [`agent`] runs it all (`node-agent run`); [`check`] samples once and reports
 //!   (`node-agent check`); [`cli`] and [`logging`] are the process's front.
 
@@ -33,8 +36,10 @@ pub mod logging;
 pub mod node;
 pub mod otlp;
 pub mod procfile;
+pub mod prom;
 pub mod resource;
 pub mod selfmetrics;
+pub mod serve;
 pub mod wings;
 
 /// rustls needs one process-wide crypto provider; we build with `ring` only.

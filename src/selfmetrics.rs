@@ -13,6 +13,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SamplerHealth {
+    /// Passes since the agent started (this one included): a per-sample sequence number.
+    pub passes: u64,
     pub last_duration_sec: f64,
     pub errors: u64,
     /// Unix seconds of the last pass without errors (0 = never).
@@ -30,6 +32,7 @@ impl Health {
     pub fn record(&self, sampler: &'static str, took: Duration, error: Option<String>) {
         let mut map = self.samplers.lock().expect("health lock");
         let h = map.entry(sampler).or_default();
+        h.passes += 1;
         h.last_duration_sec = took.as_secs_f64();
         match error {
             Some(e) => {
@@ -84,6 +87,15 @@ pub fn metrics(health: &Health, export: &ExportStats, start_nanos: u64, b: &mut 
             .iter()
             .map(|(n, h)| (h.errors, start_nanos, by_sampler(n))),
     );
+    b.sum(
+        "node_agent.sampler.passes",
+        "{pass}",
+        "Sampler passes since the agent started, this one included (a per-sample sequence number)",
+        true,
+        samplers
+            .iter()
+            .map(|(n, h)| (h.passes, start_nanos, by_sampler(n))),
+    );
     b.gauge(
         "node_agent.sampler.last_success",
         "s",
@@ -105,27 +117,26 @@ pub fn metrics(health: &Health, export: &ExportStats, start_nanos: u64, b: &mut 
         ],
     );
     let tier = |t: &str| vec![kv("node_agent.queue.tier", t.to_string())];
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     b.sum(
         "node_agent.queue.batches",
         "{batch}",
-        "Batches waiting for delivery",
+        "Batches waiting for delivery, by tier (memory, disk spool)",
         false,
-        [(
-            export.queued_batches.load(Ordering::Relaxed),
-            start_nanos,
-            tier("memory"),
-        )],
+        [
+            (load(&export.memory_batches), start_nanos, tier("memory")),
+            (load(&export.disk_batches), start_nanos, tier("disk")),
+        ],
     );
     b.sum(
         "node_agent.queue.bytes",
         "By",
-        "Bytes waiting for delivery",
+        "Bytes waiting for delivery, by tier (memory, disk spool)",
         false,
-        [(
-            export.queued_bytes.load(Ordering::Relaxed),
-            start_nanos,
-            tier("memory"),
-        )],
+        [
+            (load(&export.memory_bytes), start_nanos, tier("memory")),
+            (load(&export.disk_bytes), start_nanos, tier("disk")),
+        ],
     );
     if let Some((rss, user, system)) = process_usage() {
         b.sum(

@@ -908,7 +908,7 @@ fn check_dashboards_against(prom: &Prometheus, node_id: &str, emitted: Vec<Strin
 /// Flip to `true` once the agent serves `/metrics` on `--http-listen` (the delivery branch).
 /// While it is `false` the test below only checks that the agent indeed does not serve it yet, so
 /// it fails (and asks for the flip) as soon as it does.
-const AGENT_SERVES_METRICS: bool = false;
+const AGENT_SERVES_METRICS: bool = true;
 
 /// The second path: a real Prometheus scrapes the agent's own `/metrics` (same names as
 /// the collector's `prometheus` exporter), and every dashboard query returns data from it.

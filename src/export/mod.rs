@@ -3,11 +3,14 @@
 //! Samplers hand each finished request to [`Exporter::enqueue`], which never waits on the
 //! network. The sender task delivers batches strictly in order, retries what the OTLP
 //! specification calls retryable with exponential backoff and jitter, and counts (and logs with
-//! the reason) what it must give up on. See `queue.rs` for the bounds.
+//! the reason) what it must give up on. Past its memory budget the queue spills to a crash-safe
+//! on-disk spool (`spool.rs`) that is replayed first after a restart. See `queue.rs` for the
+//! ordering invariant and the bounds.
 
 pub mod grpc;
 pub mod http;
 pub mod queue;
+pub mod spool;
 
 use crate::config::{ExportConfig, ExporterKind, Protocol};
 use bytes::Bytes;
@@ -15,7 +18,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use prost::Message;
 use std::time::Duration;
 
-pub use queue::{ExportStats, Exporter};
+pub use queue::{ExportStats, Exporter, QueueConfig};
 
 /// Why a send failed, and whether trying again can help.
 #[derive(Debug, Clone)]

@@ -128,9 +128,13 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(extra_args: &[&str]) -> Receiver {
+        Receiver::start_on(free_port(), extra_args)
+    }
+
+    /// On a given port: a receiver that comes up where an agent already sends.
+    pub fn start_on(port: u16, extra_args: &[&str]) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("received.jsonl");
-        let port = free_port();
         let proc = Proc::spawn(
             "otlp_receiver.py",
             Command::new("python3")
@@ -183,9 +187,13 @@ pub struct Rotel {
 
 impl Rotel {
     pub fn start(upstream: &str, extra: &[&str]) -> Rotel {
+        Rotel::start_on(upstream, free_port(), free_port(), extra)
+    }
+
+    /// On given ports: a collector restarted after an outage comes back where it was.
+    pub fn start_on(upstream: &str, grpc_port: u16, http_port: u16, extra: &[&str]) -> Rotel {
         let bin = require(&peers_dir().join("py/rotel/rotel-agent"));
         let dir = tempfile::tempdir().unwrap();
-        let (grpc_port, http_port) = (free_port(), free_port());
         let proc = Proc::spawn(
             "rotel",
             Command::new(bin)
