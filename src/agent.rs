@@ -152,6 +152,14 @@ pub async fn run(cfg: Config) -> i32 {
         interval_max_s = cfg.sample_interval.1.as_secs_f64(),
         "node-agent starting"
     );
+    // Game-server probes: a bad [servers]/[[static_targets]] section stops the agent at start.
+    let prober = match crate::probe::schedule::Prober::from_config(&cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid game-server probe configuration");
+            return 2;
+        }
+    };
     let exporter = Exporter::start(transport, cfg.queue_memory_bytes, cfg.send_backoff_max);
     let grace = cfg.shutdown_grace;
     let ctx = Arc::new(Context::new(cfg));
@@ -161,9 +169,19 @@ pub async fn run(cfg: Config) -> i32 {
         exporter.clone(),
         shutdown_rx.clone(),
     ));
+    // Wings discovery feeds this channel once it is wired in; static targets work without it.
+    let (_servers_tx, servers_rx) = watch::channel(Vec::new());
+    let players = tokio::spawn(crate::probe::schedule::players_loop(
+        ctx.clone(),
+        prober,
+        exporter.clone(),
+        servers_rx,
+        shutdown_rx.clone(),
+    ));
     signal().await;
     let _ = shutdown_tx.send(true);
     let _ = node.await;
+    let _ = players.await;
     let left = exporter.drain(grace).await;
     if left > 0 {
         tracing::warn!(

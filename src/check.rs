@@ -36,6 +36,8 @@ pub struct Report {
     pub resource: BTreeMap<String, String>,
     pub node: NodeSample,
     pub sources: Vec<SourceStatus>,
+    /// One probe pass over the game servers (static targets; Wings servers once wired in).
+    pub game_servers: Vec<crate::probe::schedule::TargetResult>,
     pub endpoint: EndpointStatus,
 }
 
@@ -84,6 +86,7 @@ pub async fn build_report(cfg: Config) -> Report {
             detail: format!("statfs timed out on: {}", node.stale_mounts.join(", ")),
         });
     }
+    let game_servers = game_servers(cfg, &mut sources).await;
     let endpoint = endpoint_status(cfg).await;
     let resource = ctx
         .resource()
@@ -102,7 +105,37 @@ pub async fn build_report(cfg: Config) -> Report {
         resource,
         node,
         sources,
+        game_servers,
         endpoint,
+    }
+}
+
+/// One probe pass; a bad probe section is a failed source, a down game server is not (the agent
+/// itself works fine).
+async fn game_servers(
+    cfg: &Config,
+    sources: &mut Vec<SourceStatus>,
+) -> Vec<crate::probe::schedule::TargetResult> {
+    match crate::probe::schedule::Prober::from_config(cfg) {
+        Ok(mut prober) => {
+            let results = prober.pass(&[]).await;
+            if !results.is_empty() {
+                sources.push(SourceStatus {
+                    name: "game servers".into(),
+                    ok: true,
+                    detail: crate::probe::schedule::summary(&results),
+                });
+            }
+            results
+        }
+        Err(e) => {
+            sources.push(SourceStatus {
+                name: "game servers".into(),
+                ok: false,
+                detail: e,
+            });
+            Vec::new()
+        }
     }
 }
 
@@ -209,6 +242,38 @@ pub fn render_text(r: &Report) -> String {
         );
     }
     let _ = writeln!(o, "\nUptime {:.0} s", n.uptime_sec);
+    if !r.game_servers.is_empty() {
+        let _ = writeln!(o, "\nGame servers");
+        for g in &r.game_servers {
+            let players = match g.status.as_ref().map(|s| (s.online, s.max)) {
+                Some((Some(on), Some(max))) => format!("{on}/{max}"),
+                Some((Some(on), None)) => format!("{on}/?"),
+                _ => "-".into(),
+            };
+            let latency = g
+                .status
+                .as_ref()
+                .and_then(|s| s.latency)
+                .map(|l| format!("{:.1} ms", l.as_secs_f64() * 1000.0))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "  {:<20} {:<18} {}:{}/{} {:<8} players {:<9} {}{}",
+                g.name,
+                g.protocol.name(),
+                g.address,
+                g.port,
+                g.protocol.transport(),
+                g.state.name(),
+                players,
+                latency,
+                g.error
+                    .as_deref()
+                    .map(|e| format!("  ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     let _ = writeln!(o, "\nSources");
     for s in &r.sources {
         let _ = writeln!(

@@ -9,6 +9,8 @@
 //!   (CPU count, memory, disk, GPUs, cgroup setup), sent as the OTLP Resource.
 //! - Samplers, which only read and parse: [`node`] (/proc, one file per metric family),
 //!   reading every file through kept descriptors ([`procfile`]).
+//! - [`probe`]: game-server status probes (Minecraft Java/legacy, Query, Bedrock, Source A2S),
+//!   the choice of protocol and port per server, and the players loop.
 //! - [`otlp`]: turns a finished sample into one OTLP request stamped with the time it was taken,
 //!   so every sample is exported exactly once.
 //! - [`export`]: the delivery queue the agent owns, and the gRPC/HTTP/console transports.
@@ -24,6 +26,7 @@ pub mod export;
 pub mod logging;
 pub mod node;
 pub mod otlp;
+pub mod probe;
 pub mod procfile;
 pub mod resource;
 pub mod selfmetrics;
