@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Handshake version of the second try when a server hangs up on -1 (1.8, what mcstatus and
+/// node-gamedig send; every modern server answers status for any version).
+pub const FALLBACK_PROTOCOL: i32 = 47;
+
 /// Appends `v` as a VarInt (negative values take 5 bytes).
 pub fn write_varint(out: &mut Vec<u8>, v: i32) {
     let mut u = v as u32;

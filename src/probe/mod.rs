@@ -307,6 +307,15 @@ pub async fn probe(
     let fut = async {
         match protocol {
             Protocol::MinecraftJava => match java::probe(addr, host, limits).await {
+                // Some servers (quarry, strict proxies) hang up on the "probing" version -1;
+                // ask once more with 47, what mcstatus and node-gamedig send.
+                Err(ErrorKind::ClosedEmpty) if limits.java_protocol == -1 => {
+                    let retry = Limits {
+                        java_protocol: java::FALLBACK_PROTOCOL,
+                        ..limits.clone()
+                    };
+                    java::probe(addr, host, &retry).await
+                }
                 // A reply that is not SLP may be a pre-1.7 server: ask the legacy way.
                 Err(ErrorKind::Malformed(_) | ErrorKind::Truncated) => {
                     legacy::probe(addr, limits).await

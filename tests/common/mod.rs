@@ -13,7 +13,9 @@ pub fn repo_root() -> PathBuf {
 
 /// Where `scripts/install-test-deps.sh` put the PyPI and npm peers.
 pub fn peers_dir() -> PathBuf {
-    std::env::var_os("NODE_AGENT_PEERS").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".cache/peers"))
+    std::env::var_os("NODE_AGENT_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".cache/peers"))
 }
 
 pub fn require(path: &Path) -> PathBuf {
@@ -35,7 +37,11 @@ pub fn agent_bin() -> PathBuf {
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) {
@@ -68,8 +74,13 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { child, name: name.into() }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            name: name.into(),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -131,7 +142,12 @@ impl Receiver {
                 .stdout(Stdio::null()),
         );
         wait_for_port(port, Duration::from_secs(20));
-        Receiver { port, out, _dir: dir, _proc: proc }
+        Receiver {
+            port,
+            out,
+            _dir: dir,
+            _proc: proc,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -186,7 +202,12 @@ impl Rotel {
         );
         wait_for_port(grpc_port, Duration::from_secs(20));
         wait_for_port(http_port, Duration::from_secs(20));
-        Rotel { grpc_port, http_port, proc, _dir: dir }
+        Rotel {
+            grpc_port,
+            http_port,
+            proc,
+            _dir: dir,
+        }
     }
 }
 
@@ -194,7 +215,12 @@ impl Rotel {
 pub fn agent_command() -> Command {
     let mut cmd = Command::new(agent_bin());
     for (k, _) in std::env::vars() {
-        if k.starts_with("OTEL_") || k.starts_with("AGENT_") || k.starts_with("NODE_") || k == "RUST_LOG" || k == "LOG_LEVEL" {
+        if k.starts_with("OTEL_")
+            || k.starts_with("AGENT_")
+            || k.starts_with("NODE_")
+            || k == "RUST_LOG"
+            || k == "LOG_LEVEL"
+        {
             cmd.env_remove(k);
         }
     }
