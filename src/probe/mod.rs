@@ -317,8 +317,9 @@ pub async fn probe(
                     java::probe(addr, host, &retry).await
                 }
                 // A reply that is not SLP may be a pre-1.7 server: ask the legacy way.
-                Err(ErrorKind::Malformed(_) | ErrorKind::Truncated) => {
-                    legacy::probe(addr, limits).await
+                // If that fails too, the SLP error is the one worth reporting.
+                Err(e @ (ErrorKind::Malformed(_) | ErrorKind::Truncated)) => {
+                    legacy::probe(addr, limits).await.map_err(|_| e)
                 }
                 r => r,
             },
