@@ -17,6 +17,7 @@
 
 pub mod a2s;
 pub mod bedrock;
+pub mod fuzz;
 pub mod java;
 pub mod legacy;
 pub mod query;
