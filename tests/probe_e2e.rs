@@ -59,7 +59,7 @@ protocol = "minecraft-java"
     path
 }
 
-fn point_for<'a>(metric: &'a serde_json::Value, port: u16) -> Vec<&'a serde_json::Value> {
+fn point_for(metric: &serde_json::Value, port: u16) -> Vec<&serde_json::Value> {
     metric["points"]
         .as_array()
         .unwrap()

@@ -110,10 +110,11 @@ fn tcp_server(serve: fn(std::net::TcpStream)) -> (SocketAddr, Stop) {
     (addr, stop)
 }
 
-/// A UDP server answering every datagram with what `reply` returns (0..n datagrams).
-fn udp_server(
-    reply: fn(&[u8], &mut u32) -> Vec<Vec<u8>>,
-) -> (SocketAddr, Stop, &'static AtomicUsize) {
+/// How a UDP server answers one datagram (0..n datagrams); the u32 is its state.
+type Reply = fn(&[u8], &mut u32) -> Vec<Vec<u8>>;
+
+/// A UDP server answering every datagram with what `reply` returns.
+fn udp_server(reply: Reply) -> (SocketAddr, Stop, &'static AtomicUsize) {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let addr = s.local_addr().unwrap();
@@ -270,7 +271,7 @@ fn java_silent_server_times_out_down() {
 #[test]
 fn accepted_then_closed_with_no_bytes_is_starting() {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (addr, _stop) = tcp_server(|s| drop(s));
+    let (addr, _stop) = tcp_server(drop);
     let l = limits();
     let (r, took, peak) = run_probe(Protocol::MinecraftJava, addr, &l);
     assert_bounded("closed empty", &r, took, peak, &l);
@@ -333,7 +334,7 @@ fn a2s_endless_challenges_are_bounded() {
 #[test]
 fn udp_garbage_truncated_and_floods() {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let cases: [(Protocol, fn(&[u8], &mut u32) -> Vec<Vec<u8>>); 6] = [
+    let cases: [(Protocol, Reply); 6] = [
         // Bedrock: pong echoing our nonce, cut short.
         (Protocol::MinecraftBedrock, |d, _| {
             let mut p = vec![0x1c];

@@ -26,10 +26,10 @@ pub fn java(data: &[u8]) {
     if let Ok(s) = super::java::parse_status_body(data, 64 * 1024) {
         check(&s);
     }
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(s) = super::java::parse_json(text) {
-            check(&s);
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(s) = super::java::parse_json(text)
+    {
+        check(&s);
     }
     let _ = super::java::parse_pong_body(data);
 }
@@ -64,8 +64,11 @@ pub fn a2s(data: &[u8]) {
     }
 }
 
+/// A fuzz target: its name and entry point.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target by name (for the stable replay).
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [Target; 5] = [
     ("java", java),
     ("legacy", legacy),
     ("query", query),

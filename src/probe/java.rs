@@ -237,12 +237,12 @@ pub async fn read_frame(
         if need.is_none() {
             need = frame_header(&buf, cap)?;
         }
-        if let Some((len, n)) = need {
-            if buf.len() >= n + len {
-                buf.truncate(n + len);
-                buf.drain(..n);
-                return Ok(buf);
-            }
+        if let Some((len, n)) = need
+            && buf.len() >= n + len
+        {
+            buf.truncate(n + len);
+            buf.drain(..n);
+            return Ok(buf);
         }
         let want = match need {
             Some((len, n)) => (n + len - buf.len()).min(chunk.len()),

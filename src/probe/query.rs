@@ -104,17 +104,17 @@ pub fn parse_full(buf: &[u8]) -> Result<FullStat, ErrorKind> {
     }
     // "\x01player_\0\0", then names until an empty one.
     let mut names = 0;
-    if let Some(tail) = rest.get(pos..) {
-        if let Some(list) = tail.strip_prefix(b"\x01player_\0\0") {
-            let mut p = 0;
-            while let Some(name) = cstr(list, &mut p) {
-                if name.is_empty() {
-                    break;
-                }
-                names += 1;
-                if names > MAX_NAMES {
-                    return Err(ErrorKind::malformed("too many player names"));
-                }
+    if let Some(tail) = rest.get(pos..)
+        && let Some(list) = tail.strip_prefix(b"\x01player_\0\0")
+    {
+        let mut p = 0;
+        while let Some(name) = cstr(list, &mut p) {
+            if name.is_empty() {
+                break;
+            }
+            names += 1;
+            if names > MAX_NAMES {
+                return Err(ErrorKind::malformed("too many player names"));
             }
         }
     }

@@ -144,10 +144,10 @@ pub fn candidates(s: &ServerInfo) -> Vec<(Protocol, u16)> {
     }
     let mut out: Vec<(Protocol, u16)> = Vec::new();
     for (p, port) in c {
-        if let Some(port) = port.filter(|p| *p > 0) {
-            if !out.contains(&(p, port)) {
-                out.push((p, port));
-            }
+        if let Some(port) = port.filter(|p| *p > 0)
+            && !out.contains(&(p, port))
+        {
+            out.push((p, port));
         }
     }
     out
