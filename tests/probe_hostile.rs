@@ -399,3 +399,43 @@ fn udp_silence_times_out_within_the_deadline() {
     }
     assert!(received.load(Ordering::Relaxed) >= 3);
 }
+
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+static MOST_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// `probe_concurrency` caps the probes in flight: six slow targets, a cap of 2, and the server
+/// never sees more than 2 connections at once.
+#[test]
+fn concurrency_cap_holds() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (addr, _stop) = tcp_server(|mut s| {
+        CONNECTIONS.fetch_add(1, Ordering::SeqCst);
+        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST_IN_FLIGHT.fetch_max(now, Ordering::SeqCst);
+        read_some(&mut s);
+        std::thread::sleep(Duration::from_millis(300));
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        // Closing after the count drops, so the client cannot start its next probe first.
+        drop(s);
+    });
+    let mut toml = String::new();
+    for i in 0..6 {
+        toml += &format!(
+            "[[static_targets]]\nname = \"t{i}\"\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"minecraft-legacy\"\n",
+            addr.port()
+        );
+    }
+    let cfg = node_agent::probe::targets::ProbeConfig::from_tables(&toml.parse().unwrap()).unwrap();
+    let mut prober = node_agent::probe::schedule::Prober::new(cfg, limits(), None, 2);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let results = rt.block_on(prober.pass(&[]));
+    assert_eq!(results.len(), 6);
+    assert!(
+        results.iter().all(|r| r.state == State::Starting),
+        "{results:?}"
+    );
+    assert_eq!(CONNECTIONS.load(Ordering::SeqCst), 6);
+    let most = MOST_IN_FLIGHT.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&most), "{most} probes in flight at once");
+}
