@@ -180,6 +180,7 @@ fn check_shows_each_target() {
     assert_eq!(games.len(), 2);
     assert_eq!(games[0]["state"], "up");
     assert_eq!(games[0]["status"]["online"], online);
+    assert!(games[0]["status"]["latency"].as_f64().unwrap() > 0.0);
     assert_eq!(games[1]["state"], "down");
 }
 

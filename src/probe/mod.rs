@@ -134,8 +134,17 @@ pub struct Status {
     pub max: Option<u32>,
     pub version: Option<String>,
     pub motd: Option<String>,
-    /// Round trip of the latency exchange (pong, or the status exchange when there was none).
+    /// Round trip of the latency exchange (pong, or the status exchange when there was none);
+    /// seconds in JSON.
+    #[serde(serialize_with = "seconds")]
     pub latency: Option<Duration>,
+}
+
+fn seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }
 
 impl Status {
