@@ -14,3 +14,20 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 # Integration tests start real servers and cgroups; two at a time fits our 2-core machines.
 cargo test --all-targets -- --test-threads=2
+# A short fuzz run of every probe parser when cargo-fuzz and a nightly toolchain are there
+# (`cargo install cargo-fuzz`); NODE_AGENT_FUZZ_SECONDS=0 skips it. New inputs go to a scratch
+# folder; the committed seed corpus (fuzz/corpus/<target>) is only read.
+fuzz_s=${NODE_AGENT_FUZZ_SECONDS:-10}
+# The instrumented build takes minutes on 2 cores: keep it outside the clone so later runs on the
+# same machine only rebuild the agent crate.
+export CARGO_TARGET_DIR="${NODE_AGENT_FUZZ_TARGET:-$HOME/.cache/node-agent/fuzz-target}"
+if [ "$fuzz_s" != 0 ] && cargo +nightly fuzz --version >/dev/null 2>&1; then
+  for t in $(cd fuzz && cargo +nightly fuzz list); do
+    echo "== cargo fuzz run $t (${fuzz_s}s)"
+    scratch=$(mktemp -d)
+    (cd fuzz && cargo +nightly fuzz run -O "$t" "$scratch" "corpus/$t" -- -max_total_time="$fuzz_s" -rss_limit_mb=1024)
+    rm -rf "$scratch"
+  done
+else
+  echo "== fuzz: skipped (needs cargo-fuzz and a nightly toolchain; cargo test already replayed the corpus)"
+fi

@@ -228,6 +228,14 @@ pub async fn run(cfg: Config) -> i32 {
         interval_max_s = cfg.sample_interval.1.as_secs_f64(),
         "node-agent starting"
     );
+    // Game-server probes: a bad [servers]/[[static_targets]] section stops the agent at start.
+    let prober = match crate::probe::schedule::Prober::from_config(&cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid game-server probe configuration");
+            return 2;
+        }
+    };
     let queue = QueueConfig {
         memory_bytes: cfg.queue_memory_bytes,
         // Console and `none` never fail to deliver: no spool directory is created for them.
@@ -268,9 +276,16 @@ pub async fn run(cfg: Config) -> i32 {
         exporter.clone(),
         shutdown_rx.clone(),
     ));
+    let players = tokio::spawn(crate::probe::schedule::players_loop(
+        ctx.clone(),
+        prober,
+        exporter.clone(),
+        shutdown_rx.clone(),
+    ));
     signal().await;
     let _ = shutdown_tx.send(true);
     let _ = node.await;
+    let _ = players.await;
     discovery.abort();
     let samples = ctx.health.snapshot().get("node").map_or(0, |h| h.passes);
     // The last sample is queued; give the collector the grace period, then keep the rest on disk.

@@ -39,6 +39,8 @@ pub struct Report {
     pub gpus: Vec<crate::gpu::Gpu>,
     pub containers: crate::containers::sampler::ContainersSample,
     pub sources: Vec<SourceStatus>,
+    /// One probe pass over the game servers (static targets; Wings servers once wired in).
+    pub game_servers: Vec<crate::probe::schedule::TargetResult>,
     pub endpoint: EndpointStatus,
 }
 
@@ -151,6 +153,8 @@ pub async fn build_report(cfg: Config) -> Report {
             detail,
         });
     }
+    let wings_servers = crate::probe::targets::from_inventory(&ctx.containers.inventory());
+    let game_servers = game_servers(cfg, &wings_servers, &mut sources).await;
     let endpoint = endpoint_status(cfg).await;
     let resource = ctx
         .resource()
@@ -171,7 +175,38 @@ pub async fn build_report(cfg: Config) -> Report {
         gpus: gpu.sample.gpus,
         containers,
         sources,
+        game_servers,
         endpoint,
+    }
+}
+
+/// One probe pass; a bad probe section is a failed source, a down game server is not (the agent
+/// itself works fine).
+async fn game_servers(
+    cfg: &Config,
+    servers: &[crate::probe::targets::ServerInfo],
+    sources: &mut Vec<SourceStatus>,
+) -> Vec<crate::probe::schedule::TargetResult> {
+    match crate::probe::schedule::Prober::from_config(cfg) {
+        Ok(mut prober) => {
+            let results = prober.pass(servers).await;
+            if !results.is_empty() {
+                sources.push(SourceStatus {
+                    name: "game servers".into(),
+                    ok: true,
+                    detail: crate::probe::schedule::summary(&results),
+                });
+            }
+            results
+        }
+        Err(e) => {
+            sources.push(SourceStatus {
+                name: "game servers".into(),
+                ok: false,
+                detail: e,
+            });
+            Vec::new()
+        }
     }
 }
 
@@ -280,6 +315,38 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(o, "\nUptime {:.0} s", n.uptime_sec);
     render_gpus(&mut o, &r.gpus);
     render_containers(&mut o, &r.containers);
+    if !r.game_servers.is_empty() {
+        let _ = writeln!(o, "\nGame servers");
+        for g in &r.game_servers {
+            let players = match g.status.as_ref().map(|s| (s.online, s.max)) {
+                Some((Some(on), Some(max))) => format!("{on}/{max}"),
+                Some((Some(on), None)) => format!("{on}/?"),
+                _ => "-".into(),
+            };
+            let latency = g
+                .status
+                .as_ref()
+                .and_then(|s| s.latency)
+                .map(|l| format!("{:.1} ms", l.as_secs_f64() * 1000.0))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "  {:<20} {:<18} {}:{}/{} {:<8} players {:<9} {}{}",
+                g.name,
+                g.protocol.name(),
+                g.address,
+                g.port,
+                g.protocol.transport(),
+                g.state.name(),
+                players,
+                latency,
+                g.error
+                    .as_deref()
+                    .map(|e| format!("  ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     let _ = writeln!(o, "\nSources");
     for s in &r.sources {
         let _ = writeln!(

@@ -194,6 +194,18 @@ pub const SETTINGS: &[Setting] = &[
         "Timeout of one game-server probe, seconds",
     ),
     s(
+        "probe_concurrency",
+        &["AGENT_PROBE_CONCURRENCY"],
+        Some("8"),
+        "Game-server probes in flight at once",
+    ),
+    s(
+        "probe_max_frame_bytes",
+        &["AGENT_PROBE_MAX_FRAME_BYTES"],
+        Some("262144"),
+        "Largest game-server status reply accepted (Java frame and JSON), bytes; at most 2097151",
+    ),
+    s(
         "metrics_exporter",
         &["OTEL_METRICS_EXPORTER"],
         Some("otlp"),
@@ -564,6 +576,8 @@ pub struct Config {
     pub discovery_interval: Duration,
     pub send_backoff_max: Duration,
     pub minecraft_ping_timeout: Duration,
+    pub probe_concurrency: usize,
+    pub probe_max_frame_bytes: usize,
     pub sdk_disabled: bool,
     pub export: ExportConfig,
     /// OTEL_SERVICE_NAME when set; it beats `service.name` in OTEL_RESOURCE_ATTRIBUTES.
@@ -905,6 +919,8 @@ impl Config {
             discovery_interval: r.seconds("discovery_interval_sec")?,
             send_backoff_max: r.seconds("send_backoff_max_sec")?,
             minecraft_ping_timeout: r.seconds("minecraft_ping_timeout_sec")?,
+            probe_concurrency: r.u64("probe_concurrency", 1)?.min(1024) as usize,
+            probe_max_frame_bytes: r.u64("probe_max_frame_bytes", 1024)?.min(2_097_151) as usize,
             sdk_disabled: r.bool("sdk_disabled")?,
             export,
             service_name: r.string("service_name").filter(|s| !s.is_empty()),

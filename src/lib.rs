@@ -13,6 +13,8 @@
 //! - Containers and game servers: [`containers`] discovers them on its own schedule ([`docker`]
 //!   Engine API, [`wings`] API) and samples each container's cgroup ([`cgroup`]: v1, v2, hybrid,
 //!   per-task disk counters where blkio is blind) in the node cycle.
+//! - [`probe`]: game-server status probes (Minecraft Java/legacy, Query, Bedrock, Source A2S),
+//!   the choice of protocol and port per server, and the players loop.
 //! - [`otlp`]: turns a finished sample into one OTLP request stamped with the time it was taken,
 //!   so every sample is exported exactly once.
 //! - [`export`]: the delivery queue the agent owns (memory, then a crash-safe disk spool replayed
@@ -35,6 +37,7 @@ pub mod gpu;
 pub mod logging;
 pub mod node;
 pub mod otlp;
+pub mod probe;
 pub mod procfile;
 pub mod prom;
 pub mod resource;
