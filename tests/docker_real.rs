@@ -12,7 +12,8 @@
 
 mod common;
 
-use common::{Proc, Receiver, agent_command, free_port, require, wait_for_port, wait_until};
+use common::wings::{Wings, server};
+use common::{Proc, Receiver, agent_command, require, wait_until};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -151,61 +152,6 @@ impl Drop for Dockerd {
     }
 }
 
-/// The Wings stand-in, with its server list and mode files.
-struct Wings {
-    port: u16,
-    dir: tempfile::TempDir,
-    _proc: Proc,
-}
-
-impl Wings {
-    fn start(servers: &Value) -> Wings {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("servers.json"), servers.to_string()).unwrap();
-        std::fs::write(dir.path().join("mode"), "ok").unwrap();
-        let port = free_port();
-        let proc = Proc::spawn(
-            "wings_standin.py",
-            Command::new("python3")
-                .arg(common::repo_root().join("tests/peers/wings_standin.py"))
-                .arg(port.to_string())
-                .arg(TOKEN)
-                .arg(dir.path().join("servers.json"))
-                .arg(dir.path().join("mode"))
-                .stdout(Stdio::null()),
-        );
-        wait_for_port(port, Duration::from_secs(20));
-        Wings {
-            port,
-            dir,
-            _proc: proc,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn mode(&self, m: &str) {
-        std::fs::write(self.dir.path().join("mode"), m).unwrap();
-    }
-}
-
-/// The documented example server (`reference/wings.md` §1.5) under a given UUID, name and state.
-fn server(uuid: &str, name: &str, state: &str) -> Value {
-    let text =
-        std::fs::read_to_string(common::repo_root().join("tests/fixtures/wings/servers.json"))
-            .unwrap();
-    let mut v: Value = serde_json::from_str(&text).unwrap();
-    let mut s = v[0].take();
-    s["state"] = state.into();
-    s["utilization"]["state"] = state.into();
-    s["configuration"]["uuid"] = uuid.into();
-    s["configuration"]["meta"]["name"] = name.into();
-    s["configuration"]["environment"]["P_SERVER_UUID"] = uuid.into();
-    s
-}
-
 fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -264,10 +210,13 @@ fn agent(docker: &Dockerd, rx: &Receiver, wings: &Wings) -> Proc {
 fn agent_finds_measures_and_follows_wings_containers() {
     let docker = Dockerd::start();
     let image = docker.build_image();
-    let wings = Wings::start(&Value::Array(vec![
-        server(U1, "Survival", "running"),
-        server(U2, "Lobby", "offline"),
-    ]));
+    let wings = Wings::start(
+        TOKEN,
+        &Value::Array(vec![
+            server(U1, "Survival", "running"),
+            server(U2, "Lobby", "offline"),
+        ]),
+    );
     let rx = Receiver::start(&[]);
     let data = tempfile::tempdir().unwrap();
     let volume = format!("{}:/data", data.path().display());
@@ -568,7 +517,10 @@ fn wings_source(report: &Value) -> Value {
 
 #[test]
 fn wings_failures_are_reported_without_leaking_the_token() {
-    let wings = Wings::start(&Value::Array(vec![server(U1, "Survival", "starting")]));
+    let wings = Wings::start(
+        TOKEN,
+        &Value::Array(vec![server(U1, "Survival", "starting")]),
+    );
     // The stand-in answers like Wings, checked with an independent client (curl).
     let curl = |args: &[&str]| {
         let o = Command::new("curl")

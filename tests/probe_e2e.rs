@@ -206,3 +206,76 @@ fn a_bad_static_target_stops_the_agent_with_a_message() {
     );
     assert!(all.contains("unknown protocol `gopher`"), "{all}");
 }
+
+/// No game-server configuration at all: the servers Wings reports (stand-in with the documented
+/// shapes) are probed on their allocation, by the protocol the heuristics pick from the image and
+/// invocation, and the points carry the server's UUID. An offline server is not probed.
+#[test]
+fn servers_discovered_from_wings_are_probed() {
+    use common::wings::{Wings, server};
+    const LOBBY: &str = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6";
+    const OFF: &str = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d";
+    let online = fastrand::u32(1..200);
+    let max = online + fastrand::u32(1..200);
+    let port = free_port();
+    let off_port = free_port();
+    let _server = java_server(port, online, max);
+    let mut lobby = server(LOBBY, "Lobby", "running");
+    lobby["configuration"]["allocations"] = serde_json::json!({"force_outgoing_ip": false, "default": {"ip": "127.0.0.1", "port": port}, "mappings": {"127.0.0.1": [port]}});
+    let mut off = server(OFF, "Old world", "offline");
+    off["configuration"]["allocations"] = serde_json::json!({"force_outgoing_ip": false, "default": {"ip": "127.0.0.1", "port": off_port}, "mappings": {"127.0.0.1": [off_port]}});
+    let wings = Wings::start("wings-tok", &serde_json::json!([lobby, off]));
+    let receiver = Receiver::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Proc::spawn(
+        "node-agent",
+        agent_command()
+            .arg("run")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url())
+            .env("WINGS_BASE_URL", wings.url())
+            .env("WINGS_TOKEN", "wings-tok")
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/no-docker.sock", dir.path().display()),
+            )
+            .env("AGENT_DISCOVERY_INTERVAL_SEC", "0.5")
+            .env("AGENT_PLAYERS_INTERVAL_MIN_SEC", "0.5")
+            .env("AGENT_PLAYERS_INTERVAL_MAX_SEC", "0.5")
+            .env("NODE_AGENT_SPOOL_DIR", dir.path().join("spool"))
+            .stdout(Stdio::null()),
+    );
+    let lobby_points = || {
+        receiver
+            .metrics()
+            .into_iter()
+            .filter(|m| m["name"] == "gameserver.players.online")
+            .flat_map(|m| m["points"].as_array().cloned().unwrap_or_default())
+            .filter(|p| p["attrs"]["pterodactyl.server.uuid"] == LOBBY)
+            .collect::<Vec<_>>()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "players of the Wings server",
+        || !lobby_points().is_empty(),
+    );
+    let p = &lobby_points()[0];
+    assert_eq!(p["value"], online);
+    assert_eq!(p["attrs"]["gameserver.protocol"], "minecraft-java");
+    assert_eq!(p["attrs"]["server.port"], port);
+    // The offline server gets no players point (it is not probed).
+    let off_players = receiver
+        .metrics()
+        .into_iter()
+        .filter(|m| m["name"] == "gameserver.players.online")
+        .flat_map(|m| m["points"].as_array().cloned().unwrap_or_default())
+        .filter(|p| p["attrs"]["pterodactyl.server.uuid"] == OFF)
+        .count();
+    assert_eq!(off_players, 0);
+    agent.signal(libc::SIGTERM);
+    assert!(
+        agent
+            .wait_timeout(Duration::from_secs(30))
+            .expect("exits")
+            .success()
+    );
+}

@@ -2,6 +2,8 @@
 //! loopback as child processes that are ended by PID when the test drops them.
 #![allow(dead_code)]
 
+pub mod wings;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
