@@ -298,7 +298,10 @@ pub async fn players_loop(
             tracing::debug!(summary = %summary(&results), "players pass");
             let mut b = MetricsBuilder::new(time);
             metrics(&results, &mut b);
-            exporter.enqueue(Bytes::from(b.into_request(&ctx.resource()).encode_to_vec()));
+            let payload = Bytes::from(b.into_request(&ctx.resource()).encode_to_vec());
+            // `/metrics` renders the latest request of every sampler.
+            ctx.set_latest("players", &payload);
+            exporter.enqueue(payload);
         }
         if sleep_or_shutdown(jittered(ctx.cfg.players_interval), &mut shutdown).await {
             return;

@@ -2,6 +2,7 @@
 //! loopback as child processes that are ended by PID when the test drops them.
 #![allow(dead_code)]
 
+pub mod docker;
 pub mod wings;
 
 use std::net::{TcpListener, TcpStream};
