@@ -24,6 +24,8 @@ pub struct Context {
     pub started_nanos: u64,
     /// The GPU sampler (its own thread), sampled with every node cycle.
     pub gpu: std::sync::Mutex<crate::gpu::GpuWorker>,
+    /// Containers and game servers: discovery's inventory and the per-container sampler.
+    pub containers: crate::containers::Shared,
 }
 
 impl Context {
@@ -47,6 +49,7 @@ impl Context {
         ));
         Context {
             gpu,
+            containers: crate::containers::Shared::new(cfg.proc_path.clone()),
             cfg,
             host,
             caps: RwLock::new(caps),
@@ -109,6 +112,7 @@ pub fn node_cycle(
     let mut b = MetricsBuilder::new(time);
     sample.metrics(&mut b);
     gpu_cycle(ctx, sample.boot_time.saturating_mul(1_000_000_000), &mut b);
+    containers_cycle(ctx, time, &mut b);
     selfmetrics::metrics(&ctx.health, export, ctx.started_nanos, &mut b);
     Bytes::from(b.into_request(&ctx.resource()).encode_to_vec())
 }
@@ -132,6 +136,26 @@ pub fn gpu_cycle(ctx: &Context, start_nanos: u64, b: &mut MetricsBuilder) -> cra
     }
     result.sample.metrics(start_nanos, b);
     result
+}
+
+/// The containers' part of the node cycle: same interval, same timestamp.
+pub fn containers_cycle(
+    ctx: &Context,
+    time: u64,
+    b: &mut MetricsBuilder,
+) -> crate::containers::sampler::ContainersSample {
+    let started = Instant::now();
+    let inv = ctx.containers.inventory();
+    let (sample, errors) = ctx
+        .containers
+        .sampler
+        .lock()
+        .expect("sampler lock")
+        .sample(&inv, time);
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
+    ctx.health.record("containers", started.elapsed(), error);
+    crate::containers::sampler::metrics(&sample, b);
+    sample
 }
 
 async fn node_loop(ctx: Arc<Context>, exporter: Exporter, mut shutdown: watch::Receiver<bool>) {
@@ -190,6 +214,10 @@ pub async fn run(cfg: Config) -> i32 {
     let grace = cfg.shutdown_grace;
     let ctx = Arc::new(Context::new(cfg));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let discovery = tokio::spawn(crate::containers::discovery_loop(
+        ctx.clone(),
+        shutdown_rx.clone(),
+    ));
     let node = tokio::spawn(node_loop(
         ctx.clone(),
         exporter.clone(),
@@ -198,6 +226,7 @@ pub async fn run(cfg: Config) -> i32 {
     signal().await;
     let _ = shutdown_tx.send(true);
     let _ = node.await;
+    discovery.abort();
     let left = exporter.drain(grace).await;
     if left > 0 {
         tracing::warn!(

@@ -37,6 +37,7 @@ pub struct Report {
     pub node: NodeSample,
     /// Every GPU found, with one reading.
     pub gpus: Vec<crate::gpu::Gpu>,
+    pub containers: crate::containers::sampler::ContainersSample,
     pub sources: Vec<SourceStatus>,
     pub endpoint: EndpointStatus,
 }
@@ -53,9 +54,17 @@ pub async fn build_report(cfg: Config) -> Report {
         cfg.rootfs_path.clone(),
         cfg.filesystem_timeout,
     );
+    let started = std::time::Instant::now();
+    let mut discovery = crate::containers::Discovery::new(cfg);
+    let (inv, outcomes) = discovery.pass().await;
+    let (docker_state, wings_state) = (inv.docker.clone(), inv.wings.clone());
+    crate::containers::publish(&ctx, inv, outcomes, started.elapsed());
+    let mut scratch = otlp::MetricsBuilder::new(0);
     let _ = sampler.sample();
+    crate::agent::containers_cycle(&ctx, otlp::now_nanos(), &mut scratch);
     tokio::time::sleep(CPU_WINDOW).await;
     let (node, errors) = sampler.sample();
+    let containers = crate::agent::containers_cycle(&ctx, otlp::now_nanos(), &mut scratch);
     ctx.update_caps(|c| {
         c.cpu_count = node.cpu.logical_cpus;
         c.memory_total = node.memory.total;
@@ -100,6 +109,40 @@ pub async fn build_report(cfg: Config) -> Report {
             },
         });
     }
+    for (name, state) in [("docker", docker_state), ("wings", wings_state)] {
+        use crate::containers::SourceState;
+        match state {
+            SourceState::NotConfigured => sources.push(SourceStatus {
+                name: name.into(),
+                ok: true,
+                detail: "not configured on this node".into(),
+            }),
+            SourceState::Ok(detail) => sources.push(SourceStatus {
+                name: name.into(),
+                ok: true,
+                detail,
+            }),
+            SourceState::Failed(detail) => sources.push(SourceStatus {
+                name: name.into(),
+                ok: false,
+                detail,
+            }),
+        }
+    }
+    let problems: Vec<String> = containers
+        .containers
+        .iter()
+        .filter_map(|c| Some(format!("{}: {}", c.name, c.problem.as_ref()?)))
+        .collect();
+    sources.push(SourceStatus {
+        name: "containers".into(),
+        ok: problems.is_empty(),
+        detail: if problems.is_empty() {
+            format!("{} measured", containers.containers.len())
+        } else {
+            problems.join("; ")
+        },
+    });
     let endpoint = endpoint_status(cfg).await;
     let resource = ctx
         .resource()
@@ -118,6 +161,7 @@ pub async fn build_report(cfg: Config) -> Report {
         resource,
         node,
         gpus: gpu.sample.gpus,
+        containers,
         sources,
         endpoint,
     }
@@ -227,6 +271,7 @@ pub fn render_text(r: &Report) -> String {
     }
     let _ = writeln!(o, "\nUptime {:.0} s", n.uptime_sec);
     render_gpus(&mut o, &r.gpus);
+    render_containers(&mut o, &r.containers);
     let _ = writeln!(o, "\nSources");
     for s in &r.sources {
         let _ = writeln!(
@@ -289,6 +334,97 @@ fn render_gpus(o: &mut String, gpus: &[crate::gpu::Gpu]) {
             opt(r.temperature_c, "°C"),
             opt(r.power_w, "W"),
         );
+    }
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "-".into())
+}
+
+/// Every container and server with its numbers.
+fn render_containers(o: &mut String, s: &crate::containers::sampler::ContainersSample) {
+    let counts: Vec<String> = s
+        .counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    let _ = writeln!(o, "\nContainers ({})", counts.join(", "));
+    for c in &s.containers {
+        let server = match (&c.server_uuid, &c.server_name) {
+            (Some(u), Some(n)) => format!("  server {n} ({u})"),
+            (Some(u), None) => format!("  server {u}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            o,
+            "  {} {:<38} {:<10} image {}{}",
+            &c.id[..c.id.len().min(12)],
+            c.name,
+            c.state,
+            c.image,
+            server
+        );
+        let (rr, wr) = c.io_rate.unzip();
+        let _ = writeln!(
+            o,
+            "      cpu {} ({} %)  limit {}  cpu time {}  throttled {}  memory {}",
+            opt(c.cpu_usage, |v| format!("{v:.3} cores")),
+            opt(c.cpu_usage, |v| format!("{:.1}", v * 100.0)),
+            opt(c.cpu_limit, |v| format!("{v:.2} cores")),
+            opt(c.cpu_seconds, |v| format!("{v:.1} s")),
+            opt(c.throttled_seconds, |v| format!("{v:.1} s")),
+            c.memory_bytes.map(bytes).unwrap_or_else(|| "-".into()),
+        );
+        let _ = writeln!(
+            o,
+            "      disk read {} ({}/s)  written {} ({}/s)  source {}{}",
+            c.io.map(|i| bytes(i.read)).unwrap_or_else(|| "-".into()),
+            opt(rr, |v| bytes(v as u64)),
+            c.io.map(|i| bytes(i.write)).unwrap_or_else(|| "-".into()),
+            opt(wr, |v| bytes(v as u64)),
+            c.io_source.unwrap_or("none"),
+            c.processes
+                .map(|n| format!(" over {n} processes"))
+                .unwrap_or_default(),
+        );
+        if !c.pressure.is_empty() {
+            let p: Vec<String> = c
+                .pressure
+                .iter()
+                .map(|(r, p)| format!("{r} {:.2} %", p.some_avg10))
+                .collect();
+            let _ = writeln!(o, "      pressure (some, avg10) {}", p.join("  "));
+        }
+        if let Some(cg) = &c.cgroup {
+            let _ = writeln!(o, "      cgroup {cg}");
+        }
+        if let Some(p) = &c.problem {
+            let _ = writeln!(o, "      PROBLEM: {p}");
+        }
+    }
+    if !s.servers.is_empty() {
+        let _ = writeln!(o, "\nGame servers (Wings)");
+        for sv in &s.servers {
+            let _ = writeln!(
+                o,
+                "  {} {:<24} {:<9}{} cpu limit {}  Wings cpu_absolute {}  container {}",
+                sv.uuid,
+                sv.name,
+                sv.state,
+                if sv.suspended { " suspended" } else { "" },
+                if sv.cpu_limit_pct > 0 {
+                    format!("{} %", sv.cpu_limit_pct)
+                } else {
+                    "none".into()
+                },
+                opt(sv.wings_cpu_absolute, |v| format!("{v:.1} %")),
+                sv.container_id
+                    .as_deref()
+                    .map(|i| &i[..i.len().min(12)])
+                    .unwrap_or("-"),
+            );
+        }
     }
 }
 

@@ -18,9 +18,12 @@
 //!   (`node-agent check`); [`cli`] and [`logging`] are the process's front.
 
 pub mod agent;
+pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod containers;
+pub mod docker;
 pub mod export;
 pub mod gpu;
 pub mod logging;
@@ -29,6 +32,7 @@ pub mod otlp;
 pub mod procfile;
 pub mod resource;
 pub mod selfmetrics;
+pub mod wings;
 
 /// rustls needs one process-wide crypto provider; we build with `ring` only.
 pub fn install_crypto_provider() {
