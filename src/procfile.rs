@@ -81,6 +81,22 @@ impl ProcFile {
         }
     }
 
+    /// For files that signal changes through `poll` (`/proc/<pid>/mountinfo` raises
+    /// `POLLPRI|POLLERR` once after each change of the mount table): whether the file must be read
+    /// again. True until it has been opened, and whenever `poll` cannot tell.
+    pub fn changed(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
+        let Some(f) = &self.file else { return true };
+        let mut p = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n != 0 || p.revents & (libc::POLLPRI | libc::POLLERR | libc::POLLNVAL) != 0
+    }
+
     /// Reads the file as text (lossless for the ASCII files of procfs and cgroupfs).
     pub fn read_str(&mut self) -> Result<&str, FileError> {
         let n = self.read()?.len();
@@ -182,6 +198,15 @@ mod tests {
         let long = "x".repeat(3000);
         std::fs::write(&p, &long).unwrap();
         assert_eq!(f.read_str().unwrap(), long);
+    }
+
+    #[test]
+    fn mountinfo_is_read_again_only_after_a_change() {
+        let mut f = ProcFile::new("/proc/self/mountinfo");
+        assert!(f.changed(), "never read: must read");
+        assert!(f.read_str().unwrap().contains(" / "));
+        assert!(!f.changed(), "no mount happened since the read");
+        assert!(!f.changed());
     }
 
     #[test]

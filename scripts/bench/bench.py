@@ -197,7 +197,7 @@ def agent_files(pid):
         except OSError:
             continue
         if t.startswith("/proc/") or t.startswith("/sys/"):
-            out.append(t)
+            out.append(t.replace(f"/proc/{pid}/", "/proc/self/", 1))
     return sorted(out)
 
 
@@ -330,6 +330,34 @@ def run_n(a, n, cs, docker, sink, out_dir):
         log.close()
 
 
+def file_costs(a, n, out_dir):
+    """CPU per kept-descriptor pread of each kind of file the agent reads, at N containers: which
+    files make a cycle expensive. The floor reads each group in a tight loop; CPU from rusage."""
+    groups = {}
+    for p in open(f"{out_dir}/floor-files-{n}.txt").read().split():
+        if "/docker/" in p:
+            key = os.path.basename(p)
+        elif p.startswith("/proc/") and p.split("/")[2].isdigit() and p.endswith("/io"):
+            key = "/proc/<pid>/io"
+        else:
+            key = p
+        groups.setdefault(key, []).append(p)
+    out = {}
+    for key, files in sorted(groups.items()):
+        lst = f"{out_dir}/files-{abs(hash(key))}.txt"
+        with open(lst, "w") as f:
+            f.write("\n".join(files) + "\n")
+        cycles = max(20, 40000 // len(files))
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([a.bench, "floor", lst, "/dev/null", "0", str(cycles)], stdout=subprocess.DEVNULL,
+                       preexec_fn=raise_nofile, check=True)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        out[key] = {"files": len(files), "us_per_read": round(1e6 * cpu / (cycles * len(files)), 2)}
+        os.unlink(lst)
+    return out
+
+
 def ratio(a, b):
     return round(a / b, 2) if b else None
 
@@ -361,6 +389,8 @@ def main():
         for n in [int(x) for x in a.counts.split(",")]:
             print(f"== N={n}: setting up cgroups and measuring for {a.seconds:.0f} s", flush=True)
             r = run_n(a, n, cs, docker, sink, a.out)
+            if n == 100:
+                r["file_costs"] = file_costs(a, n, a.out)
             results.append(r)
             print(json.dumps(r), flush=True)
     finally:
