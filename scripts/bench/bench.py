@@ -196,7 +196,8 @@ def agent_files(pid):
             t = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
-        if t.startswith("/proc/") or t.startswith("/sys/"):
+        # mountinfo stays open but is read only when poll() reports a mount-table change.
+        if (t.startswith("/proc/") or t.startswith("/sys/")) and not t.endswith("/mountinfo"):
             out.append(t.replace(f"/proc/{pid}/", "/proc/self/", 1))
     return sorted(out)
 
