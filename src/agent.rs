@@ -205,8 +205,29 @@ async fn signal() {
     }
 }
 
+/// Raises the soft limit on open descriptors to the hard one. The samplers keep one descriptor
+/// per file they re-read (about 10 per container with cgroup v1, plus one per process for disk
+/// bytes), so a node with a few hundred containers passes the usual soft limit of 1024; past it
+/// every new container would fail with EMFILE.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    lim.rlim_cur
+}
+
 /// Runs until a signal; returns the process exit code.
 pub async fn run(cfg: Config) -> i32 {
+    let fd_limit = raise_fd_limit();
+    tracing::debug!(fd_limit, "open-file limit");
     if cfg.sdk_disabled {
         tracing::info!("OTEL_SDK_DISABLED=true: sampling and export are off");
         signal().await;

@@ -48,6 +48,10 @@ pub struct ProcFile {
 /// Files above this size are cut: nothing we parse is anywhere near it, and a bound keeps a
 /// misbehaving file from growing our memory.
 const MAX_FILE_BYTES: usize = 4 << 20;
+/// The first read of a file uses this much, so one `pread` gets a whole typical file; the buffer
+/// is then cut to the file's size plus headroom (most cgroup files are a few bytes to 1 KiB).
+const FIRST_READ_BYTES: usize = 4096;
+const MIN_BUF_BYTES: usize = 128;
 
 impl ProcFile {
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -77,16 +81,32 @@ impl ProcFile {
         }
     }
 
+    /// For files that signal changes through `poll` (`/proc/<pid>/mountinfo` raises
+    /// `POLLPRI|POLLERR` once after each change of the mount table): whether the file must be read
+    /// again. True until it has been opened, and whenever `poll` cannot tell.
+    pub fn changed(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
+        let Some(f) = &self.file else { return true };
+        let mut p = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n != 0 || p.revents & (libc::POLLPRI | libc::POLLERR | libc::POLLNVAL) != 0
+    }
+
     /// Reads the file as text (lossless for the ASCII files of procfs and cgroupfs).
     pub fn read_str(&mut self) -> Result<&str, FileError> {
-        let path = self.path.clone();
-        let bytes = self.read()?;
-        std::str::from_utf8(bytes).map_err(|_| {
-            FileError::new(
-                &path,
+        let n = self.read()?.len();
+        match std::str::from_utf8(&self.buf[..n]) {
+            Ok(s) => Ok(s),
+            Err(_) => Err(FileError::new(
+                &self.path,
                 io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
-            )
-        })
+            )),
+        }
     }
 
     fn read_once(&mut self) -> Result<usize, FileError> {
@@ -94,8 +114,9 @@ impl ProcFile {
             self.file = Some(File::open(&self.path).map_err(|e| FileError::new(&self.path, e))?);
         }
         let file = self.file.as_ref().expect("opened above");
-        if self.buf.is_empty() {
-            self.buf.resize(4096, 0);
+        let first = self.buf.is_empty();
+        if first {
+            self.buf.resize(FIRST_READ_BYTES, 0);
         }
         let mut filled = 0;
         loop {
@@ -106,12 +127,28 @@ impl ProcFile {
                 break;
             }
             filled += n;
+            // procfs, sysfs and cgroupfs (seq_file/kernfs) fill the whole buffer unless the file
+            // ends first: a short read is the end, so a file costs one `pread`, not two.
+            if filled < self.buf.len() {
+                break;
+            }
             if filled == self.buf.len() {
                 if self.buf.len() >= MAX_FILE_BYTES {
                     break;
                 }
                 let grown = (self.buf.len() * 2).min(MAX_FILE_BYTES);
                 self.buf.resize(grown, 0);
+            }
+        }
+        if first {
+            // Keep a buffer sized to this file (with room to grow) rather than a page per file:
+            // a node with hundreds of containers keeps over a thousand of them.
+            let keep = (filled + filled / 2 + 64)
+                .next_power_of_two()
+                .max(MIN_BUF_BYTES);
+            if keep < self.buf.len() {
+                self.buf.truncate(keep);
+                self.buf.shrink_to_fit();
             }
         }
         Ok(filled)
@@ -148,6 +185,28 @@ mod tests {
             .read()
             .unwrap_err();
         assert!(err.to_string().contains("missing") && err.is_gone());
+    }
+
+    #[test]
+    fn small_files_keep_small_buffers_and_still_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "12345\n").unwrap();
+        let mut f = ProcFile::new(&p);
+        assert_eq!(f.read_str().unwrap(), "12345\n");
+        assert_eq!(f.buf.len(), MIN_BUF_BYTES);
+        let long = "x".repeat(3000);
+        std::fs::write(&p, &long).unwrap();
+        assert_eq!(f.read_str().unwrap(), long);
+    }
+
+    #[test]
+    fn mountinfo_is_read_again_only_after_a_change() {
+        let mut f = ProcFile::new("/proc/self/mountinfo");
+        assert!(f.changed(), "never read: must read");
+        assert!(f.read_str().unwrap().contains(" / "));
+        assert!(!f.changed(), "no mount happened since the read");
+        assert!(!f.changed());
     }
 
     #[test]

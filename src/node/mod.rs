@@ -64,6 +64,8 @@ pub struct NodeSampler {
     net_dev: ProcFile,
     uptime: ProcFile,
     mountinfo: ProcFile,
+    /// The mount table as last read; mountinfo is read again only when `poll` says it changed.
+    mounts: Vec<filesystem::Mount>,
     cpu: cpu::CpuState,
     fs: filesystem::FsState,
     whole_disk: HashMap<String, bool>,
@@ -90,6 +92,7 @@ impl NodeSampler {
             net_dev: ProcFile::new(p("net/dev")),
             uptime: ProcFile::new(p("uptime")),
             mountinfo: ProcFile::new(mountinfo),
+            mounts: Vec::new(),
             cpu: cpu::CpuState::default(),
             fs: filesystem::FsState::new(rootfs, fs_timeout),
             whole_disk: HashMap::new(),
@@ -148,12 +151,17 @@ impl NodeSampler {
             Ok(text) => s.interfaces = network::parse_net_dev(text),
             Err(e) => errors.push(e.into()),
         }
-        match self.mountinfo.read_str() {
-            Ok(text) => {
-                let mounts = filesystem::parse_mountinfo(text);
-                (s.filesystems, s.stale_mounts) = self.fs.sample(&mounts);
+        if self.mountinfo.changed() {
+            match self.mountinfo.read_str() {
+                Ok(text) => self.mounts = filesystem::parse_mountinfo(text),
+                Err(e) => {
+                    self.mounts.clear();
+                    errors.push(e.into());
+                }
             }
-            Err(e) => errors.push(e.into()),
+        }
+        if !self.mounts.is_empty() {
+            (s.filesystems, s.stale_mounts) = self.fs.sample(&self.mounts);
         }
         (s, errors)
     }

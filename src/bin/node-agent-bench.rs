@@ -1,0 +1,157 @@
+//! Benchmark helpers (built only with `--features bench`; driven by `scripts/bench.sh`).
+//!
+//! - `floor FILES MOUNTS INTERVAL_MS CYCLES`: the raw-read floor. Opens every file listed in FILES
+//!   once, then each cycle `pread`s each of them whole through the kept descriptor and `statfs`es
+//!   each mount point in MOUNTS, then sleeps. No parsing, no encoding, no export: what a cycle
+//!   cannot cost less than. The list is the agent's own set of kept descriptors, so both read
+//!   exactly the same files.
+//! - `replay PAYLOAD BATCHES`: replay speed after an outage through the agent's real delivery
+//!   queue (`export::Exporter`) and OTLP/HTTP (gzip) transport. BATCHES copies of PAYLOAD (an
+//!   encoded `ExportMetricsServiceRequest`) are queued while the endpoint is down; then a receiver
+//!   comes up and the time from its first to its last accepted request gives samples per second.
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+fn floor(files: &str, mounts: &str, interval_ms: u64, cycles: u64) {
+    let list = std::fs::read_to_string(files).expect("file list");
+    let fds: Vec<std::fs::File> = list
+        .lines()
+        .filter(|l| !l.is_empty())
+        .filter_map(|p| std::fs::File::open(p).ok())
+        .collect();
+    let mps: Vec<std::ffi::CString> = std::fs::read_to_string(mounts)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|m| std::ffi::CString::new(m).expect("mount path"))
+        .collect();
+    println!("floor: {} files, {} mounts", fds.len(), mps.len());
+    let _ = std::io::stdout().flush();
+    let mut buf = vec![0u8; 1 << 20];
+    // SAFETY: statvfs is plain old data.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    for _ in 0..cycles {
+        for f in &fds {
+            let mut off = 0;
+            while let Ok(n) = f.read_at(&mut buf[off..], off as u64) {
+                if n == 0 || off + n == buf.len() {
+                    break;
+                }
+                off += n;
+            }
+        }
+        for m in &mps {
+            // SAFETY: a valid C string and a valid out pointer.
+            unsafe { libc::statvfs(m.as_ptr(), &mut st) };
+        }
+        std::thread::sleep(Duration::from_millis(interval_ms));
+    }
+}
+
+type Stamp = std::sync::Arc<std::sync::Mutex<Option<Instant>>>;
+
+async fn replay(payload: &str, batches: u64) {
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let payload = bytes::Bytes::from(std::fs::read(payload).expect("payload"));
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut layers = node_agent::config::Layers::load(Default::default(), None).expect("layers");
+    for (k, v) in [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".into()),
+    ] {
+        layers.env.insert(k.into(), v);
+    }
+    let cfg = node_agent::config::Config::from_layers(&layers).expect("config");
+    let transport = node_agent::export::Transport::new(&cfg.export).expect("transport");
+    let exporter =
+        node_agent::export::Exporter::start(transport, u64::MAX / 4, Duration::from_millis(500));
+    // The outage: nothing listens on the port while the backlog builds up.
+    for _ in 0..batches {
+        exporter.enqueue(payload.clone());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = Arc::new(AtomicU64::new(0));
+    let wire = Arc::new(AtomicU64::new(0));
+    let first: Stamp = Default::default();
+    let last: Stamp = Default::default();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind receiver");
+    let (g, w, f, l) = (got.clone(), wire.clone(), first.clone(), last.clone());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let (g, w, f, l) = (g.clone(), w.clone(), f.clone(), l.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (g, w, f, l) = (g.clone(), w.clone(), f.clone(), l.clone());
+                    async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        w.fetch_add(body.len() as u64, Ordering::Relaxed);
+                        let now = Instant::now();
+                        f.lock().expect("lock").get_or_insert(now);
+                        *l.lock().expect("lock") = Some(now);
+                        g.fetch_add(1, Ordering::Relaxed);
+                        Ok::<_, hyper::Error>(
+                            hyper::Response::builder()
+                                .header("Content-Type", "application/x-protobuf")
+                                .body(Full::new(bytes::Bytes::new()))
+                                .expect("response"),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let left = exporter.drain(Duration::from_secs(600)).await;
+    let n = got.load(Ordering::Relaxed);
+    let f = first.lock().expect("lock").expect("nothing received");
+    let l = last.lock().expect("lock").expect("nothing received");
+    let secs = l.duration_since(f).as_secs_f64();
+    let rate = (n.saturating_sub(1)) as f64 / secs.max(1e-9);
+    println!(
+        "{{\"batches\": {batches}, \"received\": {n}, \"left\": {left}, \"seconds\": {secs:.4}, \"samples_per_s\": {rate:.1}, \"payload_bytes\": {}, \"wire_bytes_per_batch\": {}}}",
+        payload.len(),
+        wire.load(Ordering::Relaxed) / n.max(1)
+    );
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    match a.get(1).map(String::as_str) {
+        Some("floor") if a.len() == 6 => floor(
+            &a[2],
+            &a[3],
+            a[4].parse().expect("interval ms"),
+            a[5].parse().expect("cycles"),
+        ),
+        Some("replay") if a.len() == 4 => {
+            node_agent::install_crypto_provider();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(replay(&a[2], a[3].parse().expect("batches")))
+        }
+        _ => {
+            eprintln!(
+                "usage: node-agent-bench floor FILES MOUNTS INTERVAL_MS CYCLES | replay PAYLOAD BATCHES"
+            );
+            std::process::exit(2);
+        }
+    }
+}
