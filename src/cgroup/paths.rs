@@ -46,7 +46,7 @@ impl Layout {
 }
 
 /// Octal escapes of mountinfo (`\040` = space).
-fn unescape(s: &str) -> String {
+pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

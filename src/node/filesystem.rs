@@ -10,6 +10,7 @@
 //! with a deadline; a mount that misses it is reported stale and skipped until that thread
 //! returns, so a hung mount costs one thread, never a sampling cycle.
 
+use crate::cgroup::paths::unescape;
 use crate::otlp::{MetricsBuilder, kv};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -100,26 +101,6 @@ const EXCLUDED_MOUNT_PREFIXES: &[&str] = &[
     "/snap/",
 ];
 
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && let Ok(v) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// Parses `mountinfo` and keeps the real filesystems, one mount per device.
 pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
