@@ -101,7 +101,6 @@ const EXCLUDED_MOUNT_PREFIXES: &[&str] = &[
     "/snap/",
 ];
 
-
 /// Parses `mountinfo` and keeps the real filesystems, one mount per device.
 pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
     let mut by_device: HashMap<String, Mount> = HashMap::new();
