@@ -82,6 +82,15 @@ impl Context {
     pub fn update_caps(&self, f: impl FnOnce(&mut Capabilities)) {
         f(&mut self.caps.write().expect("caps lock"));
     }
+
+    /// The capabilities a node sample tells: CPU count, memory and disk totals.
+    pub fn record_node_caps(&self, sample: &crate::node::NodeSample) {
+        self.update_caps(|c| {
+            c.cpu_count = sample.cpu.logical_cpus;
+            c.memory_total = sample.memory.total;
+            c.disk_total = sample.disk_total();
+        });
+    }
 }
 
 /// A pause drawn uniformly from `[min, max]`, so a fleet started together does not sample in step.
@@ -120,11 +129,7 @@ pub fn node_cycle(
     if let Some(e) = &error {
         tracing::warn!(error = %e, "node sampler: some sources failed");
     }
-    ctx.update_caps(|c| {
-        c.cpu_count = sample.cpu.logical_cpus;
-        c.memory_total = sample.memory.total;
-        c.disk_total = sample.disk_total();
-    });
+    ctx.record_node_caps(&sample);
     ctx.health.record("node", started.elapsed(), error);
     let mut b = MetricsBuilder::new(time);
     sample.metrics(&mut b);
@@ -177,12 +182,7 @@ pub fn containers_cycle(
 
 async fn node_loop(ctx: Arc<Context>, exporter: Exporter, mut shutdown: watch::Receiver<bool>) {
     let cfg = &ctx.cfg;
-    let mut sampler = NodeSampler::new(
-        cfg.proc_path.clone(),
-        cfg.sys_path.clone(),
-        cfg.rootfs_path.clone(),
-        cfg.filesystem_timeout,
-    );
+    let mut sampler = NodeSampler::from_config(cfg);
     let stats = exporter.stats();
     loop {
         let payload = node_cycle(&ctx, &mut sampler, &stats);

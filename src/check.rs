@@ -50,12 +50,7 @@ const CPU_WINDOW: Duration = Duration::from_millis(1000);
 pub async fn build_report(cfg: Config) -> Report {
     let ctx = Context::new(cfg);
     let cfg = &ctx.cfg;
-    let mut sampler = NodeSampler::new(
-        cfg.proc_path.clone(),
-        cfg.sys_path.clone(),
-        cfg.rootfs_path.clone(),
-        cfg.filesystem_timeout,
-    );
+    let mut sampler = NodeSampler::from_config(cfg);
     let started = std::time::Instant::now();
     let mut discovery = crate::containers::Discovery::new(cfg);
     let (inv, outcomes) = discovery.pass().await;
@@ -67,11 +62,7 @@ pub async fn build_report(cfg: Config) -> Report {
     tokio::time::sleep(CPU_WINDOW).await;
     let (node, errors) = sampler.sample();
     let containers = crate::agent::containers_cycle(&ctx, otlp::now_nanos(), &mut scratch);
-    ctx.update_caps(|c| {
-        c.cpu_count = node.cpu.logical_cpus;
-        c.memory_total = node.memory.total;
-        c.disk_total = node.disk_total();
-    });
+    ctx.record_node_caps(&node);
     let mut sources = vec![SourceStatus {
         name: "node".into(),
         ok: errors.is_empty(),

@@ -6,6 +6,7 @@
 
 use crate::export::ExportStats;
 use crate::otlp::{MetricsBuilder, kv};
+use crate::procfile::ProcFile;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
@@ -26,6 +27,7 @@ pub struct SamplerHealth {
 #[derive(Debug, Default)]
 pub struct Health {
     samplers: Mutex<BTreeMap<&'static str, SamplerHealth>>,
+    process: Mutex<ProcessFiles>,
 }
 
 impl Health {
@@ -51,20 +53,47 @@ impl Health {
     }
 }
 
-/// Resident memory and CPU seconds (user, system) of this process.
-pub fn process_usage() -> Option<(u64, f64, f64)> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let rss_pages: u64 = statm.split_ascii_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which may contain spaces, start after the last ')'.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = after.split_ascii_whitespace().collect();
-    let tck = crate::node::cpu::ticks_per_second();
-    let utime = f.get(11)?.parse::<f64>().ok()? / tck;
-    let stime = f.get(12)?.parse::<f64>().ok()? / tck;
-    Some((rss_pages * page, utime, stime))
+/// `/proc/self/statm` and `/proc/self/stat`, kept open: they are read every node cycle.
+#[derive(Debug)]
+struct ProcessFiles {
+    statm: ProcFile,
+    stat: ProcFile,
+}
+
+impl Default for ProcessFiles {
+    fn default() -> Self {
+        ProcessFiles {
+            statm: ProcFile::new("/proc/self/statm"),
+            stat: ProcFile::new("/proc/self/stat"),
+        }
+    }
+}
+
+/// RSS pages from `statm`.
+fn parse_statm_rss_pages(statm: &str) -> Option<u64> {
+    statm.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// (utime, stime) in clock ticks from `stat`. Fields after the command name, which may contain
+/// spaces, start after the last ')'.
+fn parse_stat_ticks(stat: &str) -> Option<(f64, f64)> {
+    let mut f = stat.get(stat.rfind(')')? + 2..)?.split_ascii_whitespace();
+    let utime = f.nth(11)?.parse().ok()?;
+    let stime = f.next()?.parse().ok()?;
+    Some((utime, stime))
+}
+
+impl Health {
+    /// Resident memory and CPU seconds (user, system) of this process.
+    pub fn process_usage(&self) -> Option<(u64, f64, f64)> {
+        let mut files = self.process.lock().expect("process files lock");
+        let rss_pages = parse_statm_rss_pages(files.statm.read_str().ok()?)?;
+        let (utime, stime) = parse_stat_ticks(files.stat.read_str().ok()?)?;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+        let tck = crate::node::cpu::ticks_per_second();
+        Some((rss_pages * page, utime / tck, stime / tck))
+    }
 }
 
 pub fn metrics(health: &Health, export: &ExportStats, start_nanos: u64, b: &mut MetricsBuilder) {
@@ -138,7 +167,7 @@ pub fn metrics(health: &Health, export: &ExportStats, start_nanos: u64, b: &mut 
             (load(&export.disk_bytes), start_nanos, tier("disk")),
         ],
     );
-    if let Some((rss, user, system)) = process_usage() {
+    if let Some((rss, user, system)) = health.process_usage() {
         b.sum(
             "process.memory.usage",
             "By",
@@ -156,5 +185,20 @@ pub fn metrics(health: &Health, export: &ExportStats, start_nanos: u64, b: &mut 
                 (system, start_nanos, vec![kv("cpu.mode", "system")]),
             ],
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_own_process_files() {
+        assert_eq!(parse_statm_rss_pages("1000 250 30 1 0 200 0\n"), Some(250));
+        let stat = "42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5 0 0\n";
+        assert_eq!(parse_stat_ticks(stat), Some((7.0, 3.0)));
+        assert_eq!(parse_stat_ticks("garbage"), None);
+        let (rss, user, system) = Health::default().process_usage().unwrap();
+        assert!(rss > 0 && user >= 0.0 && system >= 0.0);
     }
 }

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::Proc;
+use common::{Proc, schedstat_ns};
 use node_agent::cgroup::paths::{self, Dirs, Layout, Mounts};
 use node_agent::containers::sampler::Sampler;
 use node_agent::containers::{ContainerInfo, Inventory, SourceState};
@@ -138,17 +138,6 @@ impl Drop for TestCgroup {
     }
 }
 
-/// Nanoseconds the task has run on a CPU, from the scheduler (not from cgroups).
-fn schedstat_ns(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn name(what: &str) -> String {
     format!("node-agent-test-{what}-{}", std::process::id())
 }
@@ -189,12 +178,12 @@ fn cpu_usage_matches_the_scheduler_within_003_core() {
     for (label, inv, s) in samplers.iter_mut() {
         let (_, errors) = s.sample(inv, 0);
         assert!(errors.is_empty(), "{label}: {errors:?}");
-        first.push((schedstat_ns(burner.pid()), Instant::now()));
+        first.push((schedstat_ns(burner.pid() as i64), Instant::now()));
     }
     std::thread::sleep(Duration::from_secs(3));
     for ((label, inv, s), (ns0, at0)) in samplers.iter_mut().zip(first) {
         let (sample, errors) = s.sample(inv, 0);
-        let (ns1, at1) = (schedstat_ns(burner.pid()), Instant::now());
+        let (ns1, at1) = (schedstat_ns(burner.pid() as i64), Instant::now());
         assert!(errors.is_empty(), "{label}: {errors:?}");
         let c = &sample.containers[0];
         let truth = (ns1 - ns0) as f64 / 1e9 / at1.duration_since(at0).as_secs_f64();

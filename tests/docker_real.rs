@@ -14,7 +14,7 @@ mod common;
 
 use common::docker::Dockerd;
 use common::wings::{Wings, server};
-use common::{Proc, Receiver, agent_command, wait_until};
+use common::{Proc, Receiver, agent_command, schedstat_ns, wait_until};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,16 +28,6 @@ fn now_nanos() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
-}
-
-fn schedstat_ns(pid: i64) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// Every point of metric `name` whose attributes include all of `want`, as (time, value, point).

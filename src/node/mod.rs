@@ -73,6 +73,16 @@ pub struct NodeSampler {
 }
 
 impl NodeSampler {
+    /// The sampler for the paths and statfs deadline of `cfg`.
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Self::new(
+            cfg.proc_path.clone(),
+            cfg.sys_path.clone(),
+            cfg.rootfs_path.clone(),
+            cfg.filesystem_timeout,
+        )
+    }
+
     pub fn new(
         proc_path: PathBuf,
         sys_path: PathBuf,

@@ -238,3 +238,15 @@ pub fn agent_command() -> Command {
     cmd.env("NODE_AGENT_PEERS", peers_dir());
     cmd
 }
+
+/// Nanoseconds a task has run on a CPU, from the scheduler (not from cgroups): the ground truth
+/// for container CPU usage.
+pub fn schedstat_ns(pid: i64) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
