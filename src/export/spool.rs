@@ -10,13 +10,34 @@
 //!
 //! Files: `NNNNNNNNNNNNNNNNNNNN.seg` (segment id, increasing) and `ack`.
 
-use crate::config::FsyncPolicy;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// What [`Spool::append`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Records (oldest first) dropped to make room.
+    pub dropped: u64,
+    /// Whether the segment the sender is reading from was among them.
+    pub pinned_gone: bool,
+    /// Whether the payload itself was stored.
+    pub stored: bool,
+}
+
+/// When spool writes are flushed to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum FsyncPolicy {
+    /// After every write.
+    Always,
+    /// Once per sampling cycle.
+    Batch,
+    /// Never (the kernel writes back when it likes).
+    Never,
+}
 
 const MAGIC: [u8; 4] = *b"NAS1";
 const HEADER: u64 = 16;
@@ -269,15 +290,13 @@ impl Spool {
         Some((seg.records, pinned))
     }
 
-    /// Appends one record, first dropping the oldest segments past the budget. Returns the
-    /// records dropped to make room, whether the pinned segment went, and whether `payload` itself
-    /// could be stored.
-    pub fn append(&mut self, payload: &[u8], batches: u64) -> (u64, bool, bool) {
+    /// Appends one record, first dropping the oldest segments past the budget.
+    pub fn append(&mut self, payload: &[u8], batches: u64) -> Appended {
         let need = HEADER + payload.len() as u64;
         let mut dropped = 0;
         let mut pinned_gone = false;
         if need > self.max_bytes {
-            return (0, false, false);
+            return Appended::default();
         }
         while self.bytes() + need > self.max_bytes {
             match self.drop_oldest() {
@@ -288,12 +307,17 @@ impl Spool {
                 None => break,
             }
         }
-        match self.write(payload, batches) {
-            Ok(()) => (dropped, pinned_gone, true),
+        let stored = match self.write(payload, batches) {
+            Ok(()) => true,
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = %e, "spool write failed");
-                (dropped, pinned_gone, false)
+                false
             }
+        };
+        Appended {
+            dropped,
+            pinned_gone,
+            stored,
         }
     }
 
@@ -571,7 +595,8 @@ mod tests {
         let (mut s, _) = open(d.path(), 64 << 10);
         let mut dropped = 0;
         for i in 0..200u32 {
-            let (n, _, ok) = s.append(&[(i % 251) as u8; 1000], 1);
+            let a = s.append(&[(i % 251) as u8; 1000], 1);
+            let (n, ok) = (a.dropped, a.stored);
             assert!(ok);
             dropped += n;
             assert!(s.bytes() <= 64 << 10);

@@ -1,0 +1,383 @@
+//! The Docker Engine API over its unix socket: just enough for discovery.
+//!
+//! HTTP/1.1 over `DOCKER_HOST` (`unix://…`), one connection per request (discovery runs every
+//! 15 s; nothing here is on the sampling path). The API version is negotiated once with
+//! `GET /_ping` (`Api-Version` header, `min(ours, theirs)`) and put in the path prefix, as the Go
+//! client does. Every request is bounded in time (the configured HTTP timeout) and every body in
+//! size, so a wedged or hostile daemon cannot stall or bloat the agent.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The newest API version this client speaks (Docker 25, `State` etc. unchanged since 1.24).
+pub const CLIENT_API: &str = "1.44";
+/// Bodies above this are refused (a list of thousands of containers is well under it).
+pub const MAX_BODY: usize = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("docker {socket}: cannot connect: {source}")]
+    Connect {
+        socket: String,
+        source: std::io::Error,
+    },
+    #[error("docker {socket} {path}: timed out after {secs:.0} s")]
+    Timeout {
+        socket: String,
+        path: String,
+        secs: f64,
+    },
+    #[error("docker {socket} {path}: {reason}")]
+    Http {
+        socket: String,
+        path: String,
+        reason: String,
+    },
+    #[error("docker {socket} {path}: HTTP {status}: {message}")]
+    Status {
+        socket: String,
+        path: String,
+        status: u16,
+        message: String,
+    },
+    #[error("docker {socket} {path}: unexpected answer: {reason}")]
+    Decode {
+        socket: String,
+        path: String,
+        reason: String,
+    },
+}
+
+impl DockerError {
+    /// No socket at all: Docker is not installed or not running on this node.
+    pub fn is_absent(&self) -> bool {
+        matches!(self, DockerError::Connect { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused))
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, DockerError::Status { status: 404, .. })
+    }
+}
+
+/// `null` decodes as the default (Docker writes `null` for empty lists and maps).
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// One element of `GET /containers/json`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Summary {
+    #[serde(rename = "Id", deserialize_with = "nullable")]
+    pub id: String,
+    #[serde(rename = "Names", deserialize_with = "nullable")]
+    pub names: Vec<String>,
+    #[serde(rename = "Image", deserialize_with = "nullable")]
+    pub image: String,
+    #[serde(rename = "Labels")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(rename = "State", deserialize_with = "nullable")]
+    pub state: String,
+    #[serde(rename = "Created", deserialize_with = "nullable")]
+    pub created: i64,
+}
+
+impl Summary {
+    /// The name without Docker's leading `/`.
+    pub fn name(&self) -> String {
+        self.names
+            .first()
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct State {
+    #[serde(rename = "Status", deserialize_with = "nullable")]
+    pub status: String,
+    #[serde(rename = "Running", deserialize_with = "nullable")]
+    pub running: bool,
+    #[serde(rename = "Pid", deserialize_with = "nullable")]
+    pub pid: i64,
+    #[serde(rename = "StartedAt", deserialize_with = "nullable")]
+    pub started_at: String,
+}
+
+/// The fields of `GET /containers/{id}/json` discovery needs.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Inspect {
+    #[serde(rename = "Id", deserialize_with = "nullable")]
+    pub id: String,
+    #[serde(rename = "Name", deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(rename = "State", deserialize_with = "nullable")]
+    pub state: State,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Info {
+    #[serde(rename = "CgroupDriver", deserialize_with = "nullable")]
+    pub cgroup_driver: String,
+    #[serde(rename = "CgroupVersion", deserialize_with = "nullable")]
+    pub cgroup_version: String,
+    #[serde(rename = "ServerVersion", deserialize_with = "nullable")]
+    pub server_version: String,
+}
+
+/// `"1.41"` → (1, 41).
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.trim().split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// `min(ours, theirs)`; ours when theirs is unreadable.
+pub fn negotiate(server: Option<&str>) -> String {
+    let ours = parse_version(CLIENT_API).expect("valid constant");
+    match server.and_then(parse_version) {
+        Some(theirs) if theirs < ours => format!("{}.{}", theirs.0, theirs.1),
+        _ => CLIENT_API.to_string(),
+    }
+}
+
+/// RFC 3339 (`2024-06-10T12:34:56.123456789Z`, Docker's `StartedAt`) to Unix nanoseconds.
+pub fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (date, rest) = s.split_once('T')?;
+    let mut d = date.split('-');
+    let (y, mo, da): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    let tz_at = rest.find(['Z', '+', '-'])?;
+    let (time, tz) = rest.split_at(tz_at);
+    let mut t = time.split(':');
+    let (h, mi): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
+    let sec_s = t.next()?;
+    let (sec, frac) = sec_s.split_once('.').unwrap_or((sec_s, ""));
+    let sec: i64 = sec.parse().ok()?;
+    let mut nanos: i64 = 0;
+    if !frac.is_empty() {
+        let digits: String = frac.chars().take(9).collect();
+        nanos = format!("{digits:0<9}").parse().ok()?;
+    }
+    let offset = if tz == "Z" {
+        0
+    } else {
+        let sign = if tz.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = tz[1..].split_once(':')?;
+        sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    if secs <= 0 {
+        return None; // "0001-01-01T00:00:00Z" = never started
+    }
+    Some(secs as u64 * 1_000_000_000 + nanos as u64)
+}
+
+/// A Docker Engine API client on a unix socket.
+pub struct Docker {
+    socket: PathBuf,
+    timeout: Duration,
+    version: Mutex<Option<String>>,
+}
+
+impl Docker {
+    /// `docker_host` is `unix:///path` or a bare path.
+    pub fn new(docker_host: &str, timeout: Duration) -> Docker {
+        Docker {
+            socket: PathBuf::from(docker_host.strip_prefix("unix://").unwrap_or(docker_host)),
+            timeout,
+            version: Mutex::new(None),
+        }
+    }
+
+    fn sock(&self) -> String {
+        self.socket.display().to_string()
+    }
+
+    /// One GET; returns status, `Api-Version` header and the body.
+    async fn raw_get(&self, path: &str) -> Result<(u16, Option<String>, Bytes), DockerError> {
+        let fut = async {
+            let stream = tokio::net::UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| DockerError::Connect {
+                    socket: self.sock(),
+                    source,
+                })?;
+            let http = |reason: String| DockerError::Http {
+                socket: self.sock(),
+                path: path.to_string(),
+                reason,
+            };
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| http(e.to_string()))?;
+            let conn = tokio::spawn(conn);
+            let req = Request::get(path)
+                .header("Host", "docker")
+                .header(
+                    "User-Agent",
+                    concat!("node-agent/", env!("CARGO_PKG_VERSION")),
+                )
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| http(e.to_string()))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| http(e.to_string()))?;
+            let status = resp.status().as_u16();
+            let api = resp
+                .headers()
+                .get("Api-Version")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = Limited::new(resp.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| http(format!("reading the body: {e}")))?
+                .to_bytes();
+            conn.abort();
+            Ok((status, api, body))
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| DockerError::Timeout {
+                socket: self.sock(),
+                path: path.to_string(),
+                secs: self.timeout.as_secs_f64(),
+            })?
+    }
+
+    /// `GET /_ping`; negotiates and remembers the API version.
+    pub async fn ping(&self) -> Result<String, DockerError> {
+        let (status, api, body) = self.raw_get("/_ping").await?;
+        if status != 200 {
+            return Err(DockerError::Status {
+                socket: self.sock(),
+                path: "/_ping".into(),
+                status,
+                message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+            });
+        }
+        let v = negotiate(api.as_deref());
+        *self.version.lock() = Some(v.clone());
+        Ok(v)
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(&self, rel: &str) -> Result<T, DockerError> {
+        let version = self.version.lock().clone();
+        let version = match version {
+            Some(v) => v,
+            None => self.ping().await?,
+        };
+        let path = format!("/v{version}{rel}");
+        let (status, _, body) = self.raw_get(&path).await?;
+        if status != 200 {
+            #[derive(Deserialize)]
+            struct Msg {
+                message: String,
+            }
+            let message = serde_json::from_slice::<Msg>(&body)
+                .map(|m| m.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
+            if status == 400 {
+                // Version out of range (daemon upgraded or downgraded): negotiate again next time.
+                *self.version.lock() = None;
+            }
+            return Err(DockerError::Status {
+                socket: self.sock(),
+                path,
+                status,
+                message,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| DockerError::Decode {
+            socket: self.sock(),
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Every container, running or not, with its labels.
+    pub async fn list(&self) -> Result<Vec<Summary>, DockerError> {
+        self.get_json("/containers/json?all=true").await
+    }
+
+    pub async fn inspect(&self, id: &str) -> Result<Inspect, DockerError> {
+        let id: String = id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect();
+        self.get_json(&format!("/containers/{id}/json")).await
+    }
+
+    pub async fn info(&self) -> Result<Info, DockerError> {
+        self.get_json("/info").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_negotiation() {
+        assert_eq!(negotiate(Some("1.41")), "1.41");
+        assert_eq!(negotiate(Some("1.56")), CLIENT_API);
+        assert_eq!(negotiate(Some("garbage")), CLIENT_API);
+        assert_eq!(negotiate(None), CLIENT_API);
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(
+            parse_rfc3339_nanos("2024-06-10T12:00:00.5Z"),
+            Some(1_718_020_800_500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_nanos("2024-06-10T14:00:00.123456789+02:00"),
+            Some(1_718_020_800_123_456_789)
+        );
+        assert_eq!(parse_rfc3339_nanos("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_nanos("yesterday"), None);
+    }
+
+    #[test]
+    fn decodes_list_and_inspect_shapes() {
+        let list = r#"[{"Id":"4c1e","Names":["/d3b07384-d113-4ec6-a2f4-6c3b1f0e8a9f"],"Image":"ghcr.io/pterodactyl/yolks:java_21","ImageID":"sha256:x","Created":1718000000,"Ports":[],"Labels":{"ContainerType":"server_process","Service":"Pterodactyl"},"State":"running","Status":"Up 2 hours","HostConfig":{"NetworkMode":"pterodactyl_nw"}},{"Id":"x","Names":null,"Labels":null,"State":"exited"}]"#;
+        let l: Vec<Summary> = serde_json::from_str(list).unwrap();
+        assert_eq!(l[0].name(), "d3b07384-d113-4ec6-a2f4-6c3b1f0e8a9f");
+        assert_eq!(l[0].labels.as_ref().unwrap()["Service"], "Pterodactyl");
+        assert_eq!(l[1].name(), "");
+        let i: Inspect = serde_json::from_str(
+            r#"{"Id":"4c1e","Name":"/u","State":{"Status":"running","Running":true,"Paused":false,"Pid":17422,"StartedAt":"2024-06-10T12:00:00Z"}}"#,
+        )
+        .unwrap();
+        assert_eq!(i.state.pid, 17422);
+    }
+}
