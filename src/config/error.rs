@@ -1,6 +1,6 @@
 //! Configuration errors: which setting, where its value came from, and how to fix it.
 
-use super::layers::Source;
+use super::source::Source;
 use std::path::PathBuf;
 
 /// A configuration error: which setting, from where, and what to do about it.

@@ -5,34 +5,14 @@
 //! and every error can say where a value came from.
 
 use super::error::ConfigError;
+use super::source::Source;
 use super::table::{SETTINGS, setting};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The structured sections a config file may have, each checked by its owner at start
 /// (`[servers."<uuid>"]` overrides and `[[static_targets]]`, for the game-server probes).
 pub const SECTIONS: &[&str] = &["servers", "static_targets"];
-
-/// Where a value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Flag(String),
-    Env(String),
-    File(String),
-    Default,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Flag(name) => write!(f, "flag --{name}"),
-            Source::Env(name) => write!(f, "env {name}"),
-            Source::File(key) => write!(f, "file key {key}"),
-            Source::Default => write!(f, "default"),
-        }
-    }
-}
 
 /// The raw layers before typing.
 pub struct Layers {

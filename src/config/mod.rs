@@ -18,10 +18,12 @@ mod error;
 pub mod layers;
 mod otlp;
 mod read;
+mod source;
 pub mod table;
 
 pub use error::ConfigError;
-pub use layers::{Layers, Source};
+pub use layers::Layers;
+pub use source::Source;
 pub use table::{SETTINGS, Setting};
 
 use crate::export::{ExporterKind, FsyncPolicy, QueueConfig};

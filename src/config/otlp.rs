@@ -4,8 +4,8 @@
 //! (`ORCHESTRATOR_BASE_URL` + `NODE_TOKEN`, no OTLP endpoint).
 
 use super::error::ConfigError;
-use super::layers::Source;
 use super::read::{Values, check_url};
+use super::source::Source;
 use crate::export::{ExportConfig, ExporterKind, OtlpProtocol, TlsFiles};
 use std::time::Duration;
 

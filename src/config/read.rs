@@ -3,7 +3,8 @@
 //! [`ConfigError::Invalid`] naming the setting, where the value came from, and the fix.
 
 use super::error::ConfigError;
-use super::layers::{Layers, Source};
+use super::layers::Layers;
+use super::source::Source;
 use std::time::Duration;
 
 /// Why a value does not parse: the `problem` part of a [`ConfigError::Invalid`].

@@ -2,8 +2,9 @@
 
 use super::Config;
 use super::display::effective;
-use super::layers::{Layers, Source};
+use super::layers::Layers;
 use super::read::parse_kv_list;
+use super::source::Source;
 use crate::export::OtlpProtocol;
 use std::collections::BTreeMap;
 use std::time::Duration;

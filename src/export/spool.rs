@@ -1,7 +1,7 @@
 //! The on-disk tier of the delivery queue: append-only segment files of checksummed records.
 //!
 //! Why this shape: the Collector's persistent queue loses data at the edges (shutdown while the
-//! backend is down, restart with `fsync: false`, torn writes; anchors.md §3). Here every record is
+//! backend is down, restart with `fsync: false`, torn writes; docs/design.md#delivery-and-transports-are-the-agents-own). Here every record is
 //! `magic | length | batches | crc32 | payload`, so a torn tail or a corrupted span is detected on read and
 //! skipped (the reader resynchronises on the next valid magic+checksum), and what is intact is kept.
 //! Delivery progress is an `ack` file (`segment offset`) written by rename, so a restart replays

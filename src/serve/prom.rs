@@ -2,7 +2,7 @@
 //!
 //! Why render from OTLP rather than from the samples: dashboards must work the same whether they
 //! read the Collector's `prometheus` exporter or this endpoint, so the names here are produced by
-//! the same translation (`UnderscoreEscapingWithSuffixes`, otel-rust.md §6.5): dots to
+//! the same translation (`UnderscoreEscapingWithSuffixes`, docs/metrics.md#prometheus-names): dots to
 //! underscores, unit suffixes (`s` → `_seconds`, `By` → `_bytes`, `X/Y` → `_X_per_Y`, `{curly}`
 //! units add nothing), `_total` on monotonic cumulative sums, `_ratio` on gauges of unit `1`, a
 //! non-monotonic sum is a gauge. `service.name`/`service.namespace` become `job`,
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn names_match_the_collector_translation() {
-        // The examples of otel-rust.md §6.5 (otlptranslator, UnderscoreEscapingWithSuffixes).
+        // The translator's documented examples (docs/metrics.md#prometheus-names).
         let cases = [
             (
                 "system.cpu.time",

@@ -1,7 +1,7 @@
 //! Kept-descriptor reads of /proc, /sys and cgroup files.
 //!
 //! On our machines a sampling cycle is dominated by `open` (path lookup in procfs/kernfs), not by
-//! reading or parsing (`reference/read-costs.md`): re-reading a kept descriptor with `pread` at
+//! reading or parsing (docs/benchmarks.md#where-a-cycles-time-goes): re-reading a kept descriptor with `pread` at
 //! offset 0 returns fresh values and is 5–10× cheaper. [`ProcFile`] keeps the descriptor and a
 //! reusable buffer, reopens once when a read fails (the file was replaced), and reports the path
 //! in every error.

@@ -1,5 +1,5 @@
 //! The Wings stand-in (`tests/peers/wings_standin.py`): the routes, auth answers and JSON shapes
-//! of `reference/wings.md`, since no real Wings can run here.
+//! of docs/containers.md#calls, since no real Wings can run here.
 
 use super::{Proc, free_port, wait_for_port};
 use serde_json::Value;
@@ -46,7 +46,7 @@ impl Wings {
     }
 }
 
-/// The documented example server (`reference/wings.md` §1.5) under a given UUID, name and state.
+/// The documented example server (tests/fixtures/wings/servers.json, docs/containers.md#calls) under a given UUID, name and state.
 pub fn server(uuid: &str, name: &str, state: &str) -> Value {
     let text =
         std::fs::read_to_string(super::repo_root().join("tests/fixtures/wings/servers.json"))

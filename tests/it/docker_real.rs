@@ -1,6 +1,6 @@
 //! The agent against a real Docker engine (Debian `docker.io`, started here on its own socket and
 //! data root, no bridge, no iptables, image built locally from the static busybox) and the Wings
-//! stand-in (`tests/peers/wings_standin.py`, the shapes of `reference/wings.md`).
+//! stand-in (`tests/peers/wings_standin.py`, the shapes of docs/containers.md#calls).
 //!
 //! Containers are named and labelled the way Wings does it (name = server UUID,
 //! `Service=Pterodactyl`, `ContainerType=server_process`) next to an unrelated one. The running

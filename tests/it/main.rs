@@ -13,6 +13,7 @@ mod delivery;
 mod docker_real;
 mod e2e_otlp;
 mod gpu;
+mod house;
 mod pipeline;
 mod probe_e2e;
 mod probes;

@@ -2,7 +2,7 @@
 //! checked with the real tools that run on our machines: Debian's docker-compose and promtool,
 //! the Grafana dashboard JSON schema generated from npm @grafana/schema, the real agent, the rotel
 //! collector, and a real Prometheus. No official otelcol and no Grafana server can run here
-//! (reference/test-peers.md §2, §6): the collector configs are checked structurally against the
+//! (docs/testing.md#stand-ins-and-why): the collector configs are checked structurally against the
 //! contrib distribution's component list, and the collector's Prometheus hop is played by
 //! tests/peers/otlp_prom_bridge.py, which translates names exactly as the contrib exporters do.
 

@@ -6,7 +6,7 @@ instance = service.instance.id, otel_scope_name/otel_scope_version on every seri
 `target_info{job, instance, <other resource attributes>}` = 1 per resource.
 
 No official otelcol runs on our machines and rotel has no Prometheus exporter
-(reference/test-peers.md §2-§3), so rotel relays to this bridge, which writes to a real Prometheus
+(docs/testing.md#stand-ins-and-why), so rotel relays to this bridge, which writes to a real Prometheus
 (--web.enable-remote-write-receiver). Decoding uses the reference opentelemetry-proto classes.
 
 Usage: otlp_prom_bridge.py PORT REMOTE_WRITE_URL NAMES_OUT

@@ -3,7 +3,7 @@
 //!
 //! A [`Reader`] is built once per container from its directories ([`paths::Dirs`]) and keeps a
 //! descriptor for every file it reads each cycle ([`ProcFile`]): re-reading with `pread` is 5–10×
-//! cheaper than opening (`reference/read-costs.md`). Which file feeds which number is decided once,
+//! cheaper than opening (docs/benchmarks.md#where-a-cycles-time-goes). Which file feeds which number is decided once,
 //! when the reader is built:
 //!
 //! | number | v2 | v1 and hybrid |

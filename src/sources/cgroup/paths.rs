@@ -6,7 +6,7 @@
 //! mount shows (its root). This is the only correct method when a `CgroupParent` is set. When the
 //! process cannot be read (it just exited, or the agent runs in another PID namespace), the
 //! driver's known paths are tried: `system.slice/docker-<id>.scope` (systemd driver) and
-//! `docker/<id>` (cgroupfs driver), under each mounted hierarchy (`reference/wings.md` §5.1).
+//! `docker/<id>` (cgroupfs driver), under each mounted hierarchy (docs/containers.md#where-a-containers-cgroup-is).
 
 use crate::sys::mountinfo::MountEntry;
 use std::path::{Path, PathBuf};

@@ -26,7 +26,7 @@ pub const DOCKER_STATES: [&str; 7] = [
     "removing",
     "dead",
 ];
-/// Wings' server states (`reference/wings.md` §4).
+/// Wings' server states (docs/containers.md#states).
 pub const SERVER_STATES: [&str; 4] = ["offline", "starting", "running", "stopping"];
 
 /// One container's numbers in one sample.

@@ -1,5 +1,5 @@
 //! The Wings local API: which Pterodactyl servers this node hosts, with their names, states,
-//! allocations, images, eggs and limits (`reference/wings.md` §1).
+//! allocations, images, eggs and limits (docs/containers.md#wings).
 //!
 //! `GET /api/servers` with `Authorization: Bearer <token>`. The token is `WINGS_TOKEN`, else the
 //! `token` of the Wings config file (`/etc/pterodactyl/config.yml`, mode 0600: the agent runs as
@@ -388,7 +388,7 @@ pub fn read_config_file(path: &Path) -> Result<Option<ConfigFile>, WingsError> {
 mod tests {
     use super::*;
 
-    /// `reference/wings.md` §1.5, verbatim.
+    /// The documented example (tests/fixtures/wings/servers.json, docs/containers.md#calls).
     pub const EXAMPLE: &str = include_str!("../../../tests/fixtures/wings/servers.json");
 
     #[test]

@@ -1,7 +1,7 @@
 //! NVIDIA GPUs through NVML, the library the driver ships (`libnvidia-ml.so.1`), opened at run time.
 //!
 //! Why not `nvidia-smi`: other agents run it every cycle, which forks a process that itself loads
-//! NVML and costs tens of milliseconds of CPU each time (`reference/anchors.md`). Calling NVML in
+//! NVML and costs tens of milliseconds of CPU each time (docs/gpus.md#sources). Calling NVML in
 //! process is microseconds per value. Why `dlopen` rather than linking: the agent runs on every
 //! node of a fleet and most have no NVIDIA driver; a link-time dependency would stop it starting.
 //!

@@ -1,4 +1,4 @@
-//! Valve Source query A2S_INFO (UDP), `gameproto.md` §4.
+//! Valve Source query A2S_INFO (UDP), docs/game-protocols.md#source-a2s_info.
 //!
 //! The 25-byte request; a server with the Dec-2020 challenge on answers `A` + 4 bytes, and the
 //! request is resent with those bytes appended. At most `Limits::challenge_rounds` (2) challenges
@@ -205,7 +205,7 @@ mod tests {
             .collect()
     }
 
-    /// The real TF2 capture of `gameproto.md` §4.2.
+    /// The real TF2 capture decoded in docs/game-protocols.md#source-a2s_info.
     const TF2: &str = "ff ff ff ff 49 11 4c 69 6e 75 78 47 53 4d 00 6b 6f 74 68 5f 68 61 72 76 65 73 74 5f 65 76 65 6e 74 00 74 66 00
 54 65 61 6d 20 46 6f 72 74 72 65 73 73 00 b8 01 00 20 00 64 6c 00 01 36 38 33 30 38 39 39 00 b1 87 69
 07 f8 d1 0b e6 48 40 01 63 70 2c 69 6e 63 72 65 61 73 65 64 5f 6d 61 78 70 6c 61 79 65 72 73 00 b8 01 00 00 00 00 00 00";

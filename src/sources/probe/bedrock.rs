@@ -1,4 +1,4 @@
-//! Minecraft Bedrock: RakNet unconnected ping (UDP), `gameproto.md` §3.
+//! Minecraft Bedrock: RakNet unconnected ping (UDP), docs/game-protocols.md#minecraft-bedrock-raknet-unconnected-ping.
 //!
 //! One 33-byte `0x01` ping; the `0x1C` pong carries a `;`-separated server-id string. Fields 0–5
 //! (edition, MOTD, protocol, version, online, max) are required, everything after is optional

@@ -1,4 +1,4 @@
-//! Minecraft Java Edition Server List Ping (1.7+), `gameproto.md` §1.
+//! Minecraft Java Edition Server List Ping (1.7+), docs/game-protocols.md#minecraft-java-server-list-ping-17.
 //!
 //! handshake(next state 1) + status request in one write → one status frame (JSON) → ping →
 //! pong. We read exactly one frame each time and never wait for EOF (vanilla keeps the socket

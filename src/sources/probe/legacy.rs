@@ -1,5 +1,5 @@
 //! Minecraft legacy ping (`FE 01`, 1.4–1.6 servers; modern vanilla still answers it),
-//! `gameproto.md` §1.6.
+//! docs/game-protocols.md#minecraft-legacy-ping-fe-01.
 //!
 //! We send `FE 01` only: every 1.4+ and modern server answers it, while the 1.6 `MC|PingHost`
 //! form fragments badly and a bare `FE 01 FA` is a truncated 1.6 ping that modern servers pass to

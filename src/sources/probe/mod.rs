@@ -240,7 +240,7 @@ pub struct ProbeError {
     pub kind: ErrorKind,
 }
 
-/// Limits of one probe. Defaults follow `gameproto.md` §0.8 and §1.5.
+/// Limits of one probe. Defaults: docs/game-protocols.md#bounds-on-every-probe.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// TCP connect.

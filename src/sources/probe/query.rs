@@ -1,4 +1,4 @@
-//! Minecraft Query (GameSpy4 over UDP; `enable-query=true`), `gameproto.md` §2.
+//! Minecraft Query (GameSpy4 over UDP; `enable-query=true`), docs/game-protocols.md#minecraft-query-gamespy4.
 //!
 //! Handshake → challenge token → full stat, from one connected socket (the server keys tokens by
 //! the client's address). The session id is masked with `0x0F0F0F0F` because vanilla mangles

@@ -1,4 +1,4 @@
-//! Which protocol and port to ask for each game server (`gameproto.md` §5).
+//! Which protocol and port to ask for each game server (docs/game-protocols.md#choosing-the-protocol-and-port).
 //!
 //! Input is a small [`ServerInfo`] that a Wings server record converts into (Wings discovery
 //! lives elsewhere and is wired in by the agent), plus the config file's `[servers."<uuid>"]`
