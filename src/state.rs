@@ -23,7 +23,7 @@ use std::sync::Arc;
 /// Discovery's latest inventory and the per-container sampler that reads it in the node cycle.
 pub struct Containers {
     inventory: RwLock<Arc<Inventory>>,
-    pub sampler: Mutex<ContainerSampler>,
+    pub(crate) sampler: Mutex<ContainerSampler>,
 }
 
 impl Containers {
@@ -35,7 +35,7 @@ impl Containers {
     }
 
     /// The latest inventory (an immutable snapshot).
-    pub fn inventory(&self) -> Arc<Inventory> {
+    pub(crate) fn inventory(&self) -> Arc<Inventory> {
         self.inventory.read().clone()
     }
 
@@ -48,19 +48,19 @@ impl Containers {
 /// State shared by the samplers, the exporter and the local HTTP endpoint.
 pub struct Context {
     pub cfg: Config,
-    pub host: HostInfo,
+    pub(crate) host: HostInfo,
     caps: RwLock<Capabilities>,
-    pub health: Health,
+    pub(crate) health: Health,
     /// When the agent started: the start time of its own counters.
-    pub started_nanos: u64,
+    pub(crate) started_nanos: u64,
     /// The last OTLP request of each sampler: what `/metrics` renders, so its names are the
     /// Collector's translation of exactly what we export. Every sampler loop calls
     /// [`Context::set_latest`] with the request it enqueues.
     latest: Mutex<BTreeMap<&'static str, Bytes>>,
     /// Delivery counters, for `/readyz` and the self-metrics.
-    pub export: Arc<ExportStats>,
+    pub(crate) export: Arc<ExportStats>,
     /// The GPU sampler (its own thread), sampled with every node cycle.
-    pub gpu: Mutex<GpuWorker>,
+    pub(crate) gpu: Mutex<GpuWorker>,
     /// Containers and game servers: discovery's inventory and the per-container sampler.
     pub containers: Containers,
     /// The host's mount table, shared by the node sampler and discovery.
@@ -98,31 +98,26 @@ impl Context {
     }
 
     /// The OTLP Resource attributes as of now.
-    pub fn resource(&self) -> Vec<KeyValue> {
+    pub(crate) fn resource(&self) -> Vec<KeyValue> {
         resource::build(&self.cfg.resource, &self.host, &self.caps.read())
     }
 
-    /// The capabilities as of now.
-    pub fn capabilities(&self) -> Capabilities {
-        self.caps.read().clone()
-    }
-
     /// Remembers a sampler's latest request for `/metrics`.
-    pub fn set_latest(&self, sampler: &'static str, payload: &Bytes) {
+    pub(crate) fn set_latest(&self, sampler: &'static str, payload: &Bytes) {
         self.latest.lock().insert(sampler, payload.clone());
     }
 
     /// Every sampler's latest request.
-    pub fn latest(&self) -> Vec<Bytes> {
+    pub(crate) fn latest(&self) -> Vec<Bytes> {
         self.latest.lock().values().cloned().collect()
     }
 
-    pub fn update_caps(&self, f: impl FnOnce(&mut Capabilities)) {
+    pub(crate) fn update_caps(&self, f: impl FnOnce(&mut Capabilities)) {
         f(&mut self.caps.write());
     }
 
     /// The capabilities a node sample tells: CPU count, memory and disk totals.
-    pub fn record_node_caps(&self, sample: &NodeSample) {
+    pub(crate) fn record_node_caps(&self, sample: &NodeSample) {
         self.update_caps(|c| {
             c.cpu_count = sample.cpu.logical_cpus;
             c.memory_total = sample.memory.total;

@@ -4,7 +4,7 @@
 
 mod render;
 
-pub use render::render_text;
+pub(crate) use render::render_text;
 
 use crate::config::Config;
 use crate::export::{ExporterKind, Transport};
@@ -25,40 +25,40 @@ use std::time::Duration;
 
 /// Result of one source (node, docker, wings, gpu, game servers, …).
 #[derive(Debug, Serialize)]
-pub struct SourceStatus {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
+pub(crate) struct SourceStatus {
+    pub(crate) name: String,
+    pub(crate) ok: bool,
+    pub(crate) detail: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct EndpointStatus {
-    pub exporter: String,
-    pub protocol: String,
-    pub url: String,
-    pub ok: bool,
-    pub error: Option<String>,
+pub(crate) struct EndpointStatus {
+    pub(crate) exporter: String,
+    pub(crate) protocol: String,
+    pub(crate) url: String,
+    pub(crate) ok: bool,
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Report {
-    pub version: &'static str,
-    pub healthy: bool,
-    pub resource: BTreeMap<String, String>,
-    pub node: NodeSample,
+pub(crate) struct Report {
+    pub(crate) version: &'static str,
+    pub(crate) healthy: bool,
+    pub(crate) resource: BTreeMap<String, String>,
+    pub(crate) node: NodeSample,
     /// Every GPU found, with one reading.
-    pub gpus: Vec<Gpu>,
-    pub containers: ContainersSample,
-    pub sources: Vec<SourceStatus>,
+    pub(crate) gpus: Vec<Gpu>,
+    pub(crate) containers: ContainersSample,
+    pub(crate) sources: Vec<SourceStatus>,
     /// One probe pass over the game servers (static targets; Wings servers once wired in).
-    pub game_servers: Vec<TargetResult>,
-    pub endpoint: EndpointStatus,
+    pub(crate) game_servers: Vec<TargetResult>,
+    pub(crate) endpoint: EndpointStatus,
 }
 
 /// The gap between the two node readings that give CPU utilization.
 pub(crate) const CPU_WINDOW: Duration = Duration::from_millis(1000);
 
-pub async fn build_report(cfg: Config) -> Report {
+pub(crate) async fn build_report(cfg: Config) -> Report {
     let ctx = Context::new(cfg);
     let cfg = &ctx.cfg;
     let mut sampler = NodeSampler::new(&cfg.node, ctx.mounts.clone());

@@ -14,7 +14,7 @@ fn bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
-pub fn render_text(r: &Report) -> String {
+pub(crate) fn render_text(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,

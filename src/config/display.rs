@@ -34,7 +34,7 @@ pub fn effective(layers: &Layers) -> Vec<EffectiveSetting> {
 }
 
 /// A secret is shown only as its length, so an operator can tell "set" from "empty".
-pub fn redact(secret: &str) -> String {
+pub(crate) fn redact(secret: &str) -> String {
     format!("[redacted, {} chars]", secret.chars().count())
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The structured sections a config file may have, each checked by its owner at start
 /// (`[servers."<uuid>"]` overrides and `[[static_targets]]`, for the game-server probes).
-pub const SECTIONS: &[&str] = &["servers", "static_targets"];
+pub(crate) const SECTIONS: &[&str] = &["servers", "static_targets"];
 
 /// The raw layers before typing.
 pub struct Layers {
@@ -95,7 +95,7 @@ impl Layers {
 
     /// The winning raw value of a setting and its source. Empty environment values count as unset,
     /// as the OpenTelemetry specification asks.
-    pub fn get(&self, key: &str) -> Option<(String, Source)> {
+    pub(crate) fn get(&self, key: &str) -> Option<(String, Source)> {
         let setting = setting(key);
         if let Some(v) = self.flags.get(key) {
             return Some((v.clone(), Source::Flag(key.replace('_', "-"))));

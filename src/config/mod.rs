@@ -15,16 +15,16 @@
 
 pub mod display;
 mod error;
-pub mod layers;
+pub(crate) mod layers;
 mod otlp;
 mod read;
 mod source;
-pub mod table;
+pub(crate) mod table;
 
 pub use error::ConfigError;
 pub use layers::Layers;
 pub use source::Source;
-pub use table::{SETTINGS, Setting};
+pub(crate) use table::SETTINGS;
 
 use crate::export::{ExporterKind, FsyncPolicy, QueueConfig};
 use crate::logging::LogFormat;
@@ -41,33 +41,33 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::export::ExportConfig;
+pub(crate) use crate::export::ExportConfig;
 
 /// The typed, validated configuration: one part per stage.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The OTLP Resource: identity and user attributes.
-    pub resource: ResourceConfig,
+    pub(crate) resource: ResourceConfig,
     /// The node sampler: where the host's /proc, /sys and root are.
     pub node: NodeConfig,
-    pub gpu: GpuConfig,
+    pub(crate) gpu: GpuConfig,
     /// Docker and Wings discovery.
-    pub discovery: DiscoveryConfig,
+    pub(crate) discovery: DiscoveryConfig,
     /// Game-server probes: targets, limits, schedule.
-    pub players: PlayersConfig,
+    pub(crate) players: PlayersConfig,
     pub export: ExportConfig,
     /// The delivery queue and its spool.
-    pub queue: QueueConfig,
+    pub(crate) queue: QueueConfig,
     /// The pause between node samples is drawn from `[min, max]`.
-    pub sample_interval: (Duration, Duration),
+    pub(crate) sample_interval: (Duration, Duration),
     /// On SIGTERM, how long the queue may try to deliver before spooling.
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
     /// The local /healthz, /readyz, /metrics endpoint.
-    pub http_listen: Option<SocketAddr>,
+    pub(crate) http_listen: Option<SocketAddr>,
     pub log_level: String,
     pub log_format: LogFormat,
     /// `OTEL_SDK_DISABLED`: sample nothing, export nothing.
-    pub sdk_disabled: bool,
+    pub(crate) sdk_disabled: bool,
 }
 
 impl Config {

@@ -5,14 +5,14 @@
 //! and docs/configuration.md are all generated from this one table, so they cannot drift apart.
 
 /// One declared setting.
-pub struct Setting {
+pub(crate) struct Setting {
     /// TOML key; the flag is the same with `-` for `_`.
-    pub key: &'static str,
+    pub(crate) key: &'static str,
     /// Environment variables, most specific first.
-    pub env: &'static [&'static str],
-    pub default: Option<&'static str>,
-    pub secret: bool,
-    pub help: &'static str,
+    pub(crate) env: &'static [&'static str],
+    pub(crate) default: Option<&'static str>,
+    pub(crate) secret: bool,
+    pub(crate) help: &'static str,
 }
 
 const fn s(
@@ -42,7 +42,7 @@ const fn secret(key: &'static str, env: &'static [&'static str], help: &'static 
 
 /// Every setting the agent reads. The README's configuration table is generated from the same
 /// list by `node-agent config --markdown`, so the two cannot drift apart.
-pub const SETTINGS: &[Setting] = &[
+pub(crate) const SETTINGS: &[Setting] = &[
     s(
         "node_id",
         &["NODE_ID"],
@@ -346,7 +346,7 @@ pub const SETTINGS: &[Setting] = &[
 ];
 
 /// Look-up of one setting by key.
-pub fn setting(key: &str) -> &'static Setting {
+pub(crate) fn setting(key: &str) -> &'static Setting {
     SETTINGS
         .iter()
         .find(|s| s.key == key)

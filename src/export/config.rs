@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// The OTLP transport protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum OtlpProtocol {
+pub(crate) enum OtlpProtocol {
     Grpc,
     HttpProtobuf,
     HttpJson,
@@ -14,7 +14,7 @@ pub enum OtlpProtocol {
 
 impl OtlpProtocol {
     /// The name `OTEL_EXPORTER_OTLP_PROTOCOL` uses.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             OtlpProtocol::Grpc => "grpc",
             OtlpProtocol::HttpProtobuf => "http/protobuf",
@@ -25,7 +25,7 @@ impl OtlpProtocol {
 
 /// Where samples go (`OTEL_METRICS_EXPORTER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum ExporterKind {
+pub(crate) enum ExporterKind {
     Otlp,
     Console,
     None,
@@ -33,7 +33,7 @@ pub enum ExporterKind {
 
 impl ExporterKind {
     /// The name `OTEL_METRICS_EXPORTER` uses.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ExporterKind::Otlp => "otlp",
             ExporterKind::Console => "console",
@@ -44,10 +44,10 @@ impl ExporterKind {
 
 /// TLS material for the OTLP connection, already read and checked.
 #[derive(Clone, Default)]
-pub struct TlsFiles {
-    pub ca_pem: Option<Vec<u8>>,
-    pub client_cert_pem: Option<Vec<u8>>,
-    pub client_key_pem: Option<Vec<u8>>,
+pub(crate) struct TlsFiles {
+    pub(crate) ca_pem: Option<Vec<u8>>,
+    pub(crate) client_cert_pem: Option<Vec<u8>>,
+    pub(crate) client_key_pem: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for TlsFiles {
@@ -63,16 +63,16 @@ impl fmt::Debug for TlsFiles {
 /// Where and how to export.
 #[derive(Debug, Clone)]
 pub struct ExportConfig {
-    pub exporter: ExporterKind,
-    pub protocol: OtlpProtocol,
+    pub(crate) exporter: ExporterKind,
+    pub(crate) protocol: OtlpProtocol,
     /// Full URL of the metrics endpoint (HTTP: including the path; gRPC: scheme://host:port).
-    pub endpoint: String,
-    pub headers: Vec<(String, String)>,
-    pub gzip: bool,
-    pub timeout: Duration,
-    pub tls: TlsFiles,
+    pub(crate) endpoint: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) gzip: bool,
+    pub(crate) timeout: Duration,
+    pub(crate) tls: TlsFiles,
     /// Skip certificate verification (AGENT_INSECURE_TLS), for the direct orchestrator mode.
-    pub insecure_skip_verify: bool,
+    pub(crate) insecure_skip_verify: bool,
     /// True when the endpoint was derived from ORCHESTRATOR_BASE_URL (the original agent's mode).
-    pub direct_orchestrator: bool,
+    pub(crate) direct_orchestrator: bool,
 }

@@ -72,7 +72,7 @@ pub struct GrpcTransport {
 
 impl GrpcTransport {
     /// Must be called inside the Tokio runtime (the lazy channel spawns its worker there).
-    pub fn new(cfg: &ExportConfig) -> Result<Self, SetupError> {
+    pub(crate) fn new(cfg: &ExportConfig) -> Result<Self, SetupError> {
         let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
             .map_err(|e| SetupError::new("otlp_endpoint", format!("`{}`: {e}", cfg.endpoint)))?
             .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
@@ -119,7 +119,7 @@ impl GrpcTransport {
         })
     }
 
-    pub async fn send(&self, payload: Bytes) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, payload: Bytes) -> Result<(), SendError> {
         let mut client = tonic::client::Grpc::new(self.channel.clone());
         if self.gzip {
             client = client

@@ -17,7 +17,7 @@ pub struct HttpTransport {
 }
 
 /// Builds the reqwest client shared by the orchestrator and OTLP/HTTP paths.
-pub fn client(cfg: &ExportConfig) -> Result<reqwest::Client, SetupError> {
+pub(crate) fn client(cfg: &ExportConfig) -> Result<reqwest::Client, SetupError> {
     let mut b = reqwest::Client::builder()
         .timeout(cfg.timeout)
         .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
@@ -44,7 +44,7 @@ pub fn client(cfg: &ExportConfig) -> Result<reqwest::Client, SetupError> {
 }
 
 impl HttpTransport {
-    pub fn new(cfg: &ExportConfig) -> Result<Self, SetupError> {
+    pub(crate) fn new(cfg: &ExportConfig) -> Result<Self, SetupError> {
         let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &cfg.headers {
             let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
@@ -68,7 +68,7 @@ impl HttpTransport {
         })
     }
 
-    pub async fn send(&self, payload: Bytes) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, payload: Bytes) -> Result<(), SendError> {
         let (body, content_type) = if self.json {
             let req =
                 ExportMetricsServiceRequest::decode(payload).map_err(|e| SendError::Permanent {

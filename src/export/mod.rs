@@ -10,10 +10,10 @@
 mod config;
 pub mod grpc;
 pub mod http;
-pub mod queue;
-pub mod spool;
+pub(crate) mod queue;
+pub(crate) mod spool;
 
-pub use config::{ExportConfig, ExporterKind, OtlpProtocol, TlsFiles};
+pub(crate) use config::{ExportConfig, ExporterKind, OtlpProtocol, TlsFiles};
 pub use spool::FsyncPolicy;
 
 use bytes::Bytes;
@@ -25,7 +25,7 @@ pub use queue::{ExportStats, Exporter, QueueConfig};
 
 /// Why a send failed, and whether trying again can help.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     #[error("{reason} (will retry)")]
     Retryable {
         reason: String,
@@ -75,7 +75,7 @@ impl Transport {
         })
     }
 
-    pub async fn send(&self, payload: Bytes) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, payload: Bytes) -> Result<(), SendError> {
         match self {
             Transport::Grpc(t) => t.send(payload).await,
             Transport::Http(t) => t.send(payload).await,
@@ -97,7 +97,7 @@ impl Transport {
     }
 
     /// Whether the endpoint answers: an empty export request must be accepted.
-    pub async fn probe(&self) -> Result<(), SendError> {
+    pub(crate) async fn probe(&self) -> Result<(), SendError> {
         match self {
             Transport::Grpc(_) | Transport::Http(_) => {
                 self.send(Bytes::from(

@@ -24,32 +24,32 @@ use tokio::sync::{Notify, watch};
 
 /// Largest request built by merging queued batches while catching up: far below the 4 MiB a gRPC
 /// server accepts by default, so a merged request is never refused for its size.
-pub const MERGE_LIMIT: usize = 1 << 20;
+pub(crate) const MERGE_LIMIT: usize = 1 << 20;
 
 /// Counters the agent reports about its own delivery.
 #[derive(Debug, Default)]
 pub struct ExportStats {
     /// Batches (samples) delivered.
-    pub sent: AtomicU64,
+    pub(crate) sent: AtomicU64,
     /// Failed attempts that will be repeated.
-    pub retried: AtomicU64,
+    pub(crate) retried: AtomicU64,
     /// Batches given up on: spool full (oldest first), refused as not retryable, unwritable.
-    pub dropped: AtomicU64,
-    pub memory_batches: AtomicU64,
-    pub memory_bytes: AtomicU64,
-    pub disk_batches: AtomicU64,
-    pub disk_bytes: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) memory_batches: AtomicU64,
+    pub(crate) memory_bytes: AtomicU64,
+    pub(crate) disk_batches: AtomicU64,
+    pub(crate) disk_bytes: AtomicU64,
     /// Unix seconds of the last successful send (0 = never).
-    pub last_success: AtomicU64,
+    pub(crate) last_success: AtomicU64,
     /// Unix seconds since when every attempt has failed (0 = the last attempt succeeded).
-    pub failing_since: AtomicU64,
+    pub(crate) failing_since: AtomicU64,
     /// The reason of the last failure, for `/readyz`.
-    pub last_error: Mutex<Option<String>>,
+    pub(crate) last_error: Mutex<Option<String>>,
 }
 
 impl ExportStats {
     /// The counters the self-metrics report.
-    pub fn counts(&self) -> DeliveryCounts {
+    pub(crate) fn counts(&self) -> DeliveryCounts {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         DeliveryCounts {
             sent: load(&self.sent),
@@ -65,11 +65,11 @@ impl ExportStats {
 
 /// What was still queued when the exporter shut down.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Leftover {
+pub(crate) struct Leftover {
     /// Batches written to the spool for the next start.
-    pub persisted: u64,
+    pub(crate) persisted: u64,
     /// Batches lost for want of a (writable) spool.
-    pub lost: u64,
+    pub(crate) lost: u64,
 }
 
 /// Limits of the queue.
@@ -91,7 +91,7 @@ struct InFlight {
     cancelled: bool,
 }
 
-struct State {
+struct Backlog {
     mem: VecDeque<Bytes>,
     mem_bytes: u64,
     spool: Option<Spool>,
@@ -99,7 +99,7 @@ struct State {
 }
 
 struct Shared {
-    state: Mutex<State>,
+    state: Mutex<Backlog>,
     wake: Notify,
     closed: watch::Sender<bool>,
     stats: Arc<ExportStats>,
@@ -118,7 +118,7 @@ fn now_secs() -> u64 {
     crate::sys::clock::now_nanos() / 1_000_000_000
 }
 
-impl State {
+impl Backlog {
     fn publish(&self, stats: &ExportStats) {
         let (fb, fn_) = match &self.inflight {
             Some(f) if !f.cancelled && f.disk.is_none() => (f.payload.len() as u64, f.batches),
@@ -294,7 +294,7 @@ impl Exporter {
     pub fn start(transport: Transport, cfg: QueueConfig) -> Self {
         let spool = open_spool(&cfg);
         let stats = Arc::new(ExportStats::default());
-        let state = State {
+        let state = Backlog {
             mem: VecDeque::new(),
             mem_bytes: 0,
             spool,
@@ -317,7 +317,7 @@ impl Exporter {
         }
     }
 
-    pub fn stats(&self) -> Arc<ExportStats> {
+    pub(crate) fn stats(&self) -> Arc<ExportStats> {
         self.shared.stats.clone()
     }
 
@@ -352,7 +352,7 @@ impl Exporter {
 
     /// Stops the sender (abandoning an attempt in progress) and writes whatever is still in
     /// memory to the spool.
-    pub async fn shutdown(&self) -> Leftover {
+    pub(crate) async fn shutdown(&self) -> Leftover {
         let sh = &self.shared;
         let _ = sh.closed.send(true);
         sh.wake.notify_one();
@@ -554,8 +554,8 @@ mod tests {
         }
     }
 
-    fn state(c: &QueueConfig) -> State {
-        State {
+    fn state(c: &QueueConfig) -> Backlog {
+        Backlog {
             mem: VecDeque::new(),
             mem_bytes: 0,
             spool: open_spool(c),
@@ -563,14 +563,14 @@ mod tests {
         }
     }
 
-    fn push(q: &mut State, c: &QueueConfig, stats: &ExportStats, b: Bytes) {
+    fn push(q: &mut Backlog, c: &QueueConfig, stats: &ExportStats, b: Bytes) {
         q.mem_bytes += b.len() as u64;
         q.mem.push_back(b);
         q.rebalance(c.memory_bytes, stats);
     }
 
     /// Sends everything, successfully, one take at a time; returns the payloads in order.
-    fn deliver_all(q: &mut State) -> Vec<Bytes> {
+    fn deliver_all(q: &mut Backlog) -> Vec<Bytes> {
         let mut out = Vec::new();
         let stats = ExportStats::default();
         while q.take(1 << 20, 1 << 30, &stats) {

@@ -17,10 +17,10 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 /// Semantic-convention schema the names follow.
-pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.44.0";
-pub const SCOPE_NAME: &str = "node-agent";
+pub(crate) const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.44.0";
+pub(crate) const SCOPE_NAME: &str = "node-agent";
 
-pub fn kv(key: &str, value: impl Into<String>) -> KeyValue {
+pub(crate) fn kv(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {
         key: key.to_string(),
         key_strindex: 0,
@@ -30,7 +30,7 @@ pub fn kv(key: &str, value: impl Into<String>) -> KeyValue {
     }
 }
 
-pub fn kv_int(key: &str, value: i64) -> KeyValue {
+pub(crate) fn kv_int(key: &str, value: i64) -> KeyValue {
     KeyValue {
         key: key.to_string(),
         key_strindex: 0,
@@ -42,7 +42,7 @@ pub fn kv_int(key: &str, value: i64) -> KeyValue {
 
 /// A value of a data point.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     Int(i64),
     Double(f64),
 }
@@ -64,12 +64,17 @@ impl From<u64> for Value {
 }
 
 /// Collects the metrics of one sample, all stamped with the sample's time.
-pub struct MetricsBuilder {
-    pub time_nanos: u64,
-    pub metrics: Vec<Metric>,
+pub(crate) struct MetricsBuilder {
+    pub(crate) time_nanos: u64,
+    pub(crate) metrics: Vec<Metric>,
 }
 
-pub fn point(time: u64, start: u64, value: Value, attributes: Vec<KeyValue>) -> NumberDataPoint {
+pub(crate) fn point(
+    time: u64,
+    start: u64,
+    value: Value,
+    attributes: Vec<KeyValue>,
+) -> NumberDataPoint {
     NumberDataPoint {
         attributes,
         start_time_unix_nano: start,
@@ -84,7 +89,7 @@ pub fn point(time: u64, start: u64, value: Value, attributes: Vec<KeyValue>) -> 
 }
 
 impl MetricsBuilder {
-    pub fn new(time_nanos: u64) -> Self {
+    pub(crate) fn new(time_nanos: u64) -> Self {
         MetricsBuilder {
             time_nanos,
             metrics: Vec::new(),
@@ -93,7 +98,7 @@ impl MetricsBuilder {
 
     /// A gauge with one point per `(value, attributes)`; non-finite values are left out (the
     /// OTLP receivers reject them and they are never a real measurement).
-    pub fn gauge<V: Into<Value>>(
+    pub(crate) fn gauge<V: Into<Value>>(
         &mut self,
         name: &str,
         unit: &str,
@@ -121,7 +126,7 @@ impl MetricsBuilder {
 
     /// A cumulative sum. `monotonic` = counter; otherwise an updowncounter. Each point carries its
     /// own start time (the moment its counter started: boot, container start, agent start).
-    pub fn sum<V: Into<Value>>(
+    pub(crate) fn sum<V: Into<Value>>(
         &mut self,
         name: &str,
         unit: &str,
@@ -153,12 +158,12 @@ impl MetricsBuilder {
     }
 
     /// Wraps the collected metrics into a request for `resource`.
-    pub fn into_request(self, resource: &[KeyValue]) -> ExportMetricsServiceRequest {
+    pub(crate) fn into_request(self, resource: &[KeyValue]) -> ExportMetricsServiceRequest {
         request(resource, self.metrics)
     }
 }
 
-pub fn request(resource: &[KeyValue], metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+pub(crate) fn request(resource: &[KeyValue], metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(Resource {
@@ -182,7 +187,7 @@ pub fn request(resource: &[KeyValue], metrics: Vec<Metric>) -> ExportMetricsServ
 }
 
 /// Value of a string attribute, for tests and the Prometheus rendering.
-pub fn attr_str(v: &AnyValue) -> String {
+pub(crate) fn attr_str(v: &AnyValue) -> String {
     match &v.value {
         Some(any_value::Value::StringValue(s)) => s.clone(),
         Some(any_value::Value::IntValue(i)) => i.to_string(),

@@ -8,8 +8,8 @@
 //!
 //! A new signal (logs) gets its own module next to `metrics`.
 
-pub mod builder;
-pub mod metrics;
-pub mod resource;
+pub(crate) mod builder;
+pub(crate) mod metrics;
+pub(crate) mod resource;
 
-pub use builder::{MetricsBuilder, attr_str, kv, kv_int};
+pub(crate) use builder::{MetricsBuilder, attr_str};

@@ -11,19 +11,19 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 /// What the operator says about the resource.
 #[derive(Debug, Clone, Default)]
-pub struct ResourceConfig {
+pub(crate) struct ResourceConfig {
     /// `NODE_ID`: the node's identity; `service.instance.id` (default: `host.id`).
-    pub node_id: Option<String>,
+    pub(crate) node_id: Option<String>,
     /// `NODE_IP`: `host.ip`.
-    pub node_ip: Option<String>,
+    pub(crate) node_ip: Option<String>,
     /// `OTEL_SERVICE_NAME`; it beats `service.name` in `OTEL_RESOURCE_ATTRIBUTES`.
-    pub service_name: Option<String>,
+    pub(crate) service_name: Option<String>,
     /// `OTEL_RESOURCE_ATTRIBUTES`: they replace detected attributes with the same key.
-    pub attributes: Vec<(String, String)>,
+    pub(crate) attributes: Vec<(String, String)>,
 }
 
 /// `service.instance.id`: NODE_ID, else host.id, else the host name.
-pub fn instance_id(cfg: &ResourceConfig, host: &HostInfo) -> String {
+pub(crate) fn instance_id(cfg: &ResourceConfig, host: &HostInfo) -> String {
     cfg.node_id
         .clone()
         .or_else(|| (!host.host_id.is_empty()).then(|| host.host_id.clone()))
@@ -32,7 +32,7 @@ pub fn instance_id(cfg: &ResourceConfig, host: &HostInfo) -> String {
 
 /// Builds the resource attributes. User attributes (OTEL_RESOURCE_ATTRIBUTES) replace detected
 /// ones with the same key; OTEL_SERVICE_NAME beats both for `service.name`.
-pub fn build(cfg: &ResourceConfig, host: &HostInfo, caps: &Capabilities) -> Vec<KeyValue> {
+pub(crate) fn build(cfg: &ResourceConfig, host: &HostInfo, caps: &Capabilities) -> Vec<KeyValue> {
     let mut attrs: Vec<KeyValue> = Vec::with_capacity(32);
     let mut push = |k: &str, v: String| {
         if !v.is_empty() {

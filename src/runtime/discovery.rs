@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Publishes one pass: inventory, capabilities, health.
-pub fn publish(
+pub(crate) fn publish(
     ctx: &Context,
     inv: Inventory,
     outcomes: Vec<(&'static str, Option<String>)>,
@@ -33,7 +33,7 @@ pub fn publish(
 }
 
 /// Runs discovery every `discovery_interval` until shutdown.
-pub async fn discovery_loop(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn discovery_loop(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let mut d = Discovery::new(&ctx.cfg.discovery, ctx.mounts.clone());
     loop {
         let started = Instant::now();

@@ -10,10 +10,10 @@
 //!
 //! A new loop (a logs follower, the control-plane client) is a file here, started from [`run`].
 
-pub mod discovery;
+pub(crate) mod discovery;
 pub mod node;
-pub mod players;
-pub mod timing;
+pub(crate) mod players;
+pub(crate) mod timing;
 
 use crate::config::Config;
 use crate::export::{Exporter, Transport};
@@ -60,6 +60,7 @@ pub async fn run(cfg: Config) -> i32 {
         exporter = ?cfg.export.exporter,
         protocol = ?cfg.export.protocol,
         endpoint = %cfg.export.endpoint,
+        direct_orchestrator = cfg.export.direct_orchestrator,
         interval_min_s = cfg.sample_interval.0.as_secs_f64(),
         interval_max_s = cfg.sample_interval.1.as_secs_f64(),
         "node-agent starting"

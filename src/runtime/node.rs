@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 /// How long a node cycle waits for the GPU sampler (the first pass loads NVML, which can take a
 /// second or two on a GPU without persistence mode).
-pub const GPU_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const GPU_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One node cycle: sample, then build the request stamped with the sample's time.
 pub fn node_cycle(ctx: &Context, sampler: &mut NodeSampler, export: &ExportStats) -> Bytes {
@@ -55,7 +55,7 @@ pub fn node_cycle(ctx: &Context, sampler: &mut NodeSampler, export: &ExportStats
 }
 
 /// The GPU part of a node cycle: sample, refresh the GPU capabilities, add the metrics.
-pub fn gpu_cycle(ctx: &Context, start_nanos: u64, b: &mut MetricsBuilder) -> GpuResult {
+pub(crate) fn gpu_cycle(ctx: &Context, start_nanos: u64, b: &mut MetricsBuilder) -> GpuResult {
     let started = Instant::now();
     let result = ctx.gpu.lock().sample(GPU_TIMEOUT);
     let (count, models) = result.sample.capabilities();
@@ -72,7 +72,11 @@ pub fn gpu_cycle(ctx: &Context, start_nanos: u64, b: &mut MetricsBuilder) -> Gpu
 }
 
 /// The containers' part of the node cycle: same interval, same timestamp.
-pub fn containers_cycle(ctx: &Context, time: u64, b: &mut MetricsBuilder) -> ContainersSample {
+pub(crate) fn containers_cycle(
+    ctx: &Context,
+    time: u64,
+    b: &mut MetricsBuilder,
+) -> ContainersSample {
     let started = Instant::now();
     let inv = ctx.containers.inventory();
     let (sample, errors) = ctx.containers.sampler.lock().sample(&inv, time);
@@ -83,7 +87,11 @@ pub fn containers_cycle(ctx: &Context, time: u64, b: &mut MetricsBuilder) -> Con
 }
 
 /// Samples the node every `sample_interval` (jittered) until shutdown.
-pub async fn node_loop(ctx: Arc<Context>, exporter: Exporter, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn node_loop(
+    ctx: Arc<Context>,
+    exporter: Exporter,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut sampler = NodeSampler::new(&ctx.cfg.node, ctx.mounts.clone());
     let stats = exporter.stats();
     loop {

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 /// Probes until shutdown. Without Wings the server list is empty and static targets are probed
 /// all the same.
-pub async fn players_loop(
+pub(crate) async fn players_loop(
     ctx: Arc<Context>,
     mut prober: Prober,
     exporter: Exporter,

@@ -6,7 +6,7 @@
 //! It is meant for loopback or a pod network: requests are tiny GETs, bodies are ignored, and one
 //! slow client cannot hold more than its own connection (each has a read timeout).
 
-pub mod prom;
+pub(crate) mod prom;
 
 use crate::state::Context;
 use bytes::Bytes;
@@ -22,12 +22,16 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
 /// Accepts connections until shutdown.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if let Ok(a) = listener.local_addr() {
         tracing::info!(addr = %a, "serving /healthz, /readyz, /metrics");
     }
@@ -102,7 +106,7 @@ fn route(ctx: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 /// Ready when every sampler succeeded recently and delivery has not been failing for long.
-pub fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
+pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
     let cfg = &ctx.cfg;
     // A sampler is stale after three of its longest intervals (plus slack for a slow pass).
     let stale_after = (cfg.sample_interval.1 * 3).as_secs() + 10;

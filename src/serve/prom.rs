@@ -18,7 +18,7 @@ use std::fmt::Write;
 
 /// Prometheus type of an OTLP metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Gauge,
     Counter,
 }
@@ -86,7 +86,7 @@ fn tokens(s: &str) -> Vec<String> {
 }
 
 /// The Prometheus metric name the Collector gives an OTLP metric.
-pub fn metric_name(name: &str, unit: &str, kind: Kind) -> String {
+pub(crate) fn metric_name(name: &str, unit: &str, kind: Kind) -> String {
     let mut t = tokens(name);
     let mut parts = unit.splitn(2, '/');
     let main = parts.next().unwrap_or("").trim();
@@ -125,7 +125,7 @@ pub fn metric_name(name: &str, unit: &str, kind: Kind) -> String {
 }
 
 /// The Prometheus label name of an OTLP attribute key.
-pub fn label_name(key: &str) -> String {
+pub(crate) fn label_name(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for c in key.chars() {
         let c = if c.is_ascii_alphanumeric() { c } else { '_' };
@@ -198,7 +198,9 @@ struct Family {
 }
 
 /// Renders the requests (one per sampler) as one Prometheus text exposition.
-pub fn render<'a>(requests: impl IntoIterator<Item = &'a ExportMetricsServiceRequest>) -> String {
+pub(crate) fn render<'a>(
+    requests: impl IntoIterator<Item = &'a ExportMetricsServiceRequest>,
+) -> String {
     let mut families: BTreeMap<String, Family> = BTreeMap::new();
     let mut targets: BTreeMap<(String, String), Labels> = BTreeMap::new();
     for req in requests {
@@ -310,7 +312,7 @@ pub fn render<'a>(requests: impl IntoIterator<Item = &'a ExportMetricsServiceReq
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::otlp::{MetricsBuilder, kv};
+    use crate::otlp::builder::{MetricsBuilder, kv};
 
     #[test]
     fn names_match_the_collector_translation() {

@@ -9,32 +9,32 @@ use std::time::Duration;
 
 /// Resident memory and CPU time of the agent's process.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ProcessUsage {
-    pub rss_bytes: u64,
-    pub user_seconds: f64,
-    pub system_seconds: f64,
+pub(crate) struct ProcessUsage {
+    pub(crate) rss_bytes: u64,
+    pub(crate) user_seconds: f64,
+    pub(crate) system_seconds: f64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct SamplerHealth {
+pub(crate) struct SamplerHealth {
     /// Passes since the agent started (this one included): a per-sample sequence number.
-    pub passes: u64,
-    pub last_duration_sec: f64,
-    pub errors: u64,
+    pub(crate) passes: u64,
+    pub(crate) last_duration_sec: f64,
+    pub(crate) errors: u64,
     /// Unix seconds of the last pass without errors (0 = never).
-    pub last_success: u64,
-    pub last_error: Option<String>,
+    pub(crate) last_success: u64,
+    pub(crate) last_error: Option<String>,
 }
 
 /// Health of every sampler, updated after each pass.
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     samplers: Mutex<BTreeMap<&'static str, SamplerHealth>>,
     process: Mutex<ProcessFiles>,
 }
 
 impl Health {
-    pub fn record(&self, sampler: &'static str, took: Duration, error: Option<String>) {
+    pub(crate) fn record(&self, sampler: &'static str, took: Duration, error: Option<String>) {
         let mut map = self.samplers.lock();
         let h = map.entry(sampler).or_default();
         h.passes += 1;
@@ -51,7 +51,7 @@ impl Health {
         }
     }
 
-    pub fn snapshot(&self) -> BTreeMap<&'static str, SamplerHealth> {
+    pub(crate) fn snapshot(&self) -> BTreeMap<&'static str, SamplerHealth> {
         self.samplers.lock().clone()
     }
 }
@@ -88,7 +88,7 @@ fn parse_stat_ticks(stat: &str) -> Option<(f64, f64)> {
 
 impl Health {
     /// Resident memory and CPU seconds (user, system) of this process.
-    pub fn process_usage(&self) -> Option<ProcessUsage> {
+    pub(crate) fn process_usage(&self) -> Option<ProcessUsage> {
         let mut files = self.process.lock();
         let rss_pages = parse_statm_rss_pages(files.statm.read_str().ok()?)?;
         let (utime, stime) = parse_stat_ticks(files.stat.read_str().ok()?)?;

@@ -6,34 +6,34 @@ use std::path::Path;
 
 /// What the node offers, gathered by the samplers.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct Capabilities {
-    pub cpu_count: u32,
-    pub memory_total: u64,
-    pub disk_total: u64,
-    pub gpu_count: u32,
-    pub gpu_models: Vec<String>,
-    pub cgroup_version: Option<String>,
-    pub cgroup_driver: Option<String>,
-    pub container_runtime: Option<(String, String)>,
-    pub wings_version: Option<String>,
+pub(crate) struct Capabilities {
+    pub(crate) cpu_count: u32,
+    pub(crate) memory_total: u64,
+    pub(crate) disk_total: u64,
+    pub(crate) gpu_count: u32,
+    pub(crate) gpu_models: Vec<String>,
+    pub(crate) cgroup_version: Option<String>,
+    pub(crate) cgroup_driver: Option<String>,
+    pub(crate) container_runtime: Option<(String, String)>,
+    pub(crate) wings_version: Option<String>,
 }
 
 /// Facts about the host that do not change while the agent runs.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct HostInfo {
-    pub host_id: String,
-    pub host_name: String,
-    pub arch: String,
-    pub os_description: String,
-    pub os_name: String,
-    pub os_version: String,
-    pub kernel: String,
-    pub cpu_model: String,
-    pub cpu_vendor: String,
+pub(crate) struct HostInfo {
+    pub(crate) host_id: String,
+    pub(crate) host_name: String,
+    pub(crate) arch: String,
+    pub(crate) os_description: String,
+    pub(crate) os_name: String,
+    pub(crate) os_version: String,
+    pub(crate) kernel: String,
+    pub(crate) cpu_model: String,
+    pub(crate) cpu_vendor: String,
 }
 
 /// semconv `host.arch` values for Rust's target architecture names.
-pub fn semconv_arch(rust_arch: &str) -> &str {
+pub(crate) fn semconv_arch(rust_arch: &str) -> &str {
     match rust_arch {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -54,7 +54,7 @@ fn read_trimmed(path: &Path) -> Option<String> {
 }
 
 /// `KEY=value` / `KEY="value"` lines of os-release.
-pub fn os_release_field(text: &str, key: &str) -> Option<String> {
+pub(crate) fn os_release_field(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once('=')?;
         (k.trim() == key).then(|| v.trim().trim_matches('"').trim_matches('\'').to_string())
@@ -62,7 +62,7 @@ pub fn os_release_field(text: &str, key: &str) -> Option<String> {
 }
 
 /// First value of `key` in /proc/cpuinfo.
-pub fn cpuinfo_field(text: &str, key: &str) -> Option<String> {
+pub(crate) fn cpuinfo_field(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         (k.trim() == key).then(|| v.trim().to_string())
@@ -71,7 +71,7 @@ pub fn cpuinfo_field(text: &str, key: &str) -> Option<String> {
 
 impl HostInfo {
     /// Reads the host's facts from its root filesystem and /proc.
-    pub fn detect(proc_path: &Path, root: &Path) -> Self {
+    pub(crate) fn detect(proc_path: &Path, root: &Path) -> Self {
         let host_id = read_trimmed(&root.join("etc/machine-id"))
             .or_else(|| read_trimmed(&root.join("var/lib/dbus/machine-id")))
             .unwrap_or_default();

@@ -11,10 +11,10 @@
 //!
 //! A new source gets a module here and a mapping in `otlp::metrics`.
 
-pub mod agent;
+pub(crate) mod agent;
 pub mod cgroup;
 pub mod containers;
-pub mod gpu;
-pub mod host;
+pub(crate) mod gpu;
+pub(crate) mod host;
 pub mod node;
 pub mod probe;

@@ -4,7 +4,7 @@
 /// samplers keep one descriptor per file they re-read (about 10 per container with cgroup v1,
 /// plus one per process for disk bytes), so a node with a few hundred containers passes the usual
 /// soft limit of 1024; past it every new container would fail with EMFILE.
-pub fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

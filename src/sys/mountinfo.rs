@@ -14,30 +14,30 @@ use std::sync::Arc;
 
 /// One line of mountinfo (`proc(5)`), unescaped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MountEntry {
+pub(crate) struct MountEntry {
     /// `major:minor` of the device.
-    pub device_id: String,
+    pub(crate) device_id: String,
     /// The part of the filesystem the mount shows (`/` for a whole filesystem).
-    pub root: String,
-    pub mount_point: String,
+    pub(crate) root: String,
+    pub(crate) mount_point: String,
     /// Per-mount options (`rw,relatime`).
-    pub options: String,
-    pub fs_type: String,
+    pub(crate) options: String,
+    pub(crate) fs_type: String,
     /// The mount source (`/dev/vda1`, `server:/export`, `cgroup`).
-    pub source: String,
+    pub(crate) source: String,
     /// Per-superblock options; for cgroup v1 they name the controllers.
-    pub super_options: String,
+    pub(crate) super_options: String,
 }
 
 impl MountEntry {
     /// Mounted read-only.
-    pub fn read_only(&self) -> bool {
+    pub(crate) fn read_only(&self) -> bool {
         self.options.split(',').any(|o| o == "ro")
     }
 }
 
 /// Parses mountinfo text. Lines without the ` - ` separator or with too few fields are skipped.
-pub fn parse(text: &str) -> Vec<MountEntry> {
+pub(crate) fn parse(text: &str) -> Vec<MountEntry> {
     let mut out = Vec::new();
     for line in text.lines() {
         let Some((left, right)) = line.split_once(" - ") else {
@@ -65,7 +65,7 @@ pub fn parse(text: &str) -> Vec<MountEntry> {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` = space).
-pub fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     if !b.contains(&b'\\') {
         return s.to_string();
@@ -94,7 +94,7 @@ pub fn unescape(s: &str) -> String {
 
 /// The cgroup setup the mount table shows: `2` (unified at /sys/fs/cgroup), `hybrid` (v1
 /// controllers plus a v2 `unified` mount) or `1`; `None` when no cgroup is mounted.
-pub fn cgroup_version(mounts: &[MountEntry]) -> Option<&'static str> {
+pub(crate) fn cgroup_version(mounts: &[MountEntry]) -> Option<&'static str> {
     let (mut v1, mut v2_root, mut v2_any) = (false, false, false);
     for m in mounts {
         if !m.mount_point.starts_with("/sys/fs/cgroup") {
@@ -125,7 +125,7 @@ pub struct MountTable {
 
 impl MountTable {
     /// pid 1's table under `proc_path`, or the agent's own when pid 1's cannot be seen.
-    pub fn host(proc_path: &Path) -> MountTable {
+    pub(crate) fn host(proc_path: &Path) -> MountTable {
         let pid1 = proc_path.join("1/mountinfo");
         let path: PathBuf = if pid1.exists() {
             pid1
@@ -136,7 +136,7 @@ impl MountTable {
     }
 
     /// The table in the file at `path` (tests use a fixture).
-    pub fn at(path: PathBuf) -> MountTable {
+    pub(crate) fn at(path: PathBuf) -> MountTable {
         MountTable {
             file: Mutex::new(ProcFile::new(path)),
             parsed: Mutex::new(Arc::new(Vec::new())),
@@ -144,7 +144,7 @@ impl MountTable {
     }
 
     /// The current table. A failed read forgets the previous table and reports the file.
-    pub fn current(&self) -> Result<Arc<Vec<MountEntry>>, FileError> {
+    pub(crate) fn current(&self) -> Result<Arc<Vec<MountEntry>>, FileError> {
         let mut file = self.file.lock();
         if file.changed() {
             match file.read_str() {

@@ -21,7 +21,7 @@ pub struct FileError {
 }
 
 impl FileError {
-    pub fn new(path: &Path, source: io::Error) -> Self {
+    pub(crate) fn new(path: &Path, source: io::Error) -> Self {
         FileError {
             path: path.to_path_buf(),
             source,
@@ -29,7 +29,7 @@ impl FileError {
     }
 
     /// The file is gone (process exited, cgroup removed): the caller should forget it.
-    pub fn is_gone(&self) -> bool {
+    pub(crate) fn is_gone(&self) -> bool {
         matches!(
             self.source.raw_os_error(),
             Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ESRCH)
@@ -39,7 +39,7 @@ impl FileError {
 
 /// A file that is read again and again through one descriptor.
 #[derive(Debug)]
-pub struct ProcFile {
+pub(crate) struct ProcFile {
     path: PathBuf,
     file: Option<File>,
     buf: Vec<u8>,
@@ -54,7 +54,7 @@ const FIRST_READ_BYTES: usize = 4096;
 const MIN_BUF_BYTES: usize = 128;
 
 impl ProcFile {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         ProcFile {
             path: path.into(),
             file: None,
@@ -62,12 +62,12 @@ impl ProcFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Reads the whole file and returns its bytes (valid until the next read).
-    pub fn read(&mut self) -> Result<&[u8], FileError> {
+    pub(crate) fn read(&mut self) -> Result<&[u8], FileError> {
         match self.read_once() {
             Ok(n) => Ok(&self.buf[..n]),
             Err(first) => {
@@ -84,7 +84,7 @@ impl ProcFile {
     /// For files that signal changes through `poll` (`/proc/<pid>/mountinfo` raises
     /// `POLLPRI|POLLERR` once after each change of the mount table): whether the file must be read
     /// again. True until it has been opened, and whenever `poll` cannot tell.
-    pub fn changed(&mut self) -> bool {
+    pub(crate) fn changed(&mut self) -> bool {
         use std::os::fd::AsRawFd;
         let Some(f) = &self.file else { return true };
         let mut p = libc::pollfd {
@@ -98,7 +98,7 @@ impl ProcFile {
     }
 
     /// Reads the file as text (lossless for the ASCII files of procfs and cgroupfs).
-    pub fn read_str(&mut self) -> Result<&str, FileError> {
+    pub(crate) fn read_str(&mut self) -> Result<&str, FileError> {
         let n = self.read()?.len();
         match std::str::from_utf8(&self.buf[..n]) {
             Ok(s) => Ok(s),
@@ -153,11 +153,6 @@ impl ProcFile {
         }
         Ok(filled)
     }
-}
-
-/// Reads a small file once (open, read, close), for files read at start or rarely.
-pub fn read_to_string(path: &Path) -> Result<String, FileError> {
-    std::fs::read_to_string(path).map_err(|e| FileError::new(path, e))
 }
 
 #[cfg(test)]

@@ -10,27 +10,27 @@ use std::collections::BTreeMap;
 
 /// Delivery counters at the time of the sample (the export stage fills it in).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DeliveryCounts {
-    pub sent: u64,
-    pub retried: u64,
-    pub dropped: u64,
-    pub memory_batches: u64,
-    pub memory_bytes: u64,
-    pub disk_batches: u64,
-    pub disk_bytes: u64,
+pub(crate) struct DeliveryCounts {
+    pub(crate) sent: u64,
+    pub(crate) retried: u64,
+    pub(crate) dropped: u64,
+    pub(crate) memory_batches: u64,
+    pub(crate) memory_bytes: u64,
+    pub(crate) disk_batches: u64,
+    pub(crate) disk_bytes: u64,
 }
 
 /// What the self-metrics are made of.
-pub struct AgentSample<'a> {
-    pub samplers: &'a BTreeMap<&'static str, SamplerHealth>,
-    pub delivery: DeliveryCounts,
-    pub process: Option<ProcessUsage>,
+pub(crate) struct AgentSample<'a> {
+    pub(crate) samplers: &'a BTreeMap<&'static str, SamplerHealth>,
+    pub(crate) delivery: DeliveryCounts,
+    pub(crate) process: Option<ProcessUsage>,
     /// When the agent started: the start of every counter here.
-    pub start_nanos: u64,
+    pub(crate) start_nanos: u64,
 }
 
 /// The self-metrics of one node sample.
-pub fn agent(a: &AgentSample<'_>, b: &mut MetricsBuilder) {
+pub(crate) fn agent(a: &AgentSample<'_>, b: &mut MetricsBuilder) {
     let (samplers, export, start_nanos) = (a.samplers, &a.delivery, a.start_nanos);
     let by_sampler = |name: &str| vec![kv("node_agent.sampler", name.to_string())];
     b.gauge(

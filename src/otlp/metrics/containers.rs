@@ -28,7 +28,7 @@ fn with(mut a: Vec<KeyValue>, k: &str, v: &str) -> Vec<KeyValue> {
     a
 }
 
-pub fn containers(s: &ContainersSample, b: &mut MetricsBuilder) {
+pub(crate) fn containers(s: &ContainersSample, b: &mut MetricsBuilder) {
     let cs = &s.containers;
     b.gauge(
         "container.cpu.usage",

@@ -7,7 +7,7 @@ use crate::sources::gpu::{Gpu, GpuSample};
 
 /// The `hw.gpu.*`, `hw.temperature` and `hw.power` metrics. `start` is the start time of the
 /// updowncounters (boot).
-pub fn gpus(sample: &GpuSample, start: u64, b: &mut MetricsBuilder) {
+pub(crate) fn gpus(sample: &GpuSample, start: u64, b: &mut MetricsBuilder) {
     if sample.gpus.is_empty() {
         return;
     }

@@ -12,7 +12,7 @@ use crate::sources::node::memory::MemorySample;
 use crate::sources::node::network::InterfaceSample;
 
 /// Every node metric of one sample.
-pub fn node(s: &NodeSample, b: &mut MetricsBuilder) {
+pub(crate) fn node(s: &NodeSample, b: &mut MetricsBuilder) {
     let boot = s.boot_time.saturating_mul(1_000_000_000);
     cpu(&s.cpu, boot, b);
     memory(&s.memory, boot, b);

@@ -20,7 +20,7 @@ fn attributes(r: &TargetResult) -> Vec<KeyValue> {
 }
 
 /// The `gameserver.*` metrics of one pass.
-pub fn players(results: &[TargetResult], b: &mut MetricsBuilder) {
+pub(crate) fn players(results: &[TargetResult], b: &mut MetricsBuilder) {
     fn st(r: &TargetResult) -> Option<&Status> {
         r.status.as_ref()
     }

@@ -20,10 +20,10 @@
 //! silent 0.
 
 pub mod paths;
-pub mod psi;
-pub mod taskio;
+pub(crate) mod psi;
+pub(crate) mod taskio;
 pub mod v1;
-pub mod v2;
+pub(crate) mod v2;
 
 use crate::sys::procfile::{FileError, ProcFile};
 use paths::{Dirs, Layout};
@@ -39,11 +39,11 @@ pub struct IoBytes {
 
 /// What `cpu.stat` holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CpuStat {
-    pub usage_ns: Option<u64>,
-    pub throttled_ns: Option<u64>,
-    pub nr_throttled: Option<u64>,
-    pub nr_periods: Option<u64>,
+pub(crate) struct CpuStat {
+    pub(crate) usage_ns: Option<u64>,
+    pub(crate) throttled_ns: Option<u64>,
+    pub(crate) nr_throttled: Option<u64>,
+    pub(crate) nr_periods: Option<u64>,
 }
 
 /// Where the disk bytes come from.
@@ -106,8 +106,6 @@ enum IoSrc {
 
 /// Kept descriptors of one container's cgroup files.
 pub struct Reader {
-    pub dirs: Dirs,
-    pub layout: Layout,
     cpu: Option<CpuSrc>,
     throttle: Option<ProcFile>,
     limit: Option<LimitSrc>,
@@ -192,8 +190,6 @@ impl Reader {
             }
         }
         Reader {
-            dirs,
-            layout,
             cpu,
             throttle,
             limit,
@@ -208,11 +204,6 @@ impl Reader {
             IoSrc::IoStat(_) => IoSource::IoStat,
             IoSrc::Tasks { .. } => IoSource::TaskIo,
         })
-    }
-
-    /// Whether the reader found a CPU source (the minimum for a usable container).
-    pub fn has_cpu(&self) -> bool {
-        self.cpu.is_some()
     }
 
     /// Reads everything once. A file that fails leaves its number `None`; the errors say which.

@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mounts {
     /// The cgroup2 mount (`/sys/fs/cgroup` on v2, `/sys/fs/cgroup/unified` on hybrid) and its root.
-    pub v2: Option<Mount>,
+    pub v2: Option<Hierarchy>,
     /// The v1 hierarchies, each with its controllers (`cpu`, `cpuacct`, `name=systemd`, …).
-    pub v1: Vec<Mount>,
+    pub(crate) v1: Vec<Hierarchy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Mount {
+pub struct Hierarchy {
     pub point: PathBuf,
     /// The part of the hierarchy the mount shows (`/` on the host).
     pub root: String,
@@ -49,7 +49,7 @@ impl Layout {
 impl Mounts {
     /// The cgroup hierarchies of the host's mount table. `sys_path` replaces a leading `/sys` of
     /// the mount points (the agent may see the host's /sys elsewhere, e.g. `/host/sys`).
-    pub fn from_table(table: &[MountEntry], sys_path: &Path) -> Mounts {
+    pub(crate) fn from_table(table: &[MountEntry], sys_path: &Path) -> Mounts {
         let mut m = Mounts::default();
         for e in table {
             let point = match e.mount_point.strip_prefix("/sys") {
@@ -58,7 +58,7 @@ impl Mounts {
                 }
                 _ => PathBuf::from(&e.mount_point),
             };
-            let mount = |controllers| Mount {
+            let mount = |controllers| Hierarchy {
                 point: point.clone(),
                 root: e.root.clone(),
                 controllers,
@@ -113,20 +113,20 @@ impl Mounts {
     }
 
     /// The v1 mount that carries `controller`.
-    pub fn v1_mount(&self, controller: &str) -> Option<&Mount> {
+    pub fn v1_mount(&self, controller: &str) -> Option<&Hierarchy> {
         self.v1
             .iter()
             .find(|m| m.controllers.iter().any(|c| c == controller))
     }
 }
 
-impl Mount {
+impl Hierarchy {
     fn is_named_only(&self) -> bool {
         self.controllers.iter().all(|c| c.starts_with("name="))
     }
 
     /// The directory of the cgroup `path` (as `/proc/<pid>/cgroup` writes it) under this mount.
-    pub fn dir_of(&self, path: &str) -> PathBuf {
+    pub(crate) fn dir_of(&self, path: &str) -> PathBuf {
         let rel = if self.root != "/" {
             path.strip_prefix(self.root.as_str()).unwrap_or(path)
         } else {
@@ -138,13 +138,13 @@ impl Mount {
 
 /// One line of `/proc/<pid>/cgroup`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Membership {
+pub(crate) struct Membership {
     /// Empty for the v2 line `0::/…`.
-    pub controllers: Vec<String>,
-    pub path: String,
+    pub(crate) controllers: Vec<String>,
+    pub(crate) path: String,
 }
 
-pub fn parse_proc_cgroup(text: &str) -> Vec<Membership> {
+pub(crate) fn parse_proc_cgroup(text: &str) -> Vec<Membership> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.splitn(3, ':');
@@ -184,7 +184,7 @@ pub struct Dirs {
 }
 
 impl Dirs {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.v2.is_none()
             && self.cpu.is_none()
             && self.cpuacct.is_none()
@@ -193,7 +193,7 @@ impl Dirs {
     }
 
     /// Some directory whose `cgroup.procs` lists the container's processes.
-    pub fn procs_dir(&self, layout: Layout) -> Option<&Path> {
+    pub(crate) fn procs_dir(&self, layout: Layout) -> Option<&Path> {
         let v1 = [
             &self.cpuacct,
             &self.cpu,
@@ -210,7 +210,7 @@ impl Dirs {
 }
 
 /// `systemd` for `…/docker-<id>.scope` paths, `cgroupfs` for `…/<parent>/<id>`.
-pub fn driver_of(path: &str) -> Option<&'static str> {
+pub(crate) fn driver_of(path: &str) -> Option<&'static str> {
     let last = path.rsplit('/').next().unwrap_or("");
     if last.ends_with(".scope") || path.contains(".slice") {
         Some("systemd")
@@ -271,7 +271,7 @@ pub fn from_proc(mounts: &Mounts, proc_cgroup: &str) -> Dirs {
 }
 
 /// Relative cgroup paths Docker uses for container `id`, systemd driver first.
-pub fn driver_paths(id: &str) -> [(&'static str, String); 2] {
+pub(crate) fn driver_paths(id: &str) -> [(&'static str, String); 2] {
     [
         ("systemd", format!("system.slice/docker-{id}.scope")),
         ("cgroupfs", format!("docker/{id}")),

@@ -11,7 +11,7 @@ pub struct Pressure {
     pub some_total_us: u64,
 }
 
-pub fn parse(text: &str) -> Option<Pressure> {
+pub(crate) fn parse(text: &str) -> Option<Pressure> {
     let line = text.lines().find(|l| l.starts_with("some "))?;
     let mut p = Pressure::default();
     let mut total = false;

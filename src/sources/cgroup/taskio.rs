@@ -25,10 +25,10 @@ use super::IoBytes;
 use std::collections::HashMap;
 
 /// Samples a debt may wait for its reaper's counter to grow.
-pub const DEBT_SAMPLES: u8 = 3;
+pub(crate) const DEBT_SAMPLES: u8 = 3;
 
 /// `/proc/<pid>/io`: storage bytes (not `rchar`/`wchar`, which include page-cache hits and pipes).
-pub fn parse_proc_io(text: &str) -> Option<IoBytes> {
+pub(crate) fn parse_proc_io(text: &str) -> Option<IoBytes> {
     let (mut r, mut w) = (None, None);
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("read_bytes:") {
@@ -44,17 +44,17 @@ pub fn parse_proc_io(text: &str) -> Option<IoBytes> {
 }
 
 /// The parent PID from `/proc/<pid>/stat` (the field after the state, after the last `)`).
-pub fn parse_ppid(stat: &str) -> Option<i32> {
+pub(crate) fn parse_ppid(stat: &str) -> Option<i32> {
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 /// One live process as seen in one sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Observed {
-    pub pid: i32,
-    pub ppid: i32,
-    pub io: IoBytes,
+pub(crate) struct Observed {
+    pub(crate) pid: i32,
+    pub(crate) ppid: i32,
+    pub(crate) io: IoBytes,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +71,7 @@ struct Debt {
 
 /// The running total of one cgroup.
 #[derive(Debug, Default)]
-pub struct TaskIo {
+pub(crate) struct TaskIo {
     seen: HashMap<i32, Seen>,
     debts: HashMap<i32, Debt>,
     total: IoBytes,
@@ -92,12 +92,8 @@ fn add(a: IoBytes, b: IoBytes) -> IoBytes {
 }
 
 impl TaskIo {
-    pub fn total(&self) -> IoBytes {
-        self.total
-    }
-
     /// Feeds the processes alive now; returns the container's cumulative bytes.
-    pub fn update(&mut self, now: &[Observed]) -> IoBytes {
+    pub(crate) fn update(&mut self, now: &[Observed]) -> IoBytes {
         let alive: HashMap<i32, &Observed> = now.iter().map(|o| (o.pid, o)).collect();
         // The container's init: a live process whose parent is outside the cgroup.
         let init = now

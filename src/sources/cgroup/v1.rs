@@ -8,12 +8,12 @@
 use super::IoBytes;
 
 /// A file holding one integer (`cpuacct.usage`, `memory.usage_in_bytes`, `cpu.cfs_quota_us`).
-pub fn parse_int(text: &str) -> Option<i64> {
+pub(crate) fn parse_int(text: &str) -> Option<i64> {
     text.trim().parse().ok()
 }
 
 /// CFS quota and period (µs) to cores; `None` when unlimited (quota -1) or nonsense.
-pub fn cfs_limit(quota: i64, period: i64) -> Option<f64> {
+pub(crate) fn cfs_limit(quota: i64, period: i64) -> Option<f64> {
     (quota > 0 && period > 0).then(|| quota as f64 / period as f64)
 }
 

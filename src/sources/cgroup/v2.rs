@@ -9,7 +9,7 @@
 use super::{CpuStat, IoBytes};
 
 /// `cpu.stat` of v2 (µs keys) and v1 (`throttled_time` in ns) alike.
-pub fn parse_cpu_stat(text: &str) -> CpuStat {
+pub(crate) fn parse_cpu_stat(text: &str) -> CpuStat {
     let mut s = CpuStat::default();
     for line in text.lines() {
         let mut it = line.split_ascii_whitespace();
@@ -30,7 +30,7 @@ pub fn parse_cpu_stat(text: &str) -> CpuStat {
 }
 
 /// `cpu.max`: the limit in cores, `None` when unlimited (`max`) or unreadable.
-pub fn parse_cpu_max(text: &str) -> Option<f64> {
+pub(crate) fn parse_cpu_max(text: &str) -> Option<f64> {
     let mut it = text.split_ascii_whitespace();
     let quota = it.next()?;
     let period: f64 = it.next().and_then(|p| p.parse().ok()).unwrap_or(100_000.0);
@@ -42,7 +42,7 @@ pub fn parse_cpu_max(text: &str) -> Option<f64> {
 }
 
 /// Sums `rbytes`/`wbytes` over the devices of `io.stat`.
-pub fn parse_io_stat(text: &str) -> IoBytes {
+pub(crate) fn parse_io_stat(text: &str) -> IoBytes {
     let mut io = IoBytes::default();
     for line in text.lines() {
         for field in line.split_ascii_whitespace().skip(1) {
@@ -61,7 +61,7 @@ pub fn parse_io_stat(text: &str) -> IoBytes {
 }
 
 /// One `key value` field of `memory.stat` (v2 `inactive_file`, v1 `total_inactive_file`).
-pub fn stat_field(text: &str, key: &str) -> Option<u64> {
+pub(crate) fn stat_field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok())?
@@ -69,7 +69,7 @@ pub fn stat_field(text: &str, key: &str) -> Option<u64> {
 }
 
 /// Docker CLI semantics: usage minus inactive file cache (what Wings shows as `memory_bytes`).
-pub fn memory_usage(usage: u64, inactive_file: Option<u64>) -> u64 {
+pub(crate) fn memory_usage(usage: u64, inactive_file: Option<u64>) -> u64 {
     match inactive_file {
         Some(i) if i < usage => usage - i,
         _ => usage,

@@ -27,15 +27,15 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct DiscoveryConfig {
     /// The Docker Engine API socket (`unix:///var/run/docker.sock`).
-    pub docker_host: String,
-    pub wings: WingsConfig,
+    pub(crate) docker_host: String,
+    pub(crate) wings: WingsConfig,
     /// Timeout of one Docker or Wings call.
-    pub http_timeout: Duration,
+    pub(crate) http_timeout: Duration,
     /// Pause between passes.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// The host's /proc (a container's init is read there) and /sys.
-    pub proc_path: PathBuf,
-    pub sys_path: PathBuf,
+    pub(crate) proc_path: PathBuf,
+    pub(crate) sys_path: PathBuf,
 }
 
 /// One container as discovery saw it.
@@ -58,7 +58,7 @@ pub struct ContainerInfo {
 }
 
 impl ContainerInfo {
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.state == "running" || self.state == "paused"
     }
 }
@@ -87,7 +87,7 @@ pub struct Inventory {
 }
 
 /// Joins Wings servers to containers: name = UUID, or `<uuid>_installer`.
-pub fn join(containers: &mut [ContainerInfo], servers: &[Server]) {
+pub(crate) fn join(containers: &mut [ContainerInfo], servers: &[Server]) {
     let by_uuid: HashMap<&str, &Server> = servers.iter().map(|s| (s.uuid.as_str(), s)).collect();
     for c in containers {
         let key = c.name.strip_suffix("_installer").unwrap_or(&c.name);
@@ -130,12 +130,12 @@ pub struct Discovery {
     last_docker_error: Option<String>,
     last_wings_error: Option<String>,
     wings_version: Option<String>,
-    docker_info: Option<docker::Info>,
+    docker_info: Option<docker::EngineInfo>,
 }
 
 impl Discovery {
     /// Discovery as `cfg` says, reading cgroup mounts from the shared host mount table.
-    pub fn new(cfg: &DiscoveryConfig, mount_table: Arc<MountTable>) -> Discovery {
+    pub(crate) fn new(cfg: &DiscoveryConfig, mount_table: Arc<MountTable>) -> Discovery {
         Discovery {
             docker: Docker::new(&cfg.docker_host, cfg.http_timeout),
             wings: Wings::from_config(&cfg.wings).map_err(|e| e.to_string()),
@@ -239,7 +239,7 @@ impl Discovery {
     }
 
     /// One discovery pass.
-    pub async fn pass(&mut self) -> (Inventory, Vec<(&'static str, Option<String>)>) {
+    pub(crate) async fn pass(&mut self) -> (Inventory, Vec<(&'static str, Option<String>)>) {
         let mounts = self.mounts();
         let mut inv = Inventory {
             layout: mounts.layout(),

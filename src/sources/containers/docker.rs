@@ -17,12 +17,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The newest API version this client speaks (Docker 25, `State` etc. unchanged since 1.24).
-pub const CLIENT_API: &str = "1.44";
+pub(crate) const CLIENT_API: &str = "1.44";
 /// Bodies above this are refused (a list of thousands of containers is well under it).
-pub const MAX_BODY: usize = 16 << 20;
+pub(crate) const MAX_BODY: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
-pub enum DockerError {
+pub(crate) enum DockerError {
     #[error("docker {socket}: cannot connect: {source}")]
     Connect {
         socket: String,
@@ -57,12 +57,12 @@ pub enum DockerError {
 
 impl DockerError {
     /// No socket at all: Docker is not installed or not running on this node.
-    pub fn is_absent(&self) -> bool {
+    pub(crate) fn is_absent(&self) -> bool {
         matches!(self, DockerError::Connect { source, .. }
             if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused))
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, DockerError::Status { status: 404, .. })
     }
 }
@@ -79,24 +79,24 @@ where
 /// One element of `GET /containers/json`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct Summary {
+pub(crate) struct Summary {
     #[serde(rename = "Id", deserialize_with = "nullable")]
-    pub id: String,
+    pub(crate) id: String,
     #[serde(rename = "Names", deserialize_with = "nullable")]
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     #[serde(rename = "Image", deserialize_with = "nullable")]
-    pub image: String,
+    pub(crate) image: String,
     #[serde(rename = "Labels")]
-    pub labels: Option<BTreeMap<String, String>>,
+    pub(crate) labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "State", deserialize_with = "nullable")]
-    pub state: String,
+    pub(crate) state: String,
     #[serde(rename = "Created", deserialize_with = "nullable")]
-    pub created: i64,
+    pub(crate) created: i64,
 }
 
 impl Summary {
     /// The name without Docker's leading `/`.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.names
             .first()
             .map(|n| n.trim_start_matches('/').to_string())
@@ -106,38 +106,38 @@ impl Summary {
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct State {
+pub(crate) struct ContainerState {
     #[serde(rename = "Status", deserialize_with = "nullable")]
-    pub status: String,
+    pub(crate) status: String,
     #[serde(rename = "Running", deserialize_with = "nullable")]
-    pub running: bool,
+    pub(crate) running: bool,
     #[serde(rename = "Pid", deserialize_with = "nullable")]
-    pub pid: i64,
+    pub(crate) pid: i64,
     #[serde(rename = "StartedAt", deserialize_with = "nullable")]
-    pub started_at: String,
+    pub(crate) started_at: String,
 }
 
 /// The fields of `GET /containers/{id}/json` discovery needs.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct Inspect {
+pub(crate) struct Inspect {
     #[serde(rename = "Id", deserialize_with = "nullable")]
-    pub id: String,
+    pub(crate) id: String,
     #[serde(rename = "Name", deserialize_with = "nullable")]
-    pub name: String,
+    pub(crate) name: String,
     #[serde(rename = "State", deserialize_with = "nullable")]
-    pub state: State,
+    pub(crate) state: ContainerState,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct Info {
+pub(crate) struct EngineInfo {
     #[serde(rename = "CgroupDriver", deserialize_with = "nullable")]
-    pub cgroup_driver: String,
+    pub(crate) cgroup_driver: String,
     #[serde(rename = "CgroupVersion", deserialize_with = "nullable")]
-    pub cgroup_version: String,
+    pub(crate) cgroup_version: String,
     #[serde(rename = "ServerVersion", deserialize_with = "nullable")]
-    pub server_version: String,
+    pub(crate) server_version: String,
 }
 
 /// `"1.41"` → (1, 41).
@@ -147,7 +147,7 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 }
 
 /// `min(ours, theirs)`; ours when theirs is unreadable.
-pub fn negotiate(server: Option<&str>) -> String {
+pub(crate) fn negotiate(server: Option<&str>) -> String {
     let ours = parse_version(CLIENT_API).expect("valid constant");
     match server.and_then(parse_version) {
         Some(theirs) if theirs < ours => format!("{}.{}", theirs.0, theirs.1),
@@ -156,7 +156,7 @@ pub fn negotiate(server: Option<&str>) -> String {
 }
 
 /// RFC 3339 (`2024-06-10T12:34:56.123456789Z`, Docker's `StartedAt`) to Unix nanoseconds.
-pub fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
+pub(crate) fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
     let s = s.trim();
     let (date, rest) = s.split_once('T')?;
     let mut d = date.split('-');
@@ -200,7 +200,7 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
 }
 
 /// A Docker Engine API client on a unix socket.
-pub struct Docker {
+pub(crate) struct Docker {
     socket: PathBuf,
     timeout: Duration,
     version: Mutex<Option<String>>,
@@ -208,7 +208,7 @@ pub struct Docker {
 
 impl Docker {
     /// `docker_host` is `unix:///path` or a bare path.
-    pub fn new(docker_host: &str, timeout: Duration) -> Docker {
+    pub(crate) fn new(docker_host: &str, timeout: Duration) -> Docker {
         Docker {
             socket: PathBuf::from(docker_host.strip_prefix("unix://").unwrap_or(docker_host)),
             timeout,
@@ -274,7 +274,7 @@ impl Docker {
     }
 
     /// `GET /_ping`; negotiates and remembers the API version.
-    pub async fn ping(&self) -> Result<String, DockerError> {
+    pub(crate) async fn ping(&self) -> Result<String, DockerError> {
         let (status, api, body) = self.raw_get("/_ping").await?;
         if status != 200 {
             return Err(DockerError::Status {
@@ -324,11 +324,11 @@ impl Docker {
     }
 
     /// Every container, running or not, with its labels.
-    pub async fn list(&self) -> Result<Vec<Summary>, DockerError> {
+    pub(crate) async fn list(&self) -> Result<Vec<Summary>, DockerError> {
         self.get_json("/containers/json?all=true").await
     }
 
-    pub async fn inspect(&self, id: &str) -> Result<Inspect, DockerError> {
+    pub(crate) async fn inspect(&self, id: &str) -> Result<Inspect, DockerError> {
         let id: String = id
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -336,7 +336,7 @@ impl Docker {
         self.get_json(&format!("/containers/{id}/json")).await
     }
 
-    pub async fn info(&self) -> Result<Info, DockerError> {
+    pub(crate) async fn info(&self) -> Result<EngineInfo, DockerError> {
         self.get_json("/info").await
     }
 }

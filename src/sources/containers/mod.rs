@@ -2,8 +2,8 @@
 //! API, joined by container name = server UUID) and the per-container cgroup sampler that runs in
 //! the node cycle.
 
-pub mod discovery;
-pub mod docker;
+pub(crate) mod discovery;
+pub(crate) mod docker;
 pub mod sampler;
 pub mod wings;
 

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Docker's container states, all reported in `container.count` (0 when none).
-pub const DOCKER_STATES: [&str; 7] = [
+pub(crate) const DOCKER_STATES: [&str; 7] = [
     "created",
     "running",
     "paused",
@@ -27,7 +27,7 @@ pub const DOCKER_STATES: [&str; 7] = [
     "dead",
 ];
 /// Wings' server states (docs/containers.md#states).
-pub const SERVER_STATES: [&str; 4] = ["offline", "starting", "running", "stopping"];
+pub(crate) const SERVER_STATES: [&str; 4] = ["offline", "starting", "running", "stopping"];
 
 /// One container's numbers in one sample.
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Bodies above this are refused: hundreds of servers with large environments fit easily.
-pub const MAX_BODY: usize = 32 << 20;
+pub(crate) const MAX_BODY: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
-pub enum WingsError {
+pub(crate) enum WingsError {
     #[error("wings config {path}: {reason}")]
     Config { path: String, reason: String },
     #[error("wings {url}: {reason}")]
@@ -36,17 +36,17 @@ pub enum WingsError {
 /// The parts of the Wings `config.yml` the agent reads.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct ConfigFile {
-    pub token: Option<String>,
-    pub api: ApiSection,
+pub(crate) struct ConfigFile {
+    pub(crate) token: Option<String>,
+    pub(crate) api: ApiSection,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
-pub struct ApiSection {
-    pub host: String,
-    pub port: u16,
-    pub ssl: SslSection,
+pub(crate) struct ApiSection {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) ssl: SslSection,
 }
 
 impl Default for ApiSection {
@@ -61,17 +61,17 @@ impl Default for ApiSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct SslSection {
-    pub enabled: bool,
+pub(crate) struct SslSection {
+    pub(crate) enabled: bool,
 }
 
 impl ConfigFile {
-    pub fn parse(text: &str) -> Result<ConfigFile, String> {
+    pub(crate) fn parse(text: &str) -> Result<ConfigFile, String> {
         serde_yaml::from_str(text).map_err(|e| e.to_string())
     }
 
     /// `http(s)://<host>:<port>`; a wildcard listen address is reached on loopback.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         let scheme = if self.api.ssl.enabled {
             "https"
         } else {
@@ -96,7 +96,7 @@ pub struct Allocations {
 
 impl Allocations {
     /// Every allocated port, sorted, without duplicates.
-    pub fn ports(&self) -> Vec<u16> {
+    pub(crate) fn ports(&self) -> Vec<u16> {
         let mut p: Vec<u16> = self.mappings.values().flatten().copied().collect();
         p.push(self.default_port);
         p.retain(|x| *x != 0);
@@ -108,7 +108,7 @@ impl Allocations {
 
 /// `configuration.build` (Panel units: MB, MiB, percent of one core).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct Limits {
+pub struct ServerLimits {
     pub memory_limit_mb: i64,
     pub swap_mb: i64,
     pub io_weight: i64,
@@ -134,7 +134,7 @@ pub struct Server {
     pub environment: BTreeMap<String, String>,
     pub egg_id: Option<String>,
     pub allocations: Allocations,
-    pub limits: Limits,
+    pub limits: ServerLimits,
     /// Wings' own `utilization.cpu_absolute` (100 = one core), for comparison in `check`.
     pub cpu_absolute: Option<f64>,
 }
@@ -170,7 +170,7 @@ fn port(v: &serde_json::Value) -> Option<u16> {
 
 /// Decodes the `GET /api/servers` array. Elements without `configuration.uuid` are skipped; a
 /// body that is not an array is an error.
-pub fn parse_servers(body: &[u8]) -> Result<Vec<Server>, String> {
+pub(crate) fn parse_servers(body: &[u8]) -> Result<Vec<Server>, String> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let arr = v
         .as_array()
@@ -227,7 +227,7 @@ pub fn parse_servers(body: &[u8]) -> Result<Vec<Server>, String> {
                 default_port: port(&c["allocations"]["default"]["port"]).unwrap_or(0),
                 mappings,
             },
-            limits: Limits {
+            limits: ServerLimits {
                 memory_limit_mb: i(c, &["build", "memory_limit"]),
                 swap_mb: i(c, &["build", "swap"]),
                 io_weight: i(c, &["build", "io_weight"]),
@@ -244,28 +244,28 @@ pub fn parse_servers(body: &[u8]) -> Result<Vec<Server>, String> {
 
 /// How to reach Wings: explicit settings, else its own config file.
 #[derive(Debug, Clone)]
-pub struct WingsConfig {
+pub(crate) struct WingsConfig {
     /// `WINGS_BASE_URL` (default: from the config file, else http://127.0.0.1:8080).
-    pub base_url: Option<String>,
+    pub(crate) base_url: Option<String>,
     /// `WINGS_TOKEN` (default: `token` from the config file).
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Wings' own config file (`/etc/pterodactyl/config.yml`).
-    pub config_file: PathBuf,
-    pub http_timeout: Duration,
+    pub(crate) config_file: PathBuf,
+    pub(crate) http_timeout: Duration,
     /// Accept any certificate from Wings (self-signed panels).
-    pub insecure_tls: bool,
+    pub(crate) insecure_tls: bool,
 }
 
 /// A configured Wings API client.
-pub struct Wings {
+pub(crate) struct Wings {
     client: reqwest::Client,
-    pub base_url: String,
+    pub(crate) base_url: String,
     token: String,
 }
 
 impl Wings {
     /// `Ok(None)` when Wings is not configured on this node (no token and no config file).
-    pub fn from_config(cfg: &WingsConfig) -> Result<Option<Wings>, WingsError> {
+    pub(crate) fn from_config(cfg: &WingsConfig) -> Result<Option<Wings>, WingsError> {
         let file = read_config_file(&cfg.config_file)?;
         let token = cfg
             .token
@@ -347,7 +347,7 @@ impl Wings {
         Ok(body)
     }
 
-    pub async fn servers(&self) -> Result<Vec<Server>, WingsError> {
+    pub(crate) async fn servers(&self) -> Result<Vec<Server>, WingsError> {
         let body = self.get("/api/servers").await?;
         parse_servers(&body).map_err(|reason| WingsError::Decode {
             url: format!("{}/api/servers", self.base_url),
@@ -356,7 +356,7 @@ impl Wings {
     }
 
     /// Wings' version from `GET /api/system`.
-    pub async fn version(&self) -> Result<String, WingsError> {
+    pub(crate) async fn version(&self) -> Result<String, WingsError> {
         let body = self.get("/api/system").await?;
         let v: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| WingsError::Decode {
@@ -368,7 +368,7 @@ impl Wings {
 }
 
 /// Reads the Wings config file; `Ok(None)` when it does not exist.
-pub fn read_config_file(path: &Path) -> Result<Option<ConfigFile>, WingsError> {
+pub(crate) fn read_config_file(path: &Path) -> Result<Option<ConfigFile>, WingsError> {
     match std::fs::read_to_string(path) {
         Ok(text) => ConfigFile::parse(&text)
             .map(Some)
@@ -389,7 +389,7 @@ mod tests {
     use super::*;
 
     /// The documented example (tests/fixtures/wings/servers.json, docs/containers.md#calls).
-    pub const EXAMPLE: &str = include_str!("../../../tests/fixtures/wings/servers.json");
+    pub(crate) const EXAMPLE: &str = include_str!("../../../tests/fixtures/wings/servers.json");
 
     #[test]
     fn parses_the_documented_shape() {

@@ -19,12 +19,12 @@ use crate::sys::procfile::ProcFile;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub const VENDOR_AMD: u32 = 0x1002;
-pub const VENDOR_INTEL: u32 = 0x8086;
-pub const VENDOR_NVIDIA: u32 = 0x10de;
+pub(crate) const VENDOR_AMD: u32 = 0x1002;
+pub(crate) const VENDOR_INTEL: u32 = 0x8086;
+pub(crate) const VENDOR_NVIDIA: u32 = 0x10de;
 
 /// Parses a sysfs number: decimal, or hex with `0x` (vendor/device ids).
-pub fn parse_num(text: &str) -> Option<u64> {
+pub(crate) fn parse_num(text: &str) -> Option<u64> {
     let t = text.trim();
     match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
@@ -33,7 +33,7 @@ pub fn parse_num(text: &str) -> Option<u64> {
 }
 
 /// `KEY=value` from a `uevent` file.
-pub fn uevent_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn uevent_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once('=')?;
         (k == key).then_some(v.trim())
@@ -41,12 +41,12 @@ pub fn uevent_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Is `name` a DRM card (`card0`), not a connector (`card0-HDMI-A-1`) or render node?
-pub fn is_card_name(name: &str) -> bool {
+pub(crate) fn is_card_name(name: &str) -> bool {
     name.strip_prefix("card")
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-pub fn vendor_name(vendor: u32) -> &'static str {
+pub(crate) fn vendor_name(vendor: u32) -> &'static str {
     match vendor {
         VENDOR_AMD => "AMD",
         VENDOR_INTEL => "Intel",
@@ -57,7 +57,7 @@ pub fn vendor_name(vendor: u32) -> &'static str {
 
 /// Looks a device up in the PCI ID database (`pci.ids` format: vendor lines at column 0, device
 /// lines after one tab). Returns the device's name.
-pub fn pci_ids_lookup(db: &str, vendor: u32, device: u32) -> Option<String> {
+pub(crate) fn pci_ids_lookup(db: &str, vendor: u32, device: u32) -> Option<String> {
     let vendor_hex = format!("{vendor:04x}");
     let device_hex = format!("{device:04x}");
     let mut in_vendor = false;
@@ -118,8 +118,8 @@ fn first_temp(hwmon: &Path) -> Option<PathBuf> {
 }
 
 /// One card and the files read from it each cycle.
-pub struct Card {
-    pub info: GpuInfo,
+pub(crate) struct Card {
+    pub(crate) info: GpuInfo,
     busy: Option<ProcFile>,
     vram_total: Option<ProcFile>,
     vram_used: Option<ProcFile>,
@@ -130,7 +130,7 @@ pub struct Card {
 }
 
 /// Reads a card's static facts. `None` when it is not an AMD/Intel GPU.
-pub fn open_card(
+pub(crate) fn open_card(
     sys: &Path,
     rootfs: &Path,
     card: &str,
@@ -223,10 +223,10 @@ pub fn open_card(
 }
 
 /// Result of reading one card: its reading and the files that failed (path, error, gone?).
-pub struct CardRead {
-    pub reading: GpuReading,
-    pub errors: Vec<(String, String)>,
-    pub gone: bool,
+pub(crate) struct CardRead {
+    pub(crate) reading: GpuReading,
+    pub(crate) errors: Vec<(String, String)>,
+    pub(crate) gone: bool,
 }
 
 fn read_value(
@@ -255,7 +255,7 @@ fn read_value(
 }
 
 impl Card {
-    pub fn read(&mut self, now: Instant) -> CardRead {
+    pub(crate) fn read(&mut self, now: Instant) -> CardRead {
         let mut errors = Vec::new();
         let mut gone = false;
         let mut r = GpuReading {
@@ -285,15 +285,15 @@ impl Card {
 }
 
 /// AMD/Intel cards under a sysfs root.
-pub struct DrmSampler {
+pub(crate) struct DrmSampler {
     sys: PathBuf,
     rootfs: PathBuf,
     cards: Vec<Card>,
-    pub last_scan: Option<Instant>,
+    pub(crate) last_scan: Option<Instant>,
 }
 
 impl DrmSampler {
-    pub fn new(sys: PathBuf, rootfs: PathBuf) -> Self {
+    pub(crate) fn new(sys: PathBuf, rootfs: PathBuf) -> Self {
         DrmSampler {
             sys,
             rootfs,
@@ -303,7 +303,7 @@ impl DrmSampler {
     }
 
     /// Lists the cards again (at start, after a card vanished, and periodically).
-    pub fn scan(&mut self) {
+    pub(crate) fn scan(&mut self) {
         self.last_scan = Some(Instant::now());
         let mut names: Vec<String> = std::fs::read_dir(self.sys.join("class/drm"))
             .map(|d| {
@@ -344,12 +344,12 @@ impl DrmSampler {
     }
 
     /// Reads every card; returns the GPUs, the errors (keyed by file) and whether a card vanished.
-    pub fn sample(&mut self) -> (Vec<Gpu>, Vec<(String, String)>, bool) {
+    pub(crate) fn sample(&mut self) -> (Vec<Gpu>, Vec<(String, String)>, bool) {
         self.sample_at(Instant::now())
     }
 
     /// [`Self::sample`] at a given instant (energy-derived power depends on the time between reads).
-    pub fn sample_at(&mut self, now: Instant) -> (Vec<Gpu>, Vec<(String, String)>, bool) {
+    pub(crate) fn sample_at(&mut self, now: Instant) -> (Vec<Gpu>, Vec<(String, String)>, bool) {
         let mut gpus = Vec::new();
         let mut errors = Vec::new();
         let mut vanished = false;

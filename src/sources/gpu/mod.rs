@@ -15,8 +15,8 @@
 //! a worker thread the node cycle waits on for a bounded time ([`GpuWorker`]): a GPU that hangs
 //! the driver cannot hang the node cycle.
 
-pub mod drm;
-pub mod nvml;
+pub(crate) mod drm;
+pub(crate) mod nvml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,49 +25,49 @@ use std::time::{Duration, Instant};
 
 /// Facts about a GPU that do not change while it is present.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct GpuInfo {
+pub(crate) struct GpuInfo {
     /// `hw.id`: NVIDIA UUID, else the PCI address.
-    pub id: String,
+    pub(crate) id: String,
     /// `hw.name`: `nvidia<index>` (NVML index, as `nvidia-smi` numbers them) or the DRM card name.
-    pub name: String,
-    pub vendor: String,
-    pub model: String,
+    pub(crate) name: String,
+    pub(crate) vendor: String,
+    pub(crate) model: String,
     /// PCI address, `dddd:bb:dd.f`.
-    pub bus_id: Option<String>,
-    pub driver: String,
-    pub driver_version: Option<String>,
-    pub memory_total: Option<u64>,
+    pub(crate) bus_id: Option<String>,
+    pub(crate) driver: String,
+    pub(crate) driver_version: Option<String>,
+    pub(crate) memory_total: Option<u64>,
     /// Where it was found: `nvml`, `sysfs` or `procfs` (listed only, not measured).
-    pub source: &'static str,
+    pub(crate) source: &'static str,
 }
 
 /// What one sample measured; a value the GPU or driver does not give is `None`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct GpuReading {
+pub(crate) struct GpuReading {
     /// Share of time the GPU was busy, 0–1.
-    pub utilization: Option<f64>,
-    pub memory_used: Option<u64>,
-    pub memory_total: Option<u64>,
-    pub temperature_c: Option<f64>,
-    pub power_w: Option<f64>,
+    pub(crate) utilization: Option<f64>,
+    pub(crate) memory_used: Option<u64>,
+    pub(crate) memory_total: Option<u64>,
+    pub(crate) temperature_c: Option<f64>,
+    pub(crate) power_w: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Gpu {
+pub(crate) struct Gpu {
     #[serde(flatten)]
-    pub info: GpuInfo,
-    pub reading: GpuReading,
+    pub(crate) info: GpuInfo,
+    pub(crate) reading: GpuReading,
 }
 
 /// Every GPU of one sample.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct GpuSample {
-    pub gpus: Vec<Gpu>,
+pub(crate) struct GpuSample {
+    pub(crate) gpus: Vec<Gpu>,
 }
 
 impl GpuSample {
     /// `node.gpu.count` and `node.gpu.models` (one model per GPU, in order).
-    pub fn capabilities(&self) -> (u32, Vec<String>) {
+    pub(crate) fn capabilities(&self) -> (u32, Vec<String>) {
         (
             self.gpus.len() as u32,
             self.gpus.iter().map(|g| g.info.model.clone()).collect(),
@@ -76,7 +76,7 @@ impl GpuSample {
 }
 
 /// `00000000:00:06.0` (NVML) and `0000:00:06.0` (sysfs, procfs) → `0000:00:06.0`, lower case.
-pub fn normalize_bus_id(bus: &str) -> String {
+pub(crate) fn normalize_bus_id(bus: &str) -> String {
     let b = bus.trim().to_ascii_lowercase();
     match b.split_once(':') {
         Some((domain, rest)) if domain.len() > 4 => {
@@ -89,16 +89,16 @@ pub fn normalize_bus_id(bus: &str) -> String {
 
 /// Fields of `/proc/driver/nvidia/gpus/<bus>/information` (the driver's own description).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct NvidiaProcInfo {
-    pub model: String,
-    pub uuid: String,
-    pub bus_location: String,
-    pub device_minor: Option<u32>,
-    pub firmware: Option<String>,
+pub(crate) struct NvidiaProcInfo {
+    pub(crate) model: String,
+    pub(crate) uuid: String,
+    pub(crate) bus_location: String,
+    pub(crate) device_minor: Option<u32>,
+    pub(crate) firmware: Option<String>,
 }
 
 /// Parses one `information` file (`Key: \t value` lines). `None` without a model.
-pub fn parse_nvidia_information(text: &str) -> Option<NvidiaProcInfo> {
+pub(crate) fn parse_nvidia_information(text: &str) -> Option<NvidiaProcInfo> {
     let mut i = NvidiaProcInfo::default();
     for line in text.lines() {
         let Some((k, v)) = line.split_once(':') else {
@@ -120,7 +120,7 @@ pub fn parse_nvidia_information(text: &str) -> Option<NvidiaProcInfo> {
 /// The driver version from `/proc/driver/nvidia/version`: the first version-looking word of the
 /// `NVRM version:` line (`NVIDIA UNIX x86_64 Kernel Module  535.104.05  …` for the proprietary
 /// module, `NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build …` for the open one).
-pub fn parse_nvidia_version(text: &str) -> Option<String> {
+pub(crate) fn parse_nvidia_version(text: &str) -> Option<String> {
     let line = text.lines().find(|l| l.starts_with("NVRM version:"))?;
     line.split_whitespace()
         .find(|w| {
@@ -133,7 +133,7 @@ pub fn parse_nvidia_version(text: &str) -> Option<String> {
 
 /// NVIDIA GPUs the driver lists under `<proc>/driver/nvidia/gpus/`, listed (not measured): the
 /// fallback when NVML cannot be used.
-pub fn nvidia_from_procfs(proc_path: &Path) -> Vec<Gpu> {
+pub(crate) fn nvidia_from_procfs(proc_path: &Path) -> Vec<Gpu> {
     let base = proc_path.join("driver/nvidia");
     let version = std::fs::read_to_string(base.join("version"))
         .ok()
@@ -178,13 +178,13 @@ pub fn nvidia_from_procfs(proc_path: &Path) -> Vec<Gpu> {
 /// Logs each error once when it starts and once when it clears, keyed by source (GPU, call or
 /// file), so a GPU that stays broken does not flood the log every cycle.
 #[derive(Debug, Default)]
-pub struct Reporter {
+pub(crate) struct Reporter {
     active: BTreeMap<String, String>,
 }
 
 impl Reporter {
     /// Takes this pass's errors; returns the keys that are new (logged now) and those that cleared.
-    pub fn update(&mut self, errors: &[(String, String)]) -> (Vec<String>, Vec<String>) {
+    pub(crate) fn update(&mut self, errors: &[(String, String)]) -> (Vec<String>, Vec<String>) {
         let now: BTreeMap<String, String> = errors.iter().cloned().collect();
         let started: Vec<String> = now
             .keys()
@@ -228,28 +228,28 @@ enum NvmlState {
 
 /// Whether GPUs are looked for, and where.
 #[derive(Debug, Clone)]
-pub struct GpuConfig {
+pub(crate) struct GpuConfig {
     /// `gpu=auto` (on) or `off`.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// A libnvidia-ml to open instead of the default names.
-    pub nvml_library: Option<String>,
-    pub proc_path: PathBuf,
-    pub sys_path: PathBuf,
-    pub rootfs_path: PathBuf,
+    pub(crate) nvml_library: Option<String>,
+    pub(crate) proc_path: PathBuf,
+    pub(crate) sys_path: PathBuf,
+    pub(crate) rootfs_path: PathBuf,
 }
 
 /// All GPU sources, with their caches.
-pub struct GpuSampler {
+pub(crate) struct GpuSampler {
     proc_path: PathBuf,
     nvml_library: Option<String>,
     nvml: NvmlState,
     drm: drm::DrmSampler,
-    pub reporter: Reporter,
+    pub(crate) reporter: Reporter,
 }
 
 impl GpuSampler {
     /// The sampler for `cfg`'s paths.
-    pub fn from_config(cfg: &GpuConfig) -> Self {
+    pub(crate) fn from_config(cfg: &GpuConfig) -> Self {
         Self::new(
             cfg.proc_path.clone(),
             cfg.sys_path.clone(),
@@ -258,7 +258,7 @@ impl GpuSampler {
         )
     }
 
-    pub fn new(
+    pub(crate) fn new(
         proc_path: PathBuf,
         sys_path: PathBuf,
         rootfs: PathBuf,
@@ -302,7 +302,7 @@ impl GpuSampler {
     }
 
     /// One pass over every source. Errors are returned keyed by source and also logged once.
-    pub fn sample(&mut self) -> (GpuSample, Vec<(String, String)>) {
+    pub(crate) fn sample(&mut self) -> (GpuSample, Vec<(String, String)>) {
         let mut errors = Vec::new();
         let mut gpus = Vec::new();
         // NVIDIA.
@@ -364,9 +364,9 @@ impl GpuSampler {
 /// `timeout`; a call stuck in the driver costs the node cycle that wait once, after which the
 /// cycles go on without GPU data until the thread answers again.
 /// One GPU pass: the sample and its errors keyed by source.
-pub type GpuPass = (GpuSample, Vec<(String, String)>);
+pub(crate) type GpuPass = (GpuSample, Vec<(String, String)>);
 
-pub struct GpuWorker {
+pub(crate) struct GpuWorker {
     enabled: bool,
     setup: Option<Box<dyn FnMut() -> GpuPass + Send>>,
     tx: Option<mpsc::SyncSender<()>>,
@@ -375,19 +375,19 @@ pub struct GpuWorker {
 }
 
 /// What the node cycle gets from the GPU worker.
-pub struct GpuResult {
-    pub sample: GpuSample,
+pub(crate) struct GpuResult {
+    pub(crate) sample: GpuSample,
     /// Current errors (also logged once by the worker).
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 impl GpuWorker {
-    pub fn new(enabled: bool, mut sampler: GpuSampler) -> Self {
+    pub(crate) fn new(enabled: bool, mut sampler: GpuSampler) -> Self {
         Self::with(enabled, Box::new(move || sampler.sample()))
     }
 
     /// A worker around any pass function (tests use a slow one).
-    pub fn with(enabled: bool, pass: Box<dyn FnMut() -> GpuPass + Send>) -> Self {
+    pub(crate) fn with(enabled: bool, pass: Box<dyn FnMut() -> GpuPass + Send>) -> Self {
         GpuWorker {
             enabled,
             setup: Some(pass),
@@ -422,7 +422,7 @@ impl GpuWorker {
     }
 
     /// A sample, or an empty one with an error when the worker did not answer within `timeout`.
-    pub fn sample(&mut self, timeout: Duration) -> GpuResult {
+    pub(crate) fn sample(&mut self, timeout: Duration) -> GpuResult {
         let empty = |e: Option<String>| GpuResult {
             sample: GpuSample::default(),
             errors: e.into_iter().collect(),

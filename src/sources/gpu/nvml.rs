@@ -20,15 +20,15 @@ type Ret = c_int;
 /// `nvmlDevice_t`: an opaque pointer owned by the library.
 type Device = *mut c_void;
 
-pub const SUCCESS: Ret = 0;
-pub const ERROR_UNINITIALIZED: Ret = 1;
-pub const ERROR_NOT_SUPPORTED: Ret = 3;
-pub const ERROR_DRIVER_NOT_LOADED: Ret = 9;
-pub const ERROR_FUNCTION_NOT_FOUND: Ret = 13;
-pub const ERROR_GPU_IS_LOST: Ret = 15;
-pub const ERROR_LIB_RM_VERSION_MISMATCH: Ret = 18;
-pub const ERROR_ARGUMENT_VERSION_MISMATCH: Ret = 25;
-pub const ERROR_GPU_NOT_FOUND: Ret = 28;
+pub(crate) const SUCCESS: Ret = 0;
+pub(crate) const ERROR_UNINITIALIZED: Ret = 1;
+pub(crate) const ERROR_NOT_SUPPORTED: Ret = 3;
+pub(crate) const ERROR_DRIVER_NOT_LOADED: Ret = 9;
+pub(crate) const ERROR_FUNCTION_NOT_FOUND: Ret = 13;
+pub(crate) const ERROR_GPU_IS_LOST: Ret = 15;
+pub(crate) const ERROR_LIB_RM_VERSION_MISMATCH: Ret = 18;
+pub(crate) const ERROR_ARGUMENT_VERSION_MISMATCH: Ret = 25;
+pub(crate) const ERROR_GPU_NOT_FOUND: Ret = 28;
 
 /// `NVML_TEMPERATURE_GPU`: the GPU die sensor (what `nvidia-smi` shows as `temperature.gpu`).
 const TEMPERATURE_GPU: c_int = 0;
@@ -83,20 +83,20 @@ struct Utilization {
 /// An NVML failure: the call and the library's own words for it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("NVML {call}: {message} (code {code})")]
-pub struct NvmlError {
-    pub call: &'static str,
-    pub code: i32,
-    pub message: String,
+pub(crate) struct NvmlError {
+    pub(crate) call: &'static str,
+    pub(crate) code: i32,
+    pub(crate) message: String,
 }
 
 impl NvmlError {
     /// The GPU itself is gone (fell off the bus, was removed or reset).
-    pub fn gpu_lost(&self) -> bool {
+    pub(crate) fn gpu_lost(&self) -> bool {
         matches!(self.code, ERROR_GPU_IS_LOST | ERROR_GPU_NOT_FOUND)
     }
 
     /// The driver under the library is gone or changed: unload and start again later.
-    pub fn driver_gone(&self) -> bool {
+    pub(crate) fn driver_gone(&self) -> bool {
         matches!(
             self.code,
             ERROR_UNINITIALIZED | ERROR_DRIVER_NOT_LOADED | ERROR_LIB_RM_VERSION_MISMATCH
@@ -105,7 +105,7 @@ impl NvmlError {
 }
 
 /// What the sampler needs from NVML; [`Nvml`] is the real library, tests use a scripted one.
-pub trait Backend {
+pub(crate) trait Backend {
     fn device_count(&self) -> Result<u32, NvmlError>;
     /// An opaque handle (stable while the library stays initialised).
     fn handle(&self, index: u32) -> Result<usize, NvmlError>;
@@ -133,7 +133,7 @@ type FnUint = unsafe extern "C" fn(Device, *mut c_uint) -> Ret;
 type FnDriver = unsafe extern "C" fn(*mut c_char, c_uint) -> Ret;
 
 /// The loaded and initialised library. Function pointers stay valid while `_lib` lives.
-pub struct Nvml {
+pub(crate) struct Nvml {
     shutdown: FnVoid,
     error_string: Option<FnErrStr>,
     count: FnCount,
@@ -158,7 +158,7 @@ unsafe impl Send for Nvml {}
 
 /// Why NVML could not be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     /// No driver library on this host: the normal case on nodes without NVIDIA GPUs.
     #[error("{0}: not found ({1})")]
     NotFound(String, String),
@@ -169,7 +169,7 @@ pub enum LoadError {
 }
 
 /// Library names tried in order: the versioned soname the driver installs, then the dev link.
-pub const LIBRARY_NAMES: [&str; 2] = ["libnvidia-ml.so.1", "libnvidia-ml.so"];
+pub(crate) const LIBRARY_NAMES: [&str; 2] = ["libnvidia-ml.so.1", "libnvidia-ml.so"];
 
 fn c_string(buf: &[c_char]) -> String {
     let bytes: Vec<u8> = buf
@@ -182,7 +182,7 @@ fn c_string(buf: &[c_char]) -> String {
 
 impl Nvml {
     /// Opens the library (`path` when given, else [`LIBRARY_NAMES`]) and calls `nvmlInit_v2`.
-    pub fn load(path: Option<&str>) -> Result<Nvml, LoadError> {
+    pub(crate) fn load(path: Option<&str>) -> Result<Nvml, LoadError> {
         let names: Vec<&str> = match path {
             Some(p) => vec![p],
             None => LIBRARY_NAMES.to_vec(),
@@ -324,19 +324,19 @@ fn optional<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlError> {
 
 /// Values as NVML returns them, before conversion.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RawReading {
+pub(crate) struct RawReading {
     /// Total and used device memory, bytes (`nvmlMemory_v2_t`, used without the driver's reservation).
-    pub memory: Option<(u64, u64)>,
+    pub(crate) memory: Option<(u64, u64)>,
     /// `nvmlUtilization_t.gpu`, percent of the last sample period a kernel ran.
-    pub utilization_gpu: Option<u32>,
+    pub(crate) utilization_gpu: Option<u32>,
     /// Degrees Celsius.
-    pub temperature: Option<u32>,
+    pub(crate) temperature: Option<u32>,
     /// Milliwatts.
-    pub power_mw: Option<u32>,
+    pub(crate) power_mw: Option<u32>,
 }
 
 /// NVML units to the metric units: bytes stay bytes, percent to a 0–1 share, mW to W.
-pub fn map_reading(raw: RawReading) -> GpuReading {
+pub(crate) fn map_reading(raw: RawReading) -> GpuReading {
     GpuReading {
         utilization: raw.utilization_gpu.map(|u| f64::from(u.min(100)) / 100.0),
         memory_total: raw.memory.map(|(t, _)| t),
@@ -458,8 +458,8 @@ struct Cached {
 }
 
 /// The NVIDIA part of the GPU sampler: the device cache over a [`Backend`].
-pub struct NvidiaSampler<B: Backend> {
-    pub backend: B,
+pub(crate) struct NvidiaSampler<B: Backend> {
+    pub(crate) backend: B,
     devices: Vec<Cached>,
     /// Set when the cache must be rebuilt (first use, a GPU lost, a GPU that failed to open).
     rescan: bool,
@@ -468,14 +468,14 @@ pub struct NvidiaSampler<B: Backend> {
 
 /// What one NVIDIA pass gives: the GPUs measured, the errors (keyed for once-only reporting), and
 /// whether the driver itself failed (the caller then unloads the library).
-pub struct NvidiaPass {
-    pub gpus: Vec<Gpu>,
-    pub errors: Vec<(String, String)>,
-    pub driver_gone: bool,
+pub(crate) struct NvidiaPass {
+    pub(crate) gpus: Vec<Gpu>,
+    pub(crate) errors: Vec<(String, String)>,
+    pub(crate) driver_gone: bool,
 }
 
 impl<B: Backend> NvidiaSampler<B> {
-    pub fn new(backend: B) -> Self {
+    pub(crate) fn new(backend: B) -> Self {
         NvidiaSampler {
             backend,
             devices: Vec::new(),
@@ -484,7 +484,7 @@ impl<B: Backend> NvidiaSampler<B> {
         }
     }
 
-    pub fn sample(&mut self) -> NvidiaPass {
+    pub(crate) fn sample(&mut self) -> NvidiaPass {
         let mut pass = NvidiaPass {
             gpus: Vec::new(),
             errors: Vec::new(),

@@ -7,7 +7,7 @@
 //! `irq` and `softirq` are reported together as the semantic conventions' `interrupt`.
 
 /// Modes in the order they are reported.
-pub const MODES: [&str; 7] = [
+pub(crate) const MODES: [&str; 7] = [
     "user",
     "nice",
     "system",
@@ -19,25 +19,19 @@ pub const MODES: [&str; 7] = [
 
 /// Cumulative ticks per mode (indexes as [`MODES`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CpuTicks(pub [u64; 7]);
-
-impl CpuTicks {
-    pub fn total(&self) -> u64 {
-        self.0.iter().sum()
-    }
-}
+pub(crate) struct CpuTicks(pub [u64; 7]);
 
 /// What one parse of `/proc/stat` yields.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProcStat {
-    pub ticks: CpuTicks,
-    pub logical_cpus: u32,
+pub(crate) struct ProcStat {
+    pub(crate) ticks: CpuTicks,
+    pub(crate) logical_cpus: u32,
     /// Boot time, Unix seconds.
-    pub boot_time: u64,
+    pub(crate) boot_time: u64,
 }
 
 /// Parses `/proc/stat`. Missing trailing fields (old kernels) count as 0.
-pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
+pub(crate) fn parse_proc_stat(text: &str) -> Option<ProcStat> {
     let mut out = ProcStat::default();
     let mut saw_total = false;
     for line in text.lines() {
@@ -62,7 +56,7 @@ pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
 }
 
 /// Clock ticks per second (`CLK_TCK`).
-pub fn ticks_per_second() -> f64 {
+pub(crate) fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 { t as f64 } else { 100.0 }
@@ -70,33 +64,33 @@ pub fn ticks_per_second() -> f64 {
 
 /// One CPU sample: cumulative times and, from the second sample on, utilization.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct CpuSample {
+pub(crate) struct CpuSample {
     /// Seconds per mode since boot.
-    pub seconds: [f64; 7],
+    pub(crate) seconds: [f64; 7],
     /// Share of all CPU time per mode since the previous sample (sums to 1).
-    pub utilization: Option<[f64; 7]>,
-    pub logical_cpus: u32,
+    pub(crate) utilization: Option<[f64; 7]>,
+    pub(crate) logical_cpus: u32,
 }
 
 impl CpuSample {
     /// `node_cpu_pct` of the original agent: 100·(1 − idle − iowait).
-    pub fn busy_pct(&self) -> Option<f64> {
+    pub(crate) fn busy_pct(&self) -> Option<f64> {
         self.utilization.map(|u| 100.0 * (1.0 - u[3] - u[4]))
     }
 
-    pub fn iowait_pct(&self) -> Option<f64> {
+    pub(crate) fn iowait_pct(&self) -> Option<f64> {
         self.utilization.map(|u| 100.0 * u[4])
     }
 }
 
 /// Turns consecutive readings into samples.
 #[derive(Debug, Default)]
-pub struct CpuState {
+pub(crate) struct CpuState {
     prev: Option<CpuTicks>,
 }
 
 impl CpuState {
-    pub fn sample(&mut self, stat: &ProcStat, tck: f64) -> CpuSample {
+    pub(crate) fn sample(&mut self, stat: &ProcStat, tck: f64) -> CpuSample {
         let cur = stat.ticks;
         let utilization = self.prev.and_then(|prev| utilization(&prev, &cur));
         self.prev = Some(cur);
@@ -114,7 +108,7 @@ impl CpuState {
 
 /// Δmode / Δtotal; `None` when no time passed or a counter went backwards (CPU hot-unplug can
 /// make the aggregate line drop).
-pub fn utilization(prev: &CpuTicks, cur: &CpuTicks) -> Option<[f64; 7]> {
+pub(crate) fn utilization(prev: &CpuTicks, cur: &CpuTicks) -> Option<[f64; 7]> {
     let mut delta = [0u64; 7];
     for ((d, c), p) in delta.iter_mut().zip(cur.0).zip(prev.0) {
         *d = c.checked_sub(p)?;

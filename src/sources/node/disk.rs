@@ -4,16 +4,16 @@
 //! count the same bytes twice, and loop/ram devices are not disks.
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct DiskSample {
-    pub device: String,
-    pub read_bytes: u64,
-    pub write_bytes: u64,
-    pub reads: u64,
-    pub writes: u64,
+pub(crate) struct DiskSample {
+    pub(crate) device: String,
+    pub(crate) read_bytes: u64,
+    pub(crate) write_bytes: u64,
+    pub(crate) reads: u64,
+    pub(crate) writes: u64,
 }
 
 /// Parses `/proc/diskstats`; `keep(name)` decides which devices are reported.
-pub fn parse_diskstats(text: &str, mut keep: impl FnMut(&str) -> bool) -> Vec<DiskSample> {
+pub(crate) fn parse_diskstats(text: &str, mut keep: impl FnMut(&str) -> bool) -> Vec<DiskSample> {
     let mut out = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_ascii_whitespace().collect();
@@ -38,7 +38,7 @@ pub fn parse_diskstats(text: &str, mut keep: impl FnMut(&str) -> bool) -> Vec<Di
 }
 
 /// Devices that are never disks, whatever sysfs says.
-pub fn is_virtual_device(name: &str) -> bool {
+pub(crate) fn is_virtual_device(name: &str) -> bool {
     ["loop", "ram", "zram", "fd", "nbd"]
         .iter()
         .any(|p| name.starts_with(p))

@@ -19,17 +19,17 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Mount {
-    pub device_id: String,
-    pub mountpoint: String,
-    pub fs_type: String,
-    pub source: String,
-    pub read_only: bool,
+pub(crate) struct FsMount {
+    pub(crate) device_id: String,
+    pub(crate) mountpoint: String,
+    pub(crate) fs_type: String,
+    pub(crate) source: String,
+    pub(crate) read_only: bool,
 }
 
-impl Mount {
+impl FsMount {
     /// Network and FUSE filesystems can hang in statfs.
-    pub fn may_hang(&self) -> bool {
+    pub(crate) fn may_hang(&self) -> bool {
         is_network_fs(&self.fs_type) || self.fs_type.starts_with("fuse")
     }
 }
@@ -102,8 +102,8 @@ const EXCLUDED_MOUNT_PREFIXES: &[&str] = &[
 
 /// Keeps the real filesystems of the mount table, one mount per device (the shortest mount point
 /// of a device wins, so bind mounts of the same filesystem are left out).
-pub fn real_mounts(table: &[MountEntry]) -> Vec<Mount> {
-    let mut by_device: HashMap<&str, Mount> = HashMap::new();
+pub(crate) fn real_mounts(table: &[MountEntry]) -> Vec<FsMount> {
+    let mut by_device: HashMap<&str, FsMount> = HashMap::new();
     let mut order = Vec::new();
     for e in table {
         if PSEUDO_FS.contains(&e.fs_type.as_str()) {
@@ -126,7 +126,7 @@ pub fn real_mounts(table: &[MountEntry]) -> Vec<Mount> {
         if !real {
             continue;
         }
-        let mount = Mount {
+        let mount = FsMount {
             device_id: e.device_id.clone(),
             mountpoint: mountpoint.clone(),
             fs_type: e.fs_type.clone(),
@@ -150,15 +150,15 @@ pub fn real_mounts(table: &[MountEntry]) -> Vec<Mount> {
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct FsSample {
-    pub device: String,
-    pub mountpoint: String,
-    pub fs_type: String,
-    pub mode: &'static str,
-    pub total: u64,
-    pub used: u64,
-    pub free: u64,
-    pub reserved: u64,
+pub(crate) struct FsSample {
+    pub(crate) device: String,
+    pub(crate) mountpoint: String,
+    pub(crate) fs_type: String,
+    pub(crate) mode: &'static str,
+    pub(crate) total: u64,
+    pub(crate) used: u64,
+    pub(crate) free: u64,
+    pub(crate) reserved: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -188,7 +188,7 @@ fn statvfs(path: &Path) -> std::io::Result<StatFs> {
 
 /// Measures mounts, keeping track of mounts whose statfs hangs.
 #[derive(Debug)]
-pub struct FsState {
+pub(crate) struct FsState {
     rootfs: PathBuf,
     timeout: Duration,
     /// Mounts with a statfs thread still blocked.
@@ -197,7 +197,7 @@ pub struct FsState {
 }
 
 impl FsState {
-    pub fn new(rootfs: PathBuf, timeout: Duration) -> Self {
+    pub(crate) fn new(rootfs: PathBuf, timeout: Duration) -> Self {
         FsState {
             rootfs,
             timeout,
@@ -211,7 +211,7 @@ impl FsState {
     }
 
     /// Measures every mount; returns the samples and the mountpoints skipped as stale.
-    pub fn sample(&mut self, mounts: &[Mount]) -> (Vec<FsSample>, Vec<String>) {
+    pub(crate) fn sample(&mut self, mounts: &[FsMount]) -> (Vec<FsSample>, Vec<String>) {
         let mut out = Vec::with_capacity(mounts.len());
         let mut stale = Vec::new();
         let mut pending = Vec::new();
@@ -309,7 +309,7 @@ garbage line\n";
 
     #[test]
     fn measures_root() {
-        let mounts = vec![Mount {
+        let mounts = vec![FsMount {
             device_id: "x".into(),
             mountpoint: "/".into(),
             fs_type: "ext4".into(),

@@ -6,18 +6,18 @@
 //! and cached add up to the total; `shared` (Shmem) overlaps `cached` and is reported alone.
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct MemorySample {
-    pub total: u64,
-    pub free: u64,
-    pub buffers: u64,
-    pub cached: u64,
-    pub shared: u64,
-    pub used: u64,
-    pub available: u64,
+pub(crate) struct MemorySample {
+    pub(crate) total: u64,
+    pub(crate) free: u64,
+    pub(crate) buffers: u64,
+    pub(crate) cached: u64,
+    pub(crate) shared: u64,
+    pub(crate) used: u64,
+    pub(crate) available: u64,
 }
 
 /// Parses `/proc/meminfo` (values in kB). `None` without MemTotal.
-pub fn parse_meminfo(text: &str) -> Option<MemorySample> {
+pub(crate) fn parse_meminfo(text: &str) -> Option<MemorySample> {
     let mut m = MemorySample::default();
     let (mut cached, mut sreclaimable, mut have_total, mut have_avail) = (0, 0, false, false);
     for line in text.lines() {

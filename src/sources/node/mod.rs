@@ -1,12 +1,12 @@
 //! The node sampler: CPU, memory, filesystems, disks, network and uptime of the host, read from
 //! /proc (one file per family, each with a pure parser). `otlp::metrics::node` encodes a sample.
 
-pub mod cpu;
-pub mod disk;
-pub mod filesystem;
-pub mod memory;
-pub mod network;
-pub mod uptime;
+pub(crate) mod cpu;
+pub(crate) mod disk;
+pub(crate) mod filesystem;
+pub(crate) mod memory;
+pub(crate) mod network;
+pub(crate) mod uptime;
 
 use crate::sys::mountinfo::{MountEntry, MountTable};
 use crate::sys::procfile::{FileError, ProcFile};
@@ -30,21 +30,21 @@ pub struct NodeConfig {
 
 /// Everything one node sample holds.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct NodeSample {
-    pub cpu: cpu::CpuSample,
-    pub memory: memory::MemorySample,
-    pub filesystems: Vec<filesystem::FsSample>,
-    pub stale_mounts: Vec<String>,
-    pub disks: Vec<disk::DiskSample>,
-    pub interfaces: Vec<network::InterfaceSample>,
-    pub uptime_sec: f64,
+pub(crate) struct NodeSample {
+    pub(crate) cpu: cpu::CpuSample,
+    pub(crate) memory: memory::MemorySample,
+    pub(crate) filesystems: Vec<filesystem::FsSample>,
+    pub(crate) stale_mounts: Vec<String>,
+    pub(crate) disks: Vec<disk::DiskSample>,
+    pub(crate) interfaces: Vec<network::InterfaceSample>,
+    pub(crate) uptime_sec: f64,
     /// Boot time, Unix seconds: the start of every node counter.
-    pub boot_time: u64,
+    pub(crate) boot_time: u64,
 }
 
 impl NodeSample {
     /// Total size of the real filesystems (capability `node.disk.total`).
-    pub fn disk_total(&self) -> u64 {
+    pub(crate) fn disk_total(&self) -> u64 {
         self.filesystems.iter().map(|f| f.total).sum()
     }
 }
@@ -52,7 +52,7 @@ impl NodeSample {
 /// Errors of one node sampling pass. A failed family leaves its part of the sample empty; the
 /// others are still reported.
 #[derive(Debug, thiserror::Error)]
-pub enum NodeError {
+pub(crate) enum NodeError {
     #[error(transparent)]
     File(#[from] FileError),
     #[error("{path}: unexpected content")]
@@ -71,7 +71,7 @@ pub struct NodeSampler {
     mount_table: Arc<MountTable>,
     /// The table the real filesystems below were picked from.
     picked_from: Option<Arc<Vec<MountEntry>>>,
-    mounts: Vec<filesystem::Mount>,
+    mounts: Vec<filesystem::FsMount>,
     cpu: cpu::CpuState,
     fs: filesystem::FsState,
     whole_disk: HashMap<String, bool>,
@@ -100,7 +100,7 @@ impl NodeSampler {
     }
 
     /// Takes one sample. Families that fail are listed in the returned errors.
-    pub fn sample(&mut self) -> (NodeSample, Vec<NodeError>) {
+    pub(crate) fn sample(&mut self) -> (NodeSample, Vec<NodeError>) {
         let mut s = NodeSample::default();
         let mut errors = Vec::new();
         match self.stat.read_str() {

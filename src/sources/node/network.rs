@@ -6,21 +6,21 @@
 //! container traffic twice (once on the veth, once on the bridge or uplink).
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct InterfaceSample {
-    pub interface: String,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub rx_errors: u64,
-    pub tx_errors: u64,
-    pub rx_dropped: u64,
-    pub tx_dropped: u64,
+pub(crate) struct InterfaceSample {
+    pub(crate) interface: String,
+    pub(crate) rx_bytes: u64,
+    pub(crate) tx_bytes: u64,
+    pub(crate) rx_errors: u64,
+    pub(crate) tx_errors: u64,
+    pub(crate) rx_dropped: u64,
+    pub(crate) tx_dropped: u64,
 }
 
-pub fn is_excluded(name: &str) -> bool {
+pub(crate) fn is_excluded(name: &str) -> bool {
     name == "lo" || name.starts_with("veth")
 }
 
-pub fn parse_net_dev(text: &str) -> Vec<InterfaceSample> {
+pub(crate) fn parse_net_dev(text: &str) -> Vec<InterfaceSample> {
     let mut out = Vec::new();
     for line in text.lines().skip(2) {
         let Some((name, rest)) = line.split_once(':') else {

@@ -1,6 +1,6 @@
 //! `system.uptime` from `/proc/uptime`.
 
-pub fn parse_uptime(text: &str) -> Option<f64> {
+pub(crate) fn parse_uptime(text: &str) -> Option<f64> {
     text.split_ascii_whitespace()
         .next()?
         .parse()

@@ -17,7 +17,7 @@ const HEADER: [u8; 4] = [0xff; 4];
 const RECV_BUF: usize = 1400 * 2;
 
 /// The request, with the challenge appended when the server asked for one.
-pub fn request(challenge: Option<[u8; 4]>) -> Vec<u8> {
+pub(crate) fn request(challenge: Option<[u8; 4]>) -> Vec<u8> {
     let mut out = Vec::with_capacity(29);
     out.extend_from_slice(&HEADER);
     out.push(0x54);
@@ -30,26 +30,26 @@ pub fn request(challenge: Option<[u8; 4]>) -> Vec<u8> {
 
 /// The fields of S2A_INFO_SRC we use.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Info {
-    pub protocol: u8,
-    pub name: String,
-    pub map: String,
-    pub folder: String,
-    pub game: String,
-    pub app_id: u16,
-    pub players: u8,
-    pub max_players: u8,
-    pub bots: u8,
-    pub server_type: u8,
-    pub version: String,
-    pub game_port: Option<u16>,
-    pub keywords: Option<String>,
-    pub game_id: Option<u64>,
+pub(crate) struct A2sInfo {
+    pub(crate) protocol: u8,
+    pub(crate) name: String,
+    pub(crate) map: String,
+    pub(crate) folder: String,
+    pub(crate) game: String,
+    pub(crate) app_id: u16,
+    pub(crate) players: u8,
+    pub(crate) max_players: u8,
+    pub(crate) bots: u8,
+    pub(crate) server_type: u8,
+    pub(crate) version: String,
+    pub(crate) game_port: Option<u16>,
+    pub(crate) keywords: Option<String>,
+    pub(crate) game_id: Option<u64>,
 }
 
-impl Info {
+impl A2sInfo {
     /// The status: Rust's `cp`/`mp` keywords beat the one-byte counts.
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         let kw = |prefix: &str| {
             self.keywords.as_deref().and_then(|k| {
                 k.split(',')
@@ -69,17 +69,17 @@ impl Info {
 
 /// A reply to A2S_INFO.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
+pub(crate) enum Reply {
     Challenge([u8; 4]),
-    Info(Box<Info>),
+    Info(Box<A2sInfo>),
 }
 
-struct Cursor<'a> {
+struct ByteReader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
-impl<'a> Cursor<'a> {
+impl<'a> ByteReader<'a> {
     fn u8(&mut self) -> Result<u8, ErrorKind> {
         let b = *self
             .buf
@@ -107,7 +107,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// Parses one datagram of a reply.
-pub fn parse(buf: &[u8]) -> Result<Reply, ErrorKind> {
+pub(crate) fn parse(buf: &[u8]) -> Result<Reply, ErrorKind> {
     let body = match buf {
         [0xff, 0xff, 0xff, 0xff, rest @ ..] => rest,
         [0xfe, 0xff, 0xff, 0xff, ..] => {
@@ -120,8 +120,8 @@ pub fn parse(buf: &[u8]) -> Result<Reply, ErrorKind> {
     match body {
         [0x41, a, b, c, d, ..] => Ok(Reply::Challenge([*a, *b, *c, *d])),
         [0x49, ..] => {
-            let mut c = Cursor { buf: body, pos: 1 };
-            let mut i = Info {
+            let mut c = ByteReader { buf: body, pos: 1 };
+            let mut i = A2sInfo {
                 protocol: c.u8()?,
                 name: c.string()?,
                 map: c.string()?,
@@ -169,7 +169,7 @@ pub fn parse(buf: &[u8]) -> Result<Reply, ErrorKind> {
 }
 
 /// A2S_INFO with the challenge round-trip (bounded).
-pub async fn probe(addr: SocketAddr, limits: &Limits) -> Result<Status, ErrorKind> {
+pub(crate) async fn probe(addr: SocketAddr, limits: &Limits) -> Result<Status, ErrorKind> {
     let sock = super::udp_connect(addr).await?;
     let mut buf = vec![0u8; RECV_BUF];
     let mut challenge = None;

@@ -17,7 +17,7 @@ pub const MAGIC: [u8; 16] = [
 /// Largest pong we read (the string length is a u16, so 35 + 65535 bytes).
 const RECV_BUF: usize = 35 + 65535;
 
-pub fn ping_request(time: i64, guid: i64) -> [u8; 33] {
+pub(crate) fn ping_request(time: i64, guid: i64) -> [u8; 33] {
     let mut out = [0u8; 33];
     out[0] = 0x01;
     out[1..9].copy_from_slice(&time.to_be_bytes());
@@ -28,15 +28,15 @@ pub fn ping_request(time: i64, guid: i64) -> [u8; 33] {
 
 /// A parsed pong.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Pong {
-    pub time: i64,
-    pub server_guid: i64,
-    pub edition: String,
-    pub status: Status,
+pub(crate) struct Pong {
+    pub(crate) time: i64,
+    pub(crate) server_guid: i64,
+    pub(crate) edition: String,
+    pub(crate) status: Status,
 }
 
 /// Splits on `;` not preceded by a backslash (PocketMine's escaping), unescaping `\;`.
-pub fn split_fields(s: &str) -> Vec<String> {
+pub(crate) fn split_fields(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars().peekable();
@@ -60,7 +60,7 @@ pub fn split_fields(s: &str) -> Vec<String> {
 }
 
 /// Parses an unconnected pong.
-pub fn parse(buf: &[u8]) -> Result<Pong, ErrorKind> {
+pub(crate) fn parse(buf: &[u8]) -> Result<Pong, ErrorKind> {
     if buf.first() != Some(&0x1c) {
         return Err(ErrorKind::malformed("not an unconnected pong (0x1c)"));
     }
@@ -108,7 +108,7 @@ pub fn parse(buf: &[u8]) -> Result<Pong, ErrorKind> {
 }
 
 /// One ping/pong exchange.
-pub async fn probe(addr: SocketAddr, limits: &Limits) -> Result<Status, ErrorKind> {
+pub(crate) async fn probe(addr: SocketAddr, limits: &Limits) -> Result<Status, ErrorKind> {
     let sock = super::udp_connect(addr).await?;
     // A positive nonce in the range real clients use (milliseconds).
     let nonce = fastrand::i64(1..i64::MAX >> 16);

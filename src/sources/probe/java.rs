@@ -18,10 +18,10 @@ use tokio::net::TcpStream;
 
 /// Handshake version of the second try when a server hangs up on -1 (1.8, what mcstatus and
 /// node-gamedig send; every modern server answers status for any version).
-pub const FALLBACK_PROTOCOL: i32 = 47;
+pub(crate) const FALLBACK_PROTOCOL: i32 = 47;
 
 /// Appends `v` as a VarInt (negative values take 5 bytes).
-pub fn write_varint(out: &mut Vec<u8>, v: i32) {
+pub(crate) fn write_varint(out: &mut Vec<u8>, v: i32) {
     let mut u = v as u32;
     loop {
         if u & !0x7f == 0 {
@@ -34,7 +34,7 @@ pub fn write_varint(out: &mut Vec<u8>, v: i32) {
 }
 
 /// Reads a VarInt of at most `max_bytes` bytes. `Ok(None)`: more bytes are needed.
-pub fn read_varint(buf: &[u8], max_bytes: usize) -> Result<Option<(i32, usize)>, ErrorKind> {
+pub(crate) fn read_varint(buf: &[u8], max_bytes: usize) -> Result<Option<(i32, usize)>, ErrorKind> {
     let mut v: u32 = 0;
     for i in 0..max_bytes {
         let Some(&b) = buf.get(i) else {
@@ -51,7 +51,7 @@ pub fn read_varint(buf: &[u8], max_bytes: usize) -> Result<Option<(i32, usize)>,
 }
 
 /// The frame header: `Ok(Some((body_len, header_len)))` once complete, checked against `cap`.
-pub fn frame_header(buf: &[u8], cap: usize) -> Result<Option<(usize, usize)>, ErrorKind> {
+pub(crate) fn frame_header(buf: &[u8], cap: usize) -> Result<Option<(usize, usize)>, ErrorKind> {
     match read_varint(buf, 3)? {
         None => Ok(None),
         Some((len, _)) if len <= 0 => Err(ErrorKind::malformed("empty frame")),
@@ -65,7 +65,7 @@ pub fn frame_header(buf: &[u8], cap: usize) -> Result<Option<(usize, usize)>, Er
 }
 
 /// Handshake (next state = status) followed by the status request, ready for one write.
-pub fn status_request(host: &str, port: u16, protocol: i32) -> Vec<u8> {
+pub(crate) fn status_request(host: &str, port: u16, protocol: i32) -> Vec<u8> {
     let host = &host.as_bytes()[..host.len().min(255)];
     let mut body = Vec::with_capacity(32 + host.len());
     write_varint(&mut body, 0x00);
@@ -82,7 +82,7 @@ pub fn status_request(host: &str, port: u16, protocol: i32) -> Vec<u8> {
 }
 
 /// The ping packet carrying `payload`.
-pub fn ping_request(payload: i64) -> [u8; 10] {
+pub(crate) fn ping_request(payload: i64) -> [u8; 10] {
     let mut out = [0u8; 10];
     out[0] = 9;
     out[1] = 0x01;
@@ -127,7 +127,7 @@ fn json_count(v: &Option<serde_json::Value>) -> Option<u32> {
 
 /// Flattens a chat component (string, `{text, extra}`, or array) into plain text, depth- and
 /// length-bounded.
-pub fn flatten_chat(v: &serde_json::Value, out: &mut String, depth: u32) {
+pub(crate) fn flatten_chat(v: &serde_json::Value, out: &mut String, depth: u32) {
     if depth > 16 || out.len() > 4 * super::MAX_TEXT {
         return;
     }
@@ -154,7 +154,7 @@ pub fn flatten_chat(v: &serde_json::Value, out: &mut String, depth: u32) {
 }
 
 /// Parses the status JSON text.
-pub fn parse_json(text: &str) -> Result<Status, ErrorKind> {
+pub(crate) fn parse_json(text: &str) -> Result<Status, ErrorKind> {
     let j: Json = serde_json::from_str(text)
         .map_err(|e| ErrorKind::malformed(format!("status JSON: {e}")))?;
     let mut motd = String::new();
@@ -175,7 +175,7 @@ pub fn parse_json(text: &str) -> Result<Status, ErrorKind> {
 }
 
 /// Parses the body of a status frame (packet id + JSON string; trailing bytes are ignored).
-pub fn parse_status_body(body: &[u8], json_cap: usize) -> Result<Status, ErrorKind> {
+pub(crate) fn parse_status_body(body: &[u8], json_cap: usize) -> Result<Status, ErrorKind> {
     let (id, n) = read_varint(body, 5)?.ok_or_else(|| ErrorKind::malformed("no packet id"))?;
     if id != 0 {
         return Err(ErrorKind::malformed(format!(
@@ -204,7 +204,8 @@ pub fn parse_status_body(body: &[u8], json_cap: usize) -> Result<Status, ErrorKi
 }
 
 /// Parses one complete status frame (length prefix included), with the default caps.
-pub fn parse(frame: &[u8]) -> Result<Status, ErrorKind> {
+#[cfg(any(test, feature = "fuzz"))]
+pub(crate) fn parse(frame: &[u8]) -> Result<Status, ErrorKind> {
     let l = Limits::default();
     let (len, n) =
         frame_header(frame, l.frame_cap)?.ok_or_else(|| ErrorKind::malformed("short frame"))?;
@@ -215,7 +216,7 @@ pub fn parse(frame: &[u8]) -> Result<Status, ErrorKind> {
 }
 
 /// Parses a pong frame body, returning its payload.
-pub fn parse_pong_body(body: &[u8]) -> Result<i64, ErrorKind> {
+pub(crate) fn parse_pong_body(body: &[u8]) -> Result<i64, ErrorKind> {
     match body {
         [0x01, p @ ..] if p.len() == 8 => Ok(i64::from_be_bytes(p.try_into().expect("8 bytes"))),
         _ => Err(ErrorKind::malformed("not a pong")),
@@ -224,7 +225,7 @@ pub fn parse_pong_body(body: &[u8]) -> Result<i64, ErrorKind> {
 
 /// Reads one frame; the buffer grows only as bytes arrive and never past the cap.
 /// `got_any` tells whether any byte at all was received (for the "closed empty" rule).
-pub async fn read_frame(
+pub(crate) async fn read_frame(
     stream: &mut TcpStream,
     cap: usize,
     read_timeout: Duration,

@@ -13,11 +13,11 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub const REQUEST: [u8; 2] = [0xfe, 0x01];
+pub(crate) const REQUEST: [u8; 2] = [0xfe, 0x01];
 
 /// Parses the kick packet: `FF`, length, UTF-16BE `§1\0proto\0version\0motd\0online\0max` (1.4+)
 /// or `motd§online§max` (beta 1.8–1.3).
-pub fn parse(buf: &[u8]) -> Result<Status, ErrorKind> {
+pub(crate) fn parse(buf: &[u8]) -> Result<Status, ErrorKind> {
     let (&kind, rest) = buf
         .split_first()
         .ok_or_else(|| ErrorKind::malformed("empty reply"))?;
@@ -67,7 +67,7 @@ pub fn parse(buf: &[u8]) -> Result<Status, ErrorKind> {
 }
 
 /// One legacy exchange; latency is the request → reply time.
-pub async fn probe(addr: SocketAddr, limits: &Limits) -> Result<Status, ErrorKind> {
+pub(crate) async fn probe(addr: SocketAddr, limits: &Limits) -> Result<Status, ErrorKind> {
     let mut stream = match tokio::time::timeout(limits.connect, TcpStream::connect(addr)).await {
         Err(_) => return Err(ErrorKind::Timeout("connecting")),
         Ok(Err(e)) => return Err(ErrorKind::from_io(&e)),

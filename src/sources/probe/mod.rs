@@ -15,14 +15,14 @@
 //! per-server overrides, static targets), [`prober`] runs one pass of probes under a
 //! concurrency cap and remembers which protocol and port answered.
 
-pub mod a2s;
+pub(crate) mod a2s;
 pub mod bedrock;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod java;
-pub mod legacy;
+pub(crate) mod legacy;
 pub mod prober;
-pub mod query;
+pub(crate) mod query;
 pub mod targets;
 
 use serde::Serialize;
@@ -43,7 +43,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 5] = [
+    pub(crate) const ALL: [Protocol; 5] = [
         Protocol::MinecraftJava,
         Protocol::MinecraftLegacy,
         Protocol::MinecraftBedrock,
@@ -64,14 +64,14 @@ impl Protocol {
 
     /// The `gameserver.protocol` attribute value (the metric contract knows four protocols; the
     /// legacy ping is a way of asking a Java server).
-    pub fn attribute(self) -> &'static str {
+    pub(crate) fn attribute(self) -> &'static str {
         match self {
             Protocol::MinecraftLegacy => "minecraft-java",
             p => p.name(),
         }
     }
 
-    pub fn parse(s: &str) -> Option<Protocol> {
+    pub(crate) fn parse(s: &str) -> Option<Protocol> {
         let s = s.trim().to_ascii_lowercase();
         Protocol::ALL
             .into_iter()
@@ -87,7 +87,7 @@ impl Protocol {
     }
 
     /// TCP or UDP (for `check` output).
-    pub fn transport(self) -> &'static str {
+    pub(crate) fn transport(self) -> &'static str {
         match self {
             Protocol::MinecraftJava | Protocol::MinecraftLegacy => "tcp",
             _ => "udp",
@@ -111,9 +111,9 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 3] = [State::Up, State::Starting, State::Down];
+    pub(crate) const ALL: [State; 3] = [State::Up, State::Starting, State::Down];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             State::Up => "up",
             State::Starting => "starting",
@@ -123,9 +123,9 @@ impl State {
 }
 
 /// Counts are clamped to this; plugins fake absurd numbers.
-pub const MAX_COUNT: i64 = 1_000_000;
+pub(crate) const MAX_COUNT: i64 = 1_000_000;
 /// Longest MOTD/version kept (characters).
-pub const MAX_TEXT: usize = 256;
+pub(crate) const MAX_TEXT: usize = 256;
 
 /// What one successful exchange told us.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -160,17 +160,17 @@ impl Status {
 }
 
 /// Clamps a count the server sent to `0..=MAX_COUNT`; out-of-range values are invalid (`None`).
-pub fn count(v: i64) -> Option<u32> {
+pub(crate) fn count(v: i64) -> Option<u32> {
     (0..=MAX_COUNT).contains(&v).then_some(v as u32)
 }
 
 /// Parses a decimal count; anything else is invalid.
-pub fn count_str(s: &str) -> Option<u32> {
+pub(crate) fn count_str(s: &str) -> Option<u32> {
     s.trim().parse::<i64>().ok().and_then(count)
 }
 
 /// Keeps at most [`MAX_TEXT`] characters of free text a server sent.
-pub fn short_text(s: &str) -> String {
+pub(crate) fn short_text(s: &str) -> String {
     let s = s.trim();
     match s.char_indices().nth(MAX_TEXT) {
         Some((i, _)) => s[..i].to_string(),
@@ -208,7 +208,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub fn malformed(what: impl Into<String>) -> Self {
+    pub(crate) fn malformed(what: impl Into<String>) -> Self {
         ErrorKind::Malformed(what.into())
     }
 
@@ -235,8 +235,8 @@ impl ErrorKind {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{protocol} probe of {target}: {kind}")]
 pub struct ProbeError {
-    pub protocol: Protocol,
-    pub target: String,
+    pub(crate) protocol: Protocol,
+    pub(crate) target: String,
     pub kind: ErrorKind,
 }
 
@@ -297,7 +297,7 @@ impl Limits {
     }
 
     /// Wait per UDP datagram: split the overall budget over the attempts, capped at 1.5 s.
-    pub fn udp_wait(&self) -> Duration {
+    pub(crate) fn udp_wait(&self) -> Duration {
         let per = self.total / (self.udp_attempts.max(1) * 2);
         per.clamp(Duration::from_millis(100), Duration::from_millis(1500))
     }
@@ -347,7 +347,7 @@ pub async fn probe(
 }
 
 /// Resolves `host:port` (an IP literal costs nothing) to the first address.
-pub async fn resolve(host: &str, port: u16) -> Result<SocketAddr, ErrorKind> {
+pub(crate) async fn resolve(host: &str, port: u16) -> Result<SocketAddr, ErrorKind> {
     if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }

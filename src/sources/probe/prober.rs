@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Failures in a row of the remembered winner before the candidates are scanned again.
-pub const REDETECT_AFTER: u32 = 3;
+pub(crate) const REDETECT_AFTER: u32 = 3;
 
 /// What one target looked like in one pass.
 #[derive(Debug, Clone, Serialize)]
@@ -45,21 +45,21 @@ struct Memory {
 /// The players loop's configuration: targets and overrides from the config file, probe limits,
 /// the node's public address and the schedule.
 #[derive(Debug, Clone)]
-pub struct PlayersConfig {
-    pub targets: ProbeConfig,
-    pub limits: Limits,
-    pub node_ip: Option<String>,
+pub(crate) struct PlayersConfig {
+    pub(crate) targets: ProbeConfig,
+    pub(crate) limits: Limits,
+    pub(crate) node_ip: Option<String>,
     /// Probes in flight at once.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// The pause between passes is drawn from `[min, max]`.
-    pub interval: (Duration, Duration),
+    pub(crate) interval: (Duration, Duration),
 }
 
 /// Keeps the detection memory between passes.
 pub struct Prober {
-    pub config: ProbeConfig,
-    pub limits: Limits,
-    pub node_ip: Option<String>,
+    pub(crate) config: ProbeConfig,
+    pub(crate) limits: Limits,
+    pub(crate) node_ip: Option<String>,
     semaphore: Arc<Semaphore>,
     memory: HashMap<String, Memory>,
 }
@@ -81,7 +81,7 @@ impl Prober {
     }
 
     /// The prober `cfg` describes.
-    pub fn from_config(cfg: &PlayersConfig) -> Self {
+    pub(crate) fn from_config(cfg: &PlayersConfig) -> Self {
         Prober::new(
             cfg.targets.clone(),
             cfg.limits.clone(),
@@ -214,7 +214,7 @@ async fn probe_target(
 }
 
 /// A short summary for logs and `check`.
-pub fn summary(results: &[TargetResult]) -> String {
+pub(crate) fn summary(results: &[TargetResult]) -> String {
     let n = |s| results.iter().filter(|r| r.state == s).count();
     format!(
         "{} targets: {} up, {} starting, {} down",

@@ -11,17 +11,17 @@ use super::{ErrorKind, Limits, Status, count_str, cstr, short_text};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-pub const SESSION_MASK: i32 = 0x0F0F_0F0F;
-pub const MAX_PAIRS: usize = 64;
-pub const MAX_NAMES: usize = 1024;
+pub(crate) const SESSION_MASK: i32 = 0x0F0F_0F0F;
+pub(crate) const MAX_PAIRS: usize = 64;
+pub(crate) const MAX_NAMES: usize = 1024;
 const RECV_BUF: usize = 64 * 1024;
 
-pub fn handshake_request(session: i32) -> [u8; 7] {
+pub(crate) fn handshake_request(session: i32) -> [u8; 7] {
     let s = session.to_be_bytes();
     [0xfe, 0xfd, 0x09, s[0], s[1], s[2], s[3]]
 }
 
-pub fn full_stat_request(session: i32, token: i32) -> [u8; 15] {
+pub(crate) fn full_stat_request(session: i32, token: i32) -> [u8; 15] {
     let mut out = [0u8; 15];
     out[..3].copy_from_slice(&[0xfe, 0xfd, 0x00]);
     out[3..7].copy_from_slice(&session.to_be_bytes());
@@ -29,7 +29,8 @@ pub fn full_stat_request(session: i32, token: i32) -> [u8; 15] {
     out
 }
 
-pub fn basic_stat_request(session: i32, token: i32) -> [u8; 11] {
+#[cfg(test)]
+pub(crate) fn basic_stat_request(session: i32, token: i32) -> [u8; 11] {
     let mut out = [0u8; 11];
     out.copy_from_slice(&full_stat_request(session, token)[..11]);
     out
@@ -50,7 +51,7 @@ fn header(buf: &[u8], kind: u8) -> Result<(i32, &[u8]), ErrorKind> {
 
 /// Handshake reply → (session id, challenge token). The token is decimal ASCII; some servers send
 /// negative or > 2^31 values, so it is parsed wide and sent as two's-complement i32.
-pub fn parse_handshake(buf: &[u8]) -> Result<(i32, i32), ErrorKind> {
+pub(crate) fn parse_handshake(buf: &[u8]) -> Result<(i32, i32), ErrorKind> {
     let (sid, rest) = header(buf, 0x09)?;
     let mut pos = 0;
     let token = cstr(rest, &mut pos).ok_or_else(|| ErrorKind::malformed("unterminated token"))?;
@@ -64,14 +65,14 @@ pub fn parse_handshake(buf: &[u8]) -> Result<(i32, i32), ErrorKind> {
 
 /// A full-stat reply: session id and the status.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FullStat {
-    pub session: i32,
-    pub status: Status,
-    pub players_listed: usize,
+pub(crate) struct FullStat {
+    pub(crate) session: i32,
+    pub(crate) status: Status,
+    pub(crate) players_listed: usize,
 }
 
 /// Parses a full-stat reply.
-pub fn parse_full(buf: &[u8]) -> Result<FullStat, ErrorKind> {
+pub(crate) fn parse_full(buf: &[u8]) -> Result<FullStat, ErrorKind> {
     let (session, rest) = header(buf, 0x00)?;
     let rest = rest
         .strip_prefix(b"splitnum\0")
@@ -125,8 +126,10 @@ pub fn parse_full(buf: &[u8]) -> Result<FullStat, ErrorKind> {
     })
 }
 
-/// Parses a basic-stat reply (`motd gametype map numplayers maxplayers hostport(LE) hostip`).
-pub fn parse_basic(buf: &[u8]) -> Result<(i32, Status), ErrorKind> {
+/// Parses a basic-stat reply (`motd gametype map numplayers maxplayers hostport(LE) hostip`):
+/// the agent asks for the full stat, but servers and the fuzz corpus have both.
+#[cfg(any(test, feature = "fuzz"))]
+pub(crate) fn parse_basic(buf: &[u8]) -> Result<(i32, Status), ErrorKind> {
     let (session, rest) = header(buf, 0x00)?;
     let mut pos = 0;
     let mut field = |what: &'static str| {
@@ -151,8 +154,9 @@ pub fn parse_basic(buf: &[u8]) -> Result<(i32, Status), ErrorKind> {
     ))
 }
 
-/// Fuzz/reference entry point: a full stat if it parses as one, else a basic stat.
-pub fn parse(buf: &[u8]) -> Result<Status, ErrorKind> {
+/// Reference entry point for the tests: a full stat if it parses as one, else a basic stat.
+#[cfg(test)]
+pub(crate) fn parse(buf: &[u8]) -> Result<Status, ErrorKind> {
     match parse_full(buf) {
         Ok(f) => Ok(f.status),
         Err(_) => parse_basic(buf).map(|(_, s)| s),
@@ -160,7 +164,7 @@ pub fn parse(buf: &[u8]) -> Result<Status, ErrorKind> {
 }
 
 /// Handshake, then full stat. Latency is the full-stat round trip.
-pub async fn probe(addr: SocketAddr, limits: &Limits) -> Result<Status, ErrorKind> {
+pub(crate) async fn probe(addr: SocketAddr, limits: &Limits) -> Result<Status, ErrorKind> {
     let sock = super::udp_connect(addr).await?;
     let session = fastrand::i32(..) & SESSION_MASK;
     let mut buf = vec![0u8; RECV_BUF];

@@ -53,14 +53,14 @@ impl From<&crate::sources::containers::wings::Server> for ServerInfo {
 }
 
 /// The Wings servers of the latest discovery pass, as probe input.
-pub fn from_inventory(inv: &crate::sources::containers::Inventory) -> Vec<ServerInfo> {
+pub(crate) fn from_inventory(inv: &crate::sources::containers::Inventory) -> Vec<ServerInfo> {
     inv.servers.iter().map(ServerInfo::from).collect()
 }
 
 /// Whether and how a server is probed, from the orchestrator's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Gate {
+pub(crate) enum Gate {
     /// Running (or a static target): a failed probe is down (or starting, per the error).
     Running,
     /// Starting: any failure reads as starting.
@@ -70,7 +70,7 @@ pub enum Gate {
 }
 
 impl ServerInfo {
-    pub fn gate(&self) -> Gate {
+    pub(crate) fn gate(&self) -> Gate {
         if self.suspended {
             return Gate::Off;
         }
@@ -96,7 +96,7 @@ impl ServerInfo {
 }
 
 /// §5.2: ordered (protocol, port) candidates for one server, first match wins, no duplicates.
-pub fn candidates(s: &ServerInfo) -> Vec<(Protocol, u16)> {
+pub(crate) fn candidates(s: &ServerInfo) -> Vec<(Protocol, u16)> {
     use Protocol::*;
     let game = s.default_alloc.1;
     let query = s.env_port("QUERY_PORT");
@@ -176,7 +176,7 @@ pub fn candidates(s: &ServerInfo) -> Vec<(Protocol, u16)> {
 }
 
 /// The address pings go to (the `NODE_IP` rule).
-pub fn probe_host(alloc_ip: &str, node_ip: Option<&str>) -> String {
+pub(crate) fn probe_host(alloc_ip: &str, node_ip: Option<&str>) -> String {
     if let Some(ip) = node_ip.map(str::trim).filter(|i| !i.is_empty()) {
         return ip.to_string();
     }
@@ -189,27 +189,27 @@ pub fn probe_host(alloc_ip: &str, node_ip: Option<&str>) -> String {
 
 /// A per-server override from the config file.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Override {
-    pub protocol: Option<Protocol>,
-    pub port: Option<u16>,
-    pub address: Option<String>,
-    pub enabled: bool,
+pub(crate) struct Override {
+    pub(crate) protocol: Option<Protocol>,
+    pub(crate) port: Option<u16>,
+    pub(crate) address: Option<String>,
+    pub(crate) enabled: bool,
 }
 
 /// A target configured by hand (hosts without Wings).
 #[derive(Debug, Clone, PartialEq)]
-pub struct StaticTarget {
-    pub name: String,
-    pub address: String,
-    pub port: u16,
-    pub protocol: Protocol,
+pub(crate) struct StaticTarget {
+    pub(crate) name: String,
+    pub(crate) address: String,
+    pub(crate) port: u16,
+    pub(crate) protocol: Protocol,
 }
 
 /// The probe sections of the config file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProbeConfig {
-    pub overrides: BTreeMap<String, Override>,
-    pub statics: Vec<StaticTarget>,
+    pub(crate) overrides: BTreeMap<String, Override>,
+    pub(crate) statics: Vec<StaticTarget>,
 }
 
 fn protocol_of(v: &toml::Value, at: &str) -> Result<Protocol, String> {
@@ -325,21 +325,25 @@ impl ProbeConfig {
 
 /// One thing to probe in a pass.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Target {
+pub(crate) struct Target {
     /// Memory key: the server uuid, or `static:<name>`.
-    pub key: String,
-    pub uuid: Option<String>,
-    pub name: String,
-    pub gate: Gate,
-    pub host: String,
+    pub(crate) key: String,
+    pub(crate) uuid: Option<String>,
+    pub(crate) name: String,
+    pub(crate) gate: Gate,
+    pub(crate) host: String,
     /// Ordered candidates; never empty.
-    pub candidates: Vec<(Protocol, u16)>,
+    pub(crate) candidates: Vec<(Protocol, u16)>,
     /// True for overrides and static targets: no detection, no fallback.
-    pub fixed: bool,
+    pub(crate) fixed: bool,
 }
 
 /// Builds this pass's targets: Wings servers (with overrides) and static targets.
-pub fn plan(servers: &[ServerInfo], cfg: &ProbeConfig, node_ip: Option<&str>) -> Vec<Target> {
+pub(crate) fn plan(
+    servers: &[ServerInfo],
+    cfg: &ProbeConfig,
+    node_ip: Option<&str>,
+) -> Vec<Target> {
     let mut out = Vec::new();
     for s in servers {
         let o = cfg.overrides.get(&s.uuid);
