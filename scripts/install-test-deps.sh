@@ -50,7 +50,7 @@ if [ "${NODE_AGENT_SKIP_NPM:-0}" != 1 ]; then
   fi
 fi
 # Grafana dashboard schema (tests/pipeline.rs): the JSON Schema generated from npm @grafana/schema's
-# Dashboard type, checked with PyPI jsonschema. No Grafana server is obtainable here (reference/test-peers.md §6).
+# Dashboard type, checked with PyPI jsonschema. No Grafana server is obtainable here (docs/testing.md).
 if [ ! -f "$peers/npm-grafana/dashboard.schema.json" ]; then
   echo "install-test-deps: npm install @grafana/schema ts-json-schema-generator"
   npm install --silent --no-audit --no-fund --prefix "$peers/npm-grafana" --ignore-scripts \

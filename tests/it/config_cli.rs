@@ -292,14 +292,14 @@ fn check_reports_capabilities_and_fails_on_dead_endpoint() {
 
 #[test]
 fn readme_configuration_table_matches_the_settings() {
-    // The README's table is `node-agent config --markdown`; a setting added without updating the
-    // README (or a stale row) fails here.
+    // docs/configuration.md's table is `node-agent config --markdown`; a setting added without
+    // updating the page (or a stale row) fails here.
     let o = run(&["config", "--markdown"], &[]);
     assert!(o.status.success());
     let table = String::from_utf8(o.stdout).unwrap();
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let page = std::fs::read_to_string(repo_root().join("docs/configuration.md")).unwrap();
     assert!(
-        readme.contains(table.trim()),
-        "README.md's configuration table is out of date; paste the output of `node-agent config --markdown`:\n{table}"
+        page.contains(table.trim()),
+        "docs/configuration.md's settings table is out of date; paste the output of `node-agent config --markdown`:\n{table}"
     );
 }
