@@ -86,6 +86,30 @@ impl Dockerd {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A container as Wings makes a server's: named by the server UUID, labelled
+    /// `Service=Pterodactyl` and `ContainerType=server_process`, no network, `--cpus` as given,
+    /// running `sh -c script` in `image`. Returns the container ID.
+    pub fn run_server(&self, uuid: &str, image: &str, cpus: &str, script: &str) -> String {
+        self.run(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            uuid,
+            "--label",
+            "Service=Pterodactyl",
+            "--label",
+            "ContainerType=server_process",
+            "--cpus",
+            cpus,
+            image,
+            "sh",
+            "-c",
+            script,
+        ])
+    }
+
     /// A local image: a static busybox in an otherwise empty root (no pulls possible here).
     pub fn build_image(&self) -> String {
         let busybox = require(Path::new("/bin/busybox"));

@@ -1,9 +1,14 @@
 //! Shared test harness: real peers (the rotel collector, the decoding receiver, …) started on
 //! loopback as child processes that are ended by PID when the test drops them.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+pub mod agent;
 pub mod docker;
+pub mod prometheus;
 pub mod wings;
+
+pub use agent::Agent;
+pub use prometheus::Prometheus;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

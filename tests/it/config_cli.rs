@@ -291,7 +291,7 @@ fn check_reports_capabilities_and_fails_on_dead_endpoint() {
 }
 
 #[test]
-fn readme_configuration_table_matches_the_settings() {
+fn docs_configuration_table_matches_the_settings() {
     // docs/configuration.md's table is `node-agent config --markdown`; a setting added without
     // updating the page (or a stale row) fails here.
     let o = run(&["config", "--markdown"], &[]);

@@ -14,58 +14,20 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 const INTERVAL: &str = "0.1";
 /// The node sampler's series in /metrics.
 const NODE: &str = "node_agent_sampler=\"node\"";
 
-/// A running agent whose log goes to a file we can read while it runs.
-struct Agent {
-    proc: Proc,
-    log: PathBuf,
-}
-
+/// The agent at the test interval, its log in `dir/<name>.log`.
 fn spawn_agent(dir: &Path, name: &str, env: &[(&str, &str)]) -> Agent {
-    let log = dir.join(format!("{name}.log"));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut cmd = agent_command();
-    cmd.env("AGENT_SAMPLE_INTERVAL_MIN_SEC", INTERVAL)
-        .env("AGENT_SAMPLE_INTERVAL_MAX_SEC", INTERVAL)
-        .env("NODE_AGENT_LOG_FORMAT", "text")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(file));
-    Agent {
-        proc: Proc::spawn(name, &mut cmd),
-        log,
-    }
-}
-
-impl Agent {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM; asserts a clean exit and returns how many node samples it took.
-    fn stop(mut self, within: Duration) -> (u64, String) {
-        self.proc.signal(libc::SIGTERM);
-        let status = self.proc.wait_timeout(within);
-        let log = self.log();
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "agent exit {status:?}; log:\n{log}"
-        );
-        let n = log
-            .lines()
-            .find(|l| l.contains("node-agent stopped"))
-            .and_then(|l| l.split("samples=").nth(1))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no `samples=` in the log:\n{log}"));
-        (n, log)
-    }
+    let mut all = vec![
+        ("AGENT_SAMPLE_INTERVAL_MIN_SEC", INTERVAL),
+        ("AGENT_SAMPLE_INTERVAL_MAX_SEC", INTERVAL),
+    ];
+    all.extend_from_slice(env);
+    Agent::start(dir, name, &all)
 }
 
 /// `(process start, pass number)` of every node sample received, in arrival order.
@@ -616,30 +578,12 @@ fn damaged_spool_keeps_what_is_intact_and_logs_what_it_skipped() {
     assert!(log.contains("torn or corrupted tail"), "{log}");
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The host's user CPU seconds from the first line of /proc/stat.
 fn user_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap();
     let ticks: f64 = stat.split_whitespace().nth(1).unwrap().parse().unwrap();
     // SAFETY: sysconf has no preconditions.
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
-fn prom_query(port: u16, q: &str) -> Vec<Value> {
-    let (status, body) = http_get(port, &format!("/api/v1/query?query={}", urlencode(q)));
-    if status != 200 {
-        return Vec::new();
-    }
-    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    v["data"]["result"].as_array().cloned().unwrap_or_default()
 }
 
 #[test]
@@ -664,36 +608,16 @@ fn metrics_endpoint_is_scraped_by_prometheus_with_collector_names() {
         ],
     );
     wait_for_port(http, Duration::from_secs(20));
-    let prom_port = free_port();
-    let cfg = work.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node-agent-scrape\n    \
-             honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{http}']\n"
-        ),
-    )
-    .unwrap();
-    let _prom = Proc::spawn(
-        "prometheus",
-        std::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                work.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    wait_for_port(prom_port, Duration::from_secs(60));
+    let prom = Prometheus::start(&format!(
+        "[{{job_name: node-agent-scrape, honor_labels: true, static_configs: [{{targets: ['127.0.0.1:{http}']}}]}}]"
+    ));
     wait_until(Duration::from_secs(90), "a successful scrape", || {
-        prom_query(prom_port, "up{job=\"node-agent-scrape\"} == 1").len() == 1
-            && !prom_query(prom_port, "node_agent_sampler_passes_total").is_empty()
+        prom.query("up{job=\"node-agent-scrape\"} == 1").len() == 1
+            && !prom.query("node_agent_sampler_passes_total").is_empty()
     });
     let sel = "{job=\"node-agent\",instance=\"prom-node\"}";
     let value = |q: &str| -> f64 {
-        let r = prom_query(prom_port, q);
+        let r = prom.query(q);
         assert_eq!(r.len(), 1, "{q}: {r:?}");
         r[0]["value"][1].as_str().unwrap().parse().unwrap()
     };
@@ -735,7 +659,7 @@ fn metrics_endpoint_is_scraped_by_prometheus_with_collector_names() {
     assert!(value(&format!("sum(system_memory_usage_bytes{sel})")) > 0.0);
     assert!(value(&format!("process_memory_usage_bytes{sel}")) > 0.0);
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let ti = prom_query(prom_port, &format!("target_info{sel}"));
+    let ti = prom.query(&format!("target_info{sel}"));
     assert_eq!(ti.len(), 1, "{ti:?}");
     assert_eq!(ti[0]["metric"]["host_name"], hostname.trim());
     assert_eq!(ti[0]["metric"]["os_type"], "linux");

@@ -79,26 +79,7 @@ fn agent_finds_measures_and_follows_wings_containers() {
     let rx = Receiver::start(&[]);
     let data = tempfile::tempdir().unwrap();
     let volume = format!("{}:/data", data.path().display());
-    let run_server = || {
-        docker.run(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            U1,
-            "--label",
-            "Service=Pterodactyl",
-            "--label",
-            "ContainerType=server_process",
-            "--cpus",
-            "0.5",
-            &image,
-            "sh",
-            "-c",
-            "while :; do :; done",
-        ])
-    };
+    let run_server = || docker.run_server(U1, &image, "0.5", "while :; do :; done");
     let a1 = run_server();
     let b = docker.run(&[
         "run", "-d", "--network", "none", "--name", "plain-writer", "-v", &volume, &image,

@@ -290,8 +290,10 @@ fn every_markdown_file_named_in_the_repo_is_in_the_repo() {
                 || name.starts_with("*")
                 || text.contains(&format!("://{name}"))
                 || token.contains("//")
-                // Build outputs (the benchmark's generated table), not repository files.
+                // Build outputs (the benchmark's generated table) and absolute paths on a
+                // machine, not repository files.
                 || name.starts_with("target/")
+                || name.starts_with('/')
             {
                 continue;
             }
@@ -317,7 +319,7 @@ fn every_markdown_file_named_in_the_repo_is_in_the_repo() {
     );
 }
 
-/// `a/b/../c.md` → `a/c.md`.
+/// `a/b/../c` → `a/c`.
 fn normalize(p: &Path) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in p.components() {
@@ -330,4 +332,52 @@ fn normalize(p: &Path) -> String {
         }
     }
     parts.join("/")
+}
+
+#[test]
+fn readme_is_short_and_shows_run_and_the_test_command_early() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    assert!(lines.len() < 300, "README.md has {} lines", lines.len());
+    let head = lines[..lines.len().min(80)].join("\n");
+    assert!(
+        head.contains("node-agent run"),
+        "no `node-agent run` in the first 80 lines"
+    );
+    assert!(
+        head.contains("scripts/test.sh"),
+        "no test command in the first 80 lines"
+    );
+}
+
+#[test]
+fn every_repository_path_the_docs_name_exists() {
+    let files = tracked();
+    let have: BTreeSet<&str> = files.iter().map(String::as_str).collect();
+    let mut missing = Vec::new();
+    for f in files.iter().filter(|f| f.ends_with(".md")) {
+        let text = std::fs::read_to_string(root().join(f)).unwrap();
+        for token in text.split(|c: char| c.is_whitespace() || "`'\"()[]<>,;*|".contains(c)) {
+            let token = token.trim_end_matches(['.', ':']);
+            let token = token.split('#').next().unwrap_or(token);
+            if !(token.starts_with("src/")
+                || token.starts_with("tests/")
+                || token.starts_with("scripts/"))
+                || token.contains(['{', '$', '<', '*'])
+            {
+                continue;
+            }
+            let t = token.trim_end_matches('/');
+            if !have.contains(t) && !have.iter().any(|h| h.starts_with(&format!("{t}/"))) {
+                missing.push(format!("{f}: {token}"));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "paths named in docs but not in the repo:\n{}",
+        missing.join("\n")
+    );
 }

@@ -731,61 +731,6 @@ fn agent_to_collector_to_orchestrator_with_bearer_token() {
     );
 }
 
-/// A real Prometheus with remote write on; stopped by PID when dropped.
-struct Prometheus {
-    port: u16,
-    _proc: Proc,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(scrape_jobs: &str) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let cfg = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &cfg,
-            format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs: {scrape_jobs}\n"),
-        )
-        .unwrap();
-        run_ok(Command::new("promtool").args(["check", "config"]).arg(&cfg));
-        let proc = Proc::spawn(
-            "prometheus",
-            Command::new("prometheus")
-                .arg(format!("--config.file={}", cfg.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--web.enable-remote-write-receiver")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        );
-        wait_for_port(port, Duration::from_secs(30));
-        Prometheus {
-            port,
-            _proc: proc,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn query(&self, expr: &str) -> Vec<serde_json::Value> {
-        let out = run_ok(
-            Command::new("curl")
-                .args(["-sf", "--max-time", "10"])
-                .arg(format!("{}/api/v1/query", self.url()))
-                .args(["--data-urlencode", &format!("query={expr}")]),
-        );
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
-    }
-}
-
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
@@ -931,24 +876,12 @@ fn every_dashboard_query_returns_data_when_prometheus_scrapes_the_agent() {
     const UUID: &str = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9";
     let docker = crate::harness::docker::Dockerd::start();
     let image = docker.build_image();
-    docker.run(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
+    docker.run_server(
         UUID,
-        "--label",
-        "Service=Pterodactyl",
-        "--label",
-        "ContainerType=server_process",
-        "--cpus",
-        "0.5",
         &image,
-        "sh",
-        "-c",
+        "0.5",
         "while :; do dd if=/dev/zero of=/w bs=64k count=16 conv=fsync 2>/dev/null; done",
-    ]);
+    );
     let game_port = free_port();
     let nm = require(&peers_dir().join("npm-java/node_modules"));
     let _java = Proc::spawn(
@@ -995,7 +928,7 @@ fn every_dashboard_query_returns_data_when_prometheus_scrapes_the_agent() {
         std::thread::sleep(Duration::from_secs(3));
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-            "the agent now listens on --http-listen: set AGENT_SERVES_METRICS = true in tests/pipeline.rs"
+            "the agent now listens on --http-listen: set AGENT_SERVES_METRICS = true in tests/it/pipeline.rs"
         );
         return;
     }
