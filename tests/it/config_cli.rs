@@ -195,14 +195,40 @@ fn bad_config_files_exit_2() {
     std::fs::write(&bad, "sample_interval_min_sec = [").unwrap();
     let unknown = dir.path().join("unknown.toml");
     std::fs::write(&unknown, "sampel_interval = 3\n").unwrap();
+    let section = dir.path().join("section.toml");
+    std::fs::write(&section, "[loggs]\nselect = \"all\"\n").unwrap();
+    let servers = dir.path().join("servers.toml");
+    std::fs::write(
+        &servers,
+        "[servers.\"d3b07384-d113-4ec6-a2f4-6c3b1f0e8a9f\"]\nprotocol = \"minecraft-java\"\nport = 70000\n",
+    )
+    .unwrap();
+    let statics = dir.path().join("statics.toml");
+    std::fs::write(
+        &statics,
+        "[[static_targets]]\naddress = \"10.0.0.5\"\nport = 27015\nprtocol = \"source-a2s\"\n",
+    )
+    .unwrap();
     for (path, needle) in [
         (bad.to_str().unwrap(), "TOML"),
         (unknown.to_str().unwrap(), "sampel_interval"),
         ("/nonexistent.toml", "nonexistent"),
+        (section.to_str().unwrap(), "unknown section `loggs`"),
+        (
+            servers.to_str().unwrap(),
+            "[servers.\"d3b07384-d113-4ec6-a2f4-6c3b1f0e8a9f\"]: port must be a number 1..65535",
+        ),
+        (
+            statics.to_str().unwrap(),
+            "[[static_targets]] #1: unknown key `prtocol`",
+        ),
     ] {
-        let o = run(&["run", "--config", path], &[]);
-        assert_eq!(o.status.code(), Some(2), "{path}: {}", text(&o));
-        assert!(text(&o).contains(needle), "{path}: {}", text(&o));
+        // `config` checks the whole file too, so a bad section cannot pass it silently.
+        for action in ["run", "check", "config"] {
+            let o = run(&[action, "--config", path], &[]);
+            assert_eq!(o.status.code(), Some(2), "{action} {path}: {}", text(&o));
+            assert!(text(&o).contains(needle), "{action} {path}: {}", text(&o));
+        }
     }
 }
 

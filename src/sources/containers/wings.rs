@@ -66,8 +66,8 @@ pub(crate) struct SslSection {
 }
 
 impl ConfigFile {
-    pub(crate) fn parse(text: &str) -> Result<ConfigFile, String> {
-        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    pub(crate) fn parse(text: &str) -> Result<ConfigFile, serde_yaml::Error> {
+        serde_yaml::from_str(text)
     }
 
     /// `http(s)://<host>:<port>`; a wildcard listen address is reached on loopback.
@@ -372,9 +372,9 @@ pub(crate) fn read_config_file(path: &Path) -> Result<Option<ConfigFile>, WingsE
     match std::fs::read_to_string(path) {
         Ok(text) => ConfigFile::parse(&text)
             .map(Some)
-            .map_err(|reason| WingsError::Config {
+            .map_err(|e| WingsError::Config {
                 path: path.display().to_string(),
-                reason,
+                reason: e.to_string(),
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(WingsError::Config {

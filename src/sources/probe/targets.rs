@@ -212,30 +212,49 @@ pub struct ProbeConfig {
     pub(crate) statics: Vec<StaticTarget>,
 }
 
-fn protocol_of(v: &toml::Value, at: &str) -> Result<Protocol, String> {
+/// A bad entry in a probe section of the config file: which one, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {problem}")]
+pub struct SectionError {
+    /// The entry, as written in the file (`[servers."<uuid>"]`, `[[static_targets]] #2`).
+    pub at: String,
+    pub problem: String,
+}
+
+fn bad(at: &str, problem: impl Into<String>) -> SectionError {
+    SectionError {
+        at: at.to_string(),
+        problem: problem.into(),
+    }
+}
+
+fn protocol_of(v: &toml::Value, at: &str) -> Result<Protocol, SectionError> {
     let s = v
         .as_str()
-        .ok_or_else(|| format!("{at}: protocol must be a string"))?;
+        .ok_or_else(|| bad(at, "protocol must be a string"))?;
     Protocol::parse(s).ok_or_else(|| {
-        format!(
-            "{at}: unknown protocol `{s}` (use {})",
-            Protocol::ALL.map(|p| p.name()).join(", ")
+        bad(
+            at,
+            format!(
+                "unknown protocol `{s}` (use {})",
+                Protocol::ALL.map(|p| p.name()).join(", ")
+            ),
         )
     })
 }
 
-fn port_of(v: &toml::Value, at: &str) -> Result<u16, String> {
+fn port_of(v: &toml::Value, at: &str) -> Result<u16, SectionError> {
     v.as_integer()
         .and_then(|i| u16::try_from(i).ok())
         .filter(|p| *p > 0)
-        .ok_or_else(|| format!("{at}: port must be a number 1..65535"))
+        .ok_or_else(|| bad(at, "port must be a number 1..65535"))
 }
 
-fn check_keys(t: &toml::Table, allowed: &[&str], at: &str) -> Result<(), String> {
+fn check_keys(t: &toml::Table, allowed: &[&str], at: &str) -> Result<(), SectionError> {
     match t.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(format!(
-            "{at}: unknown key `{k}` (allowed: {})",
-            allowed.join(", ")
+        Some(k) => Err(bad(
+            at,
+            format!("unknown key `{k}` (allowed: {})", allowed.join(", ")),
         )),
         None => Ok(()),
     }
@@ -244,17 +263,18 @@ fn check_keys(t: &toml::Table, allowed: &[&str], at: &str) -> Result<(), String>
 impl ProbeConfig {
     /// Reads `[servers."<uuid>"]` and `[[static_targets]]` from the config file's tables. Errors
     /// name the section and what to write instead.
-    pub fn from_tables(tables: &toml::Table) -> Result<Self, String> {
+    pub fn from_tables(tables: &toml::Table) -> Result<Self, SectionError> {
         let mut cfg = ProbeConfig::default();
         if let Some(servers) = tables.get("servers") {
-            let servers = servers
-                .as_table()
-                .ok_or("[servers] must be a table of [servers.\"<uuid>\"] sections")?;
+            let servers = servers.as_table().ok_or_else(|| {
+                bad(
+                    "[servers]",
+                    "must be a table of [servers.\"<uuid>\"] sections",
+                )
+            })?;
             for (uuid, v) in servers {
                 let at = format!("[servers.\"{uuid}\"]");
-                let t = v
-                    .as_table()
-                    .ok_or_else(|| format!("{at} must be a table"))?;
+                let t = v.as_table().ok_or_else(|| bad(&at, "must be a table"))?;
                 check_keys(t, &["protocol", "port", "address", "enabled"], &at)?;
                 let o = Override {
                     protocol: t.get("protocol").map(|v| protocol_of(v, &at)).transpose()?,
@@ -264,7 +284,7 @@ impl ProbeConfig {
                         Some(v) => Some(
                             v.as_str()
                                 .filter(|s| !s.trim().is_empty())
-                                .ok_or_else(|| format!("{at}: address must be a non-empty string"))?
+                                .ok_or_else(|| bad(&at, "address must be a non-empty string"))?
                                 .trim()
                                 .to_string(),
                         ),
@@ -273,37 +293,37 @@ impl ProbeConfig {
                         None => true,
                         Some(v) => v
                             .as_bool()
-                            .ok_or_else(|| format!("{at}: enabled must be true or false"))?,
+                            .ok_or_else(|| bad(&at, "enabled must be true or false"))?,
                     },
                 };
                 cfg.overrides.insert(uuid.clone(), o);
             }
         }
         if let Some(list) = tables.get("static_targets") {
-            let list = list
-                .as_array()
-                .ok_or("static_targets must be an array of [[static_targets]] tables")?;
+            let list = list.as_array().ok_or_else(|| {
+                bad(
+                    "static_targets",
+                    "must be an array of [[static_targets]] tables",
+                )
+            })?;
             for (i, v) in list.iter().enumerate() {
                 let at = format!("[[static_targets]] #{}", i + 1);
-                let t = v
-                    .as_table()
-                    .ok_or_else(|| format!("{at} must be a table"))?;
+                let t = v.as_table().ok_or_else(|| bad(&at, "must be a table"))?;
                 check_keys(t, &["name", "address", "port", "protocol"], &at)?;
                 let address = t
                     .get("address")
                     .and_then(|v| v.as_str())
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .ok_or_else(|| format!("{at}: address (a host or IP) is required"))?
+                    .ok_or_else(|| bad(&at, "address (a host or IP) is required"))?
                     .to_string();
                 let port = port_of(
-                    t.get("port")
-                        .ok_or_else(|| format!("{at}: port is required"))?,
+                    t.get("port").ok_or_else(|| bad(&at, "port is required"))?,
                     &at,
                 )?;
                 let protocol = protocol_of(
                     t.get("protocol")
-                        .ok_or_else(|| format!("{at}: protocol is required"))?,
+                        .ok_or_else(|| bad(&at, "protocol is required"))?,
                     &at,
                 )?;
                 let name = t
@@ -586,7 +606,7 @@ protocol = "minecraft-java"
             ("static_targets = 3", "array"),
         ] {
             let t: toml::Table = text.parse().unwrap();
-            let err = ProbeConfig::from_tables(&t).unwrap_err();
+            let err = ProbeConfig::from_tables(&t).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
         }
     }
