@@ -14,6 +14,7 @@ mod docker_real;
 mod e2e_otlp;
 mod gpu;
 mod house;
+mod node_numbers;
 mod pipeline;
 mod probe_e2e;
 mod probes;
