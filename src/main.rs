@@ -12,7 +12,12 @@ fn main() -> ExitCode {
     if let Action::Config { json, markdown } = inv.action {
         print_config(&layers, json, markdown);
         return match Config::from_layers(&layers) {
-            Ok(_) => ExitCode::SUCCESS,
+            Ok(cfg) => {
+                for w in &cfg.warnings {
+                    eprintln!("node-agent: warning: {w}");
+                }
+                ExitCode::SUCCESS
+            }
             Err(e) => config_error(e),
         };
     }
@@ -21,6 +26,9 @@ fn main() -> ExitCode {
         Err(e) => return config_error(e),
     };
     node_agent::logging::init(&cfg.log_level, cfg.log_format);
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     node_agent::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
