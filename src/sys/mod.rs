@@ -6,3 +6,4 @@ pub(crate) mod limits;
 pub mod mountinfo;
 pub(crate) mod procfile;
 pub(crate) mod regular;
+pub(crate) mod text;

@@ -12,6 +12,7 @@ mod config_cli;
 mod delivery;
 mod docker_real;
 mod e2e_otlp;
+mod endpoint;
 mod gpu;
 mod house;
 mod node_numbers;
