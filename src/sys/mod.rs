@@ -3,6 +3,7 @@
 
 pub(crate) mod clock;
 pub(crate) mod limits;
+pub mod memory;
 pub mod mountinfo;
 pub(crate) mod procfile;
 pub(crate) mod regular;
