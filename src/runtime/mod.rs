@@ -111,7 +111,7 @@ pub async fn run(cfg: Config) -> i32 {
     };
     let samples = ctx.health.snapshot().get("node").map_or(0, |h| h.passes);
     let left = exporter.shutdown().await;
-    shutdown::report(ending, &ctx, left.persisted, left.lost);
+    shutdown::report(ending, &ctx, &exporter.stats(), left.persisted, left.lost);
     tracing::info!(samples, "node-agent stopped");
     0
 }

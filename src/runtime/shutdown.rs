@@ -74,15 +74,9 @@ pub(crate) async fn deliver(exporter: &Exporter, grace: Duration) -> Ending {
     }
 }
 
-/// Logs how the shutdown ended and where the undelivered samples are.
-pub(crate) fn report(ending: Ending, ctx: &Context, persisted: u64, lost: u64) {
-    let spool = ctx
-        .cfg
-        .queue
-        .spool_dir
-        .as_ref()
-        .map(|d| d.display().to_string())
-        .unwrap_or_default();
+/// Logs how the shutdown ended and where the undelivered samples are: `written` batches went from
+/// memory to the spool at this stop, `lost` had no writable spool to go to.
+pub(crate) fn report(ending: Ending, ctx: &Context, stats: &ExportStats, written: u64, lost: u64) {
     let why = match ending {
         Ending::Delivered => {
             tracing::info!("all queued samples delivered");
@@ -92,15 +86,22 @@ pub(crate) fn report(ending: Ending, ctx: &Context, persisted: u64, lost: u64) {
         Ending::GraceOver => "the shutdown grace period is over",
         Ending::Interrupted => "stopped at once by a second signal",
     };
+    // After the exporter's shutdown everything that waits is on disk.
+    let waiting = stats.disk_batches.load(Ordering::Relaxed);
+    let spool = ctx
+        .cfg
+        .queue
+        .spool_dir
+        .as_ref()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     if lost > 0 {
         tracing::error!(
-            "{why}: {lost} undelivered batch(es) lost (no writable spool), {persisted} kept in the spool {spool}"
-        );
-    } else if persisted > 0 {
-        tracing::info!(
-            "{why}: {persisted} undelivered batch(es) kept in the spool {spool}; they are sent after the next start"
+            "{why}: {lost} undelivered batch(es) lost (no writable spool); {waiting} kept in the spool {spool}"
         );
     } else {
-        tracing::info!("{why}; nothing was left in memory (the spool holds what is waiting)");
+        tracing::info!(
+            "{why}: {waiting} undelivered batch(es) kept in the spool {spool} ({written} written now); they are sent after the next start"
+        );
     }
 }

@@ -56,6 +56,8 @@ struct View {
     node_view: NodeView,
     rows: Vec<Row>,
     notes: Vec<String>,
+    /// Local time of the last sample.
+    clock: String,
     sort: SortKey,
     descending: bool,
     offset: usize,
@@ -64,6 +66,7 @@ struct View {
 impl View {
     /// One sample of the node and every container.
     fn sample(&mut self) {
+        self.clock = local_clock();
         let (node, _errors) = self.node.sample();
         let disks = self.disks.rates(&node, Instant::now());
         self.node_view = NodeView::new(&node, disks);
@@ -87,6 +90,7 @@ impl View {
         render::frame(
             &Screen {
                 host: &self.ctx.host.host_name,
+                clock: &self.clock,
                 node: &self.node_view,
                 rows: &self.rows,
                 sort: self.sort,
@@ -111,6 +115,18 @@ impl View {
         }
         model::sort(&mut self.rows, self.sort, self.descending);
     }
+}
+
+/// `HH:MM:SS` in the local time zone (as `top` shows it).
+fn local_clock() -> String {
+    // SAFETY: time(2) and localtime_r(3) with valid pointers; `tm` is plain data.
+    let tm = unsafe {
+        let t = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&t, &mut tm);
+        tm
+    };
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
 }
 
 /// Discovery every `discovery_interval`, and a probe pass every [`PROBE_EVERY`] over what it
@@ -173,6 +189,7 @@ pub async fn run(cfg: Config, once: bool) -> i32 {
         node_view: NodeView::default(),
         rows: Vec::new(),
         notes: Vec::new(),
+        clock: String::new(),
         sort: SortKey::Cpu,
         descending: true,
         offset: 0,

@@ -222,7 +222,7 @@ impl SortKey {
     pub(crate) const KEYS: [(char, SortKey, &'static str); 6] = [
         ('c', SortKey::Cpu, "cpu"),
         ('m', SortKey::Memory, "memory"),
-        ('w', SortKey::DiskWrite, "disk write"),
+        ('w', SortKey::DiskWrite, "write"),
         ('p', SortKey::Players, "players"),
         ('n', SortKey::Name, "name"),
         ('s', SortKey::Status, "status"),

@@ -7,6 +7,8 @@ use super::model::{NodeView, Players, Row, SortKey};
 /// Everything one screen shows.
 pub(crate) struct Screen<'a> {
     pub(crate) host: &'a str,
+    /// The wall-clock time of the sample, `HH:MM:SS`.
+    pub(crate) clock: &'a str,
     pub(crate) node: &'a NodeView,
     /// Sorted already.
     pub(crate) rows: &'a [Row],
@@ -99,8 +101,9 @@ fn node_lines(s: &Screen<'_>, width: usize) -> Vec<String> {
     let n = s.node;
     let mut out = Vec::new();
     let head = format!(
-        "node-agent top - {} - up {} - {} rows",
+        "node-agent top - {} - {} up {} - {} rows",
         s.host,
+        s.clock,
         uptime(n.uptime_sec),
         s.rows.len()
     );
@@ -111,8 +114,9 @@ fn node_lines(s: &Screen<'_>, width: usize) -> Vec<String> {
                 "CPU   {b:5.1}% busy  {w:5.1}% iowait  {} cpus",
                 n.logical_cpus
             );
-            let room = width.saturating_sub(text.len() + 3);
-            if room >= 12 {
+            // Two spaces and the brackets around the bar.
+            let room = width.saturating_sub(text.len() + 4);
+            if room >= 10 {
                 format!("{text}  {}", bar(b, room.min(40)))
             } else {
                 text
@@ -242,10 +246,10 @@ fn footer(s: &Screen<'_>, width: usize) -> String {
         .map(|(k, _, l)| format!("{k} {l}"))
         .collect();
     let text = format!(
-        "sort: {} {}  |  {}  |  up/down scroll  q quit",
+        "q quit | sort: {} {} | {} | up/down scroll",
         s.sort.label(),
-        if s.descending { "(desc)" } else { "(asc)" },
-        keys.join("  ")
+        if s.descending { "desc" } else { "asc" },
+        keys.join(" ")
     );
     fit(&text, width)
 }
@@ -325,6 +329,7 @@ mod tests {
             let f = frame(
                 &Screen {
                     host: "node-1",
+                    clock: "12:00:00",
                     node: &node,
                     rows: &rows,
                     sort: SortKey::Cpu,
@@ -343,6 +348,7 @@ mod tests {
         let f = frame(
             &Screen {
                 host: "node-1",
+                clock: "12:00:00",
                 node: &node,
                 rows: &rows[..1],
                 sort: SortKey::Cpu,
@@ -358,5 +364,7 @@ mod tests {
         assert!(line.contains("1.23") && line.contains("62%") && line.contains("12/20"));
         assert!(line.contains("3.0G") && line.contains("1.4M"), "{line}");
         assert!(f.lines[h].contains("PLAYERS"));
+        assert!(f.lines[1].ends_with(']'), "the bar fits: {:?}", f.lines[1]);
+        assert!(f.lines[23].starts_with("q quit | sort: cpu desc"), "{:?}", f.lines[23]);
     }
 }
