@@ -134,6 +134,10 @@ impl Row {
 }
 
 fn players_of(r: &TargetResult) -> Players {
+    if !r.probed {
+        // Wings says the server is off: its status column already says so.
+        return Players::Unknown;
+    }
     match r.status.as_ref().and_then(|s| s.online) {
         Some(n) => Players::Counts(n, r.status.as_ref().and_then(|s| s.max)),
         None => Players::State(r.state.name()),

@@ -365,6 +365,10 @@ mod tests {
         assert!(line.contains("3.0G") && line.contains("1.4M"), "{line}");
         assert!(f.lines[h].contains("PLAYERS"));
         assert!(f.lines[1].ends_with(']'), "the bar fits: {:?}", f.lines[1]);
-        assert!(f.lines[23].starts_with("q quit | sort: cpu desc"), "{:?}", f.lines[23]);
+        assert!(
+            f.lines[23].starts_with("q quit | sort: cpu desc"),
+            "{:?}",
+            f.lines[23]
+        );
     }
 }

@@ -203,3 +203,58 @@ fn top_shows_a_wings_style_container_row_with_the_right_cpu() {
     assert!(truth <= 0.25 * 1.1, "the loop ran over its limit: {truth}");
     t.quit();
 }
+
+/// Wings servers (the stand-in with the documented shapes) and a real Java server (npm
+/// minecraft-protocol) on the lobby's allocation: the lobby's row shows the players the server was
+/// started with and Wings' state; the offline server has a row of its own, without figures.
+#[test]
+fn top_shows_wings_servers_with_their_players() {
+    use crate::harness::free_port;
+    use crate::harness::wings::{Wings, server};
+    let online = 1 + std::process::id() % 150;
+    let max = online + 50;
+    let port = free_port();
+    let _java = crate::probe_e2e::java_server(port, online, max);
+    let mut lobby = server("0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6", "Lobby", "running");
+    lobby["configuration"]["allocations"] = serde_json::json!({"force_outgoing_ip": false,
+        "default": {"ip": "127.0.0.1", "port": port}, "mappings": {"127.0.0.1": [port]}});
+    let off = server(
+        "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d",
+        "Old world",
+        "offline",
+    );
+    let wings = Wings::start("wings-tok", &serde_json::json!([lobby, off]));
+    let dir = tempfile::tempdir().unwrap();
+    let no_docker = format!("unix://{}/no-docker.sock", dir.path().display());
+    let t = Tmux::top(&[
+        ("WINGS_BASE_URL", &wings.url()),
+        ("WINGS_TOKEN", "wings-tok"),
+        ("DOCKER_HOST", &no_docker),
+    ]);
+    let want = format!("{online}/{max}");
+    let row = |s: &str, name: &str| s.lines().find(|l| l.starts_with(name)).map(str::to_string);
+    wait_until(Duration::from_secs(30), "the lobby's players", || {
+        row(&t.capture(), "Lobby").is_some_and(|r| r.contains(&want))
+    });
+    let screen = t.capture();
+    let lobby = row(&screen, "Lobby").unwrap();
+    let cols: Vec<&str> = lobby.split_whitespace().collect();
+    assert_eq!(cols[1], "running", "{lobby}");
+    assert_eq!(cols[7], want, "{lobby}");
+    let off = row(&screen, "Old world").unwrap_or_else(|| panic!("no offline row:\n{screen}"));
+    let cols: Vec<&str> = off.split_whitespace().collect();
+    // NAME (two words) STATUS CPU %LIM LIMIT MEM WRITE/s PLAYERS
+    assert_eq!(cols[2], "offline", "{off}");
+    assert!(cols[3..].iter().all(|c| *c == "-"), "{off}");
+    // Sorting by players puts the lobby first.
+    t.tmux(&["send-keys", "-t", "top", "p"]).status().unwrap();
+    wait_until(Duration::from_secs(3), "sort by players", || {
+        let s = t.capture();
+        s.contains("sort: players desc")
+            && s.lines()
+                .skip_while(|l| !l.starts_with("NAME"))
+                .nth(1)
+                .is_some_and(|l| l.starts_with("Lobby"))
+    });
+    t.quit();
+}
