@@ -22,12 +22,23 @@ pub(crate) enum Ending {
     Interrupted,
 }
 
+// What the shutdown reads from the exporter's counters, in one place.
+
 /// Unix seconds since the last attempt started failing, when it is failing.
 fn failing_since(stats: &ExportStats) -> Option<u64> {
     match stats.failing_since.load(Ordering::Relaxed) {
         0 => None,
         t => Some(t),
     }
+}
+
+fn last_error(stats: &ExportStats) -> String {
+    stats.last_error.lock().clone().unwrap_or_default()
+}
+
+/// Batches waiting on disk (after the exporter's shutdown: everything that waits).
+fn waiting(stats: &ExportStats) -> u64 {
+    stats.disk_batches.load(Ordering::Relaxed)
 }
 
 /// Logs what the shutdown will do, as soon as the first signal arrives.
@@ -41,7 +52,7 @@ pub(crate) fn announce(signal: &str, ctx: &Context, stats: &ExportStats, grace: 
     match failing_since(stats) {
         Some(since) => {
             let now = crate::sys::clock::now_nanos() / 1_000_000_000;
-            let reason = stats.last_error.lock().clone().unwrap_or_default();
+            let reason = last_error(stats);
             tracing::info!(
                 "{signal}: stopping; the collector at {url} has not answered for {} s ({reason}), so queued samples go to the spool now, without waiting",
                 now.saturating_sub(since)
@@ -86,8 +97,7 @@ pub(crate) fn report(ending: Ending, ctx: &Context, stats: &ExportStats, written
         Ending::GraceOver => "the shutdown grace period is over",
         Ending::Interrupted => "stopped at once by a second signal",
     };
-    // After the exporter's shutdown everything that waits is on disk.
-    let waiting = stats.disk_batches.load(Ordering::Relaxed);
+    let waiting = waiting(stats);
     let spool = ctx
         .cfg
         .queue
