@@ -70,11 +70,12 @@ struct Shared {
     metrics: Mutex<MetricsCache>,
 }
 
-/// The last `/metrics` body and the payloads it was rendered from (compared by identity: a new
-/// sample is a new buffer).
+/// The last `/metrics` body and the payloads it was rendered from. They are compared by
+/// identity (a new sample is a new buffer); holding them keeps their buffers alive, so a new
+/// payload can never be allocated at an old one's address and be taken for it.
 #[derive(Default)]
 struct MetricsCache {
-    from: Vec<(usize, usize)>,
+    from: Vec<Bytes>,
     body: Bytes,
 }
 
@@ -196,18 +197,18 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 /// The `/metrics` text, rendered again only when a sampler has a new request.
 fn metrics_body(shared: &Shared) -> Bytes {
     let latest = shared.ctx.latest();
-    let key: Vec<(usize, usize)> = latest
-        .iter()
-        .map(|b| (b.as_ptr() as usize, b.len()))
-        .collect();
+    let same = |a: &Bytes, b: &Bytes| a.as_ptr() == b.as_ptr() && a.len() == b.len();
     let mut cache = shared.metrics.lock();
-    if cache.from != key || cache.body.is_empty() {
+    let fresh = cache.from.len() == latest.len()
+        && cache.from.iter().zip(&latest).all(|(a, b)| same(a, b))
+        && !cache.body.is_empty();
+    if !fresh {
         let requests: Vec<ExportMetricsServiceRequest> = latest
             .iter()
             .filter_map(|b| ExportMetricsServiceRequest::decode(b.clone()).ok())
             .collect();
         cache.body = Bytes::from(prom::render(&requests));
-        cache.from = key;
+        cache.from = latest;
     }
     cache.body.clone()
 }

@@ -445,3 +445,37 @@ fn promtool_accepts_metrics_but_the_documented_names() {
     // The allow-list is not stale: both names are there and flagged, nothing else is.
     assert_eq!(findings.len(), ALLOWED.len(), "{findings:#?}");
 }
+
+#[test]
+fn metrics_follow_every_new_sample() {
+    // /metrics is rendered once per sample and shared; each new sample must show.
+    let port = free_port();
+    let (_agent, _dir) = agent(
+        port,
+        None,
+        &[
+            ("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.2"),
+            ("AGENT_SAMPLE_INTERVAL_MAX_SEC", "0.2"),
+        ],
+    );
+    let passes = || -> u64 {
+        let text = get(port, "/metrics");
+        body(&text)
+            .lines()
+            .find(|l| {
+                l.starts_with("node_agent_sampler_passes_total{") && l.contains("sampler=\"node\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(10), "a first sample", || passes() > 0);
+    let mut last = 0;
+    for _ in 0..12 {
+        // Two fetches in a row may share a body; after 0.5 s there must be a newer one.
+        let now = passes();
+        assert!(now > last, "passes went from {last} to {now}");
+        last = now;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
