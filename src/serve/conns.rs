@@ -10,10 +10,10 @@
 //! its request yet, so it goes after the stuck ones: a probe accepted in the middle of a flood is
 //! not closed before its first read.
 //!
-//! Accept errors are handled here too: out of descriptors (`EMFILE`, `ENFILE`) or memory, a
-//! connection is closed (same order) to free one and accepting continues; with nothing to close,
-//! accepting backs off (10 ms doubling to 1 s) instead of spinning. One log line when an episode
-//! starts, one a minute while it lasts, one when it has been over for 10 s.
+//! Accept errors are handled here too: out of descriptors (`EMFILE`, `ENFILE`) or memory, up to
+//! 16 connections are closed (same order) to free some and accepting continues; with nothing to
+//! close, accepting backs off (10 ms doubling to 1 s) instead of spinning. One log line when an
+//! episode starts, one a minute while it lasts, one when it has been over for 10 s.
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -154,6 +154,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// An episode is over after this long without an error.
 const EPISODE_QUIET: Duration = Duration::from_secs(10);
 const EPISODE_REMINDER: Duration = Duration::from_secs(60);
+/// Connections closed per accept that failed for want of descriptors.
+const EVICT_ON_EXHAUSTION: usize = 16;
 
 impl AcceptErrors {
     pub(crate) fn new() -> Self {
@@ -208,7 +210,13 @@ impl AcceptErrors {
             // wait for.
             return Duration::ZERO;
         }
-        if conns.evict_one() {
+        // Free several at once: each accept now needs a descriptor, and a closed connection
+        // gives its one back only when its task has been dropped.
+        let mut freed = 0;
+        while freed < EVICT_ON_EXHAUSTION && conns.evict_one() {
+            freed += 1;
+        }
+        if freed > 0 {
             return Duration::ZERO;
         }
         let wait = self.backoff;
