@@ -22,6 +22,7 @@
 //! - [`selfmetrics`]: the agent's own health and heartbeat metrics.
 //! - [`serve`]: the optional local `/healthz`, `/readyz` and `/metrics` endpoint; [`prom`] renders
 //!   the exported OTLP as Prometheus text with the Collector's names.
+//! - [`control`]: the OpAMP client (registration, heartbeat, health, remote configuration).
 //! - [`agent`] runs it all (`node-agent run`); [`check`] samples once and reports
 //!   (`node-agent check`); [`cli`] and [`logging`] are the process's front.
 
@@ -31,6 +32,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod containers;
+pub mod control;
 pub mod docker;
 pub mod export;
 pub mod gpu;
