@@ -6,14 +6,22 @@ use crate::config::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-pub fn init(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(level)
+/// The level filter: the operator's level or tracing filter, with the noisy and the leaky
+/// dependencies capped whatever it says.
+pub fn filter(level: &str) -> EnvFilter {
+    EnvFilter::try_new(level)
         .or_else(|_| EnvFilter::try_new("info"))
         .expect("'info' is a valid filter")
         // The HTTP/2 stack logs every connection event at debug; keep it quiet unless asked.
         .add_directive("h2=warn".parse().expect("static directive"))
         .add_directive("hyper=warn".parse().expect("static directive"))
-        .add_directive("rustls=warn".parse().expect("static directive"));
+        .add_directive("rustls=warn".parse().expect("static directive"))
+        // tungstenite (OpAMP WebSocket) traces the whole upgrade request, bearer token included.
+        .add_directive("tungstenite=debug".parse().expect("static directive"))
+}
+
+pub fn init(level: &str, format: LogFormat) {
+    let filter = filter(level);
     let json = matches!(format, LogFormat::Json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -101,6 +101,8 @@ impl Client {
             pending_remote: None,
             send_now: false,
             server_heartbeat: None,
+            last_sent: Instant::now(),
+            full_requested: false,
         };
         let task = tokio::spawn(runner.run(transport));
         Ok(ClientHandle { shared, task })
@@ -123,7 +125,14 @@ struct Runner {
     send_now: bool,
     /// Set by the server (zero: heartbeats off).
     server_heartbeat: Option<Duration>,
+    /// When the last message (or WebSocket ping) went out.
+    last_sent: Instant,
+    /// The server asked for the full state (ReportFullState).
+    full_requested: bool,
 }
+
+/// The shortest gap between two full reports sent because the server asked for them.
+const FULL_REPORT_GAP: Duration = Duration::from_secs(5);
 
 impl Runner {
     async fn run(mut self, transport: Transport) {
@@ -179,7 +188,7 @@ impl Runner {
         self.session.resync();
         self.send_now = true;
         let http = conn.is_http();
-        let mut due = Instant::now();
+        let mut immediate = false;
         // WebSocket: when a reply (or pong) must have arrived by.
         let mut reply_by: Option<Instant> = None;
         loop {
@@ -188,13 +197,23 @@ impl Runner {
             {
                 return exit;
             }
-            if std::mem::take(&mut self.send_now) {
-                due = Instant::now();
-            }
-            let next_beat = match self.interval(http) {
-                Some(_) => due,
-                None => Instant::now() + self.cfg.heartbeat,
+            immediate |= std::mem::take(&mut self.send_now);
+            // Counted from the last message sent (a report is a heartbeat too).
+            let mut next_beat = if immediate {
+                Instant::now()
+            } else {
+                self.last_sent + self.interval(http).unwrap_or(self.cfg.heartbeat)
             };
+            if self.full_requested {
+                // At once, unless the last message was already a full report: a server that
+                // asks again on every reply then gets one every FULL_REPORT_GAP, not a loop.
+                let at = if self.session.last_was_full {
+                    self.last_sent + FULL_REPORT_GAP
+                } else {
+                    Instant::now()
+                };
+                next_beat = next_beat.min(at);
+            }
             let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 biased;
@@ -226,13 +245,17 @@ impl Runner {
                     )));
                 }
                 _ = tokio::time::sleep_until(next_beat) => {
-                    let result = if self.interval(http).is_some() {
+                    let result = if immediate
+                        || self.full_requested
+                        || self.interval(http).is_some()
+                    {
                         self.report(&mut conn, &mut reply_by, true).await
                     } else {
                         // Heartbeats off (WebSocket): a ping keeps the liveness check.
                         match conn.ping().await {
                             Ok(true) => {
                                 reply_by.get_or_insert(Instant::now() + self.cfg.timeout);
+                                self.last_sent = Instant::now();
                                 Ok(())
                             }
                             Ok(false) => Ok(()),
@@ -242,13 +265,12 @@ impl Runner {
                     if let Err(exit) = result {
                         return exit;
                     }
-                    due = Instant::now() + self.interval(http).unwrap_or(self.cfg.heartbeat);
+                    immediate = false;
                 }
                 _ = self.shared.nudge.notified() => {
                     if let Err(exit) = self.report(&mut conn, &mut reply_by, false).await {
                         return exit;
                     }
-                    due = Instant::now() + self.interval(http).unwrap_or(self.cfg.heartbeat);
                 }
             }
         }
@@ -267,6 +289,8 @@ impl Runner {
             return Ok(());
         }
         let msg = self.session.next(&snap);
+        self.last_sent = Instant::now();
+        self.full_requested = false;
         let reply = conn.send(&msg).await.map_err(Exit::Retry)?;
         self.shared.status.lock().messages_sent += 1;
         match reply {
@@ -309,7 +333,12 @@ impl Runner {
             None => {}
         }
         self.backoff.reset();
-        self.shared.contact(None);
+        if self.shared.contact(None) {
+            tracing::info!(
+                server_capabilities = self.session.server_capabilities,
+                "OpAMP: connected to the server"
+            );
+        }
         {
             let mut st = self.shared.status.lock();
             st.messages_received += 1;
@@ -323,8 +352,8 @@ impl Runner {
             self.shared.status.lock().instance_uid = store::uuid_string(&uid);
             self.send_now = true;
         }
-        if out.report_full && !self.session.last_was_full {
-            self.send_now = true;
+        if out.report_full {
+            self.full_requested = true;
         }
         if let Some(hb) = out.heartbeat
             && self.server_heartbeat != Some(hb)

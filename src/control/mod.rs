@@ -15,7 +15,8 @@
 //!   bytes; `wire` decodes them within bounds (and is fuzzed, see [`fuzz`]).
 //! - `remote` finds our TOML in an offer; [`accept_remote_config`] checks it against the local
 //!   [`AllowList`]; `store` keeps the instance UID, the last applied remote configuration
-//!   ([`load_last_applied`], for offline starts) and an audit log in the state directory.
+//!   ([`load_last_applied`], [`offline_layer`] for offline starts) and an audit log in the state
+//!   directory.
 
 mod agent;
 mod allow;
@@ -45,7 +46,26 @@ pub use config::{
 pub use status::{RemoteState, Status};
 pub use store::{AppliedRemote, load_last_applied, uuid_string};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Offline start: the last applied remote configuration, checked again against today's local
+/// allow-list (the operator may have narrowed it since). `Ok(None)` when there is none; an error
+/// (naming the file) when it cannot be read or no longer passes — the caller warns and starts
+/// without it. Put the returned `AppliedRemote` in [`OpampConfig::remote_in_force`] when the
+/// layer is used, so the client reports it as APPLIED and never applies it twice.
+pub fn offline_layer(
+    state_dir: &Path,
+    allow: &AllowList,
+) -> Result<Option<(AppliedRemote, RemoteLayer)>, OpampError> {
+    let Some(saved) = load_last_applied(state_dir)? else {
+        return Ok(None);
+    };
+    let layer = accept_remote_config(&saved.toml, allow).map_err(|e| OpampError::State {
+        path: state_dir.join("opamp-remote-config.json"),
+        reason: format!("the saved remote configuration is not usable any more: {e}"),
+    })?;
+    Ok(Some((saved, layer)))
+}
 
 /// Why the client could not start (network trouble is never one: the client retries and
 /// reports it in [`Status`]).

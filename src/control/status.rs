@@ -113,8 +113,10 @@ impl Shared {
         s.last_error = Some(error.to_string());
     }
 
-    pub fn contact(&self, error: Option<&str>) {
+    /// A reply arrived; returns whether the client was disconnected before.
+    pub fn contact(&self, error: Option<&str>) -> bool {
         let mut s = self.status.lock();
+        let was = s.connected;
         s.connected = true;
         s.consecutive_failures = 0;
         s.last_contact_unix_ms = SystemTime::now()
@@ -124,5 +126,6 @@ impl Shared {
         if let Some(e) = error {
             s.last_error = Some(e.to_string());
         }
+        !was
     }
 }

@@ -307,6 +307,33 @@ mod tests {
     }
 
     #[test]
+    fn offline_layer_is_checked_against_todays_allow_list() {
+        use super::super::{AllowList, offline_layer};
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            offline_layer(dir.path(), &AllowList::default())
+                .unwrap()
+                .is_none()
+        );
+        let r = AppliedRemote {
+            hash: vec![1],
+            toml: "sample_interval_min_sec = 2\nservers = {}\n".into(),
+        };
+        save_applied(dir.path(), &r).unwrap();
+        let (saved, layer) = offline_layer(dir.path(), &AllowList::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(saved, r);
+        assert_eq!(layer.settings["sample_interval_min_sec"], "2");
+        let narrow = AllowList::parse("servers").unwrap();
+        let e = offline_layer(dir.path(), &narrow).unwrap_err().to_string();
+        assert!(
+            e.contains(REMOTE_FILE) && e.contains("sample_interval_min_sec"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn audit_appends_lines_and_rotates() {
         let dir = tempfile::tempdir().unwrap();
         let e = AuditEntry {
