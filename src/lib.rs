@@ -14,6 +14,7 @@
 //! | [`logging`], [`config`] | the process's logs; the settings table and its layers, building each stage's own config |
 //! | [`state`] | the shared state of a running agent (inventory, health, capabilities, latest requests) |
 //! | [`serve`] | the local `/healthz`, `/readyz`, `/metrics` endpoint |
+//! | [`control`] | the control plane: an OpAMP client (registration, health, remote configuration) |
 //! | [`runtime`] | `node-agent run`: the loops, their timing and shutdown |
 //! | [`check`] | `node-agent check`: one pass of everything, as a report |
 //! | [`cli`] | the command line, generated from the settings table |
@@ -30,6 +31,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod export;
 pub mod logging;
 pub mod otlp;
