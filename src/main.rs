@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async move {
         match inv.action {
             Action::Check { json } => node_agent::check::run(cfg, json).await,
-            _ => node_agent::runtime::run(cfg).await,
+            _ => node_agent::runtime::run(cfg, layers).await,
         }
     });
     // Do not wait for blocked helper threads (a hung statfs) at exit.

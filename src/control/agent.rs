@@ -8,13 +8,14 @@
 //! changed, so the answers must be stable when nothing changed (no "now" timestamps that move
 //! on every call).
 
-use super::allow::RemoteLayer;
 use super::proto;
+use crate::config::ConfigError;
+use crate::config::remote::RemoteLayer;
 use std::collections::BTreeMap;
 
 /// The agent as the client sees it. Methods are called from the client's task and should be
 /// cheap; `apply_remote_config` runs on a blocking thread.
-pub trait AgentHandle: Send + Sync + 'static {
+pub(crate) trait AgentHandle: Send + Sync + 'static {
     /// Identity and environment (sent when it changes).
     fn description(&self) -> Description;
     /// Health of the agent and its parts (sent when it changes).
@@ -23,13 +24,29 @@ pub trait AgentHandle: Send + Sync + 'static {
     fn effective_config(&self) -> String;
     /// Validates and applies a remote configuration that passed the allow-list; the layer with
     /// no keys means "no remote configuration" (the server withdrew it). On error, the previous
-    /// configuration must stay in force and the message must name the setting at fault.
-    fn apply_remote_config(&self, layer: &RemoteLayer) -> Result<(), String>;
+    /// configuration must stay in force and the error must name the setting at fault.
+    fn apply_remote_config(&self, layer: &RemoteLayer) -> Result<(), ApplyError>;
+}
+
+/// Why a remote configuration that passed the allow-list was not applied. Both name the setting.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApplyError {
+    /// The layers with it do not make a valid configuration.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// It changes a setting that is only read at start.
+    #[error(
+        "`{0}` cannot change while the agent runs (it is read at start); set it on the node, or leave it out of the remote configuration"
+    )]
+    NeedsRestart(&'static str),
+    /// The applying thread did not finish (panic or timeout).
+    #[error("applying the configuration failed: {0}")]
+    Aborted(String),
 }
 
 /// One attribute value (the OTLP/OpAMP AnyValue kinds the agent uses).
 #[derive(Debug, Clone, PartialEq)]
-pub enum AttrValue {
+pub(crate) enum AttrValue {
     Str(String),
     Int(i64),
     Bool(bool),
@@ -99,15 +116,16 @@ fn key_values(attrs: &[(String, AttrValue)]) -> Vec<proto::KeyValue> {
 
 /// The AgentDescription: identifying attributes (who) and non-identifying ones (where, what).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Description {
-    pub identifying: Vec<(String, AttrValue)>,
-    pub non_identifying: Vec<(String, AttrValue)>,
+pub(crate) struct Description {
+    pub(crate) identifying: Vec<(String, AttrValue)>,
+    pub(crate) non_identifying: Vec<(String, AttrValue)>,
 }
 
 impl Description {
     /// `service.name`, `service.version` (this build) and `service.instance.id`, the same
     /// identity as the agent's own OTLP Resource.
-    pub fn new(service_name: &str, instance_id: &str) -> Self {
+    #[cfg(any(test, feature = "fuzz"))]
+    pub(crate) fn new(service_name: &str, instance_id: &str) -> Self {
         Description {
             identifying: vec![
                 ("service.name".into(), service_name.into()),
@@ -118,8 +136,56 @@ impl Description {
         }
     }
 
+    /// The description from the agent's OTLP Resource: `service.name`, `service.version` and
+    /// `service.instance.id` identify it, everything else (`host.*`, `os.*`, the `node.*`
+    /// capabilities, cgroup setup, container runtime, Wings version) describes it.
+    pub(crate) fn from_resource(
+        attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    ) -> Self {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+        const IDENTIFYING: [&str; 3] = ["service.name", "service.version", "service.instance.id"];
+        let mut d = Description::default();
+        for want in IDENTIFYING {
+            if let Some(a) = attrs.iter().find(|a| a.key == want) {
+                d.identifying.push((
+                    want.to_string(),
+                    otlp_value(a.value.as_ref().and_then(|v| v.value.as_ref())),
+                ));
+            }
+        }
+        for a in attrs
+            .iter()
+            .filter(|a| !IDENTIFYING.contains(&a.key.as_str()))
+        {
+            d.non_identifying.push((
+                a.key.clone(),
+                otlp_value(a.value.as_ref().and_then(|v| v.value.as_ref())),
+            ));
+        }
+        fn otlp_value(v: Option<&V>) -> AttrValue {
+            match v {
+                Some(V::StringValue(s)) => AttrValue::Str(s.clone()),
+                Some(V::IntValue(i)) => AttrValue::Int(*i),
+                Some(V::BoolValue(b)) => AttrValue::Bool(*b),
+                Some(V::DoubleValue(x)) => AttrValue::Double(*x),
+                Some(V::ArrayValue(a)) => AttrValue::StrList(
+                    a.values
+                        .iter()
+                        .filter_map(|v| match &v.value {
+                            Some(V::StringValue(s)) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                _ => AttrValue::Str(String::new()),
+            }
+        }
+        d
+    }
+
     /// Adds a non-identifying attribute (`host.*`, `os.*`, `node.*` capabilities).
-    pub fn with(mut self, key: &str, value: impl Into<AttrValue>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with(mut self, key: &str, value: impl Into<AttrValue>) -> Self {
         self.non_identifying.push((key.to_string(), value.into()));
         self
     }
@@ -134,18 +200,18 @@ impl Description {
 
 /// Health of the agent or one of its parts, nestable (samplers, exporter queue, game probes).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Health {
-    pub healthy: bool,
+pub(crate) struct Health {
+    pub(crate) healthy: bool,
     /// Short agent-defined state, e.g. `running`, `degraded`, `stale`.
-    pub status: String,
+    pub(crate) status: String,
     /// Human-readable error, set when not healthy. Must hold no secret.
-    pub last_error: String,
+    pub(crate) last_error: String,
     /// When the component started, Unix nanoseconds (0 when it is not running).
-    pub start_time_unix_nano: u64,
+    pub(crate) start_time_unix_nano: u64,
     /// When this status was first observed, Unix nanoseconds (not "now": a moving value would
     /// make every heartbeat carry the health again).
-    pub status_time_unix_nano: u64,
-    pub components: BTreeMap<String, Health>,
+    pub(crate) status_time_unix_nano: u64,
+    pub(crate) components: BTreeMap<String, Health>,
 }
 
 impl Health {
@@ -167,8 +233,8 @@ impl Health {
 
 /// The name and content type under which the effective configuration is reported, and under
 /// which a remote configuration is looked for.
-pub const CONFIG_FILE_NAME: &str = "node-agent.toml";
-pub const TOML_CONTENT_TYPE: &str = "application/toml";
+pub(crate) const CONFIG_FILE_NAME: &str = "node-agent.toml";
+pub(crate) const TOML_CONTENT_TYPE: &str = "application/toml";
 
 pub(crate) fn effective_config(text: String) -> proto::EffectiveConfig {
     proto::EffectiveConfig {

@@ -9,62 +9,63 @@
 //! connection; the next attempt waits a jittered, growing backoff or what the server asked for.
 //! At shutdown the client sends AgentDisconnect (both transports) and closes.
 
-use super::agent::{AgentHandle, effective_config};
-use super::config::{OpampConfig, TransportKind, safe_url};
+use super::agent::{AgentHandle, ApplyError, effective_config};
 use super::proto::{self, RemoteConfigStatuses as Rcs};
+use super::retry::{Backoff, TransportError};
 use super::session::{self, ServerError, Session, Snapshot};
-use super::status::{RemoteState, Shared, Status};
-use super::transport::{Backoff, Conn, Incoming, Transport, TransportError};
-use super::{OpampError, allow, remote, store};
+use super::status::{Shared, new_status, status_name};
+use super::transport::{Conn, Transport};
+use super::ws::Incoming;
+use super::{OpampError, remote, store};
+use crate::config::opamp::{OpampConfig, safe_url};
+use crate::config::remote::accept;
+use crate::state::{ControlStatus, RemoteConfigState};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Starts the OpAMP client.
-pub struct Client;
+pub(crate) struct Client;
 
 /// Kept by the caller: status, nudges, and the task to wait for at shutdown.
-pub struct ClientHandle {
+pub(crate) struct ClientHandle {
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl ClientHandle {
     /// Where the connection stands (for `/readyz` and `check`).
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> ControlStatus {
         self.shared.status.lock().clone()
     }
 
     /// Asks for a status report now (call after the health, description or effective
     /// configuration changed); only what changed is sent.
-    pub fn report_changed(&self) {
+    pub(crate) fn report_changed(&self) {
         self.shared.nudge.notify_one();
     }
 
     /// Waits until the client has said goodbye (after the shutdown signal).
-    pub async fn join(self) {
+    pub(crate) async fn join(self) {
         let _ = self.task.await;
     }
 }
 
 impl Client {
-    /// Checks the configuration, loads (or creates) the instance UID and spawns the client on
-    /// the current tokio runtime. Errors are configuration or state-directory problems; network
-    /// trouble is never an error here (the client keeps retrying and reports it in the status).
-    pub fn start(
+    /// Loads (or creates) the instance UID and spawns the client on the current tokio runtime.
+    /// `in_force` is the saved remote configuration the agent started with (offline mode), if
+    /// any: reported as APPLIED and never applied again. Errors are TLS-material or
+    /// state-directory problems; network trouble is never an error here (the client keeps
+    /// retrying and reports it in the status).
+    pub(crate) fn start(
         cfg: OpampConfig,
+        in_force: Option<store::AppliedRemote>,
         agent: Arc<dyn AgentHandle>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<ClientHandle, OpampError> {
-        let kind = cfg.validate()?;
-        let endpoint = cfg.endpoint.trim().to_ascii_lowercase();
-        let secure = endpoint.starts_with("https://") || endpoint.starts_with("wss://");
-        let tls = super::tls::client_config(&cfg.tls, secure)?;
-        let transport = match kind {
-            TransportKind::Http => Transport::Http(super::http::HttpConn::new(&cfg, tls)?),
-            TransportKind::WebSocket => Transport::Ws(super::ws::WsConnector::new(&cfg, tls)?),
-        };
+        let kind = cfg.transport;
+        let transport = Transport::new(&cfg)?;
         let uid = store::load_or_create_uid(&cfg.state_dir)?;
         for key in cfg.remote_config_allow.sensitive() {
             tracing::warn!(
@@ -75,9 +76,9 @@ impl Client {
         let session = Session::new(
             uid,
             session::capabilities(cfg.accept_remote_config),
-            cfg.remote_in_force.as_ref(),
+            in_force.as_ref(),
         );
-        let shared = Arc::new(Shared::new(Status::new(
+        let shared = Arc::new(Shared::new(new_status(
             safe_url(&cfg.endpoint),
             kind,
             &uid,
@@ -130,6 +131,9 @@ struct Runner {
     /// The server asked for the full state (ReportFullState).
     full_requested: bool,
 }
+
+/// How long the goodbye may take at shutdown.
+const GOODBYE_WITHIN: Duration = Duration::from_secs(5);
 
 /// The shortest gap between two full reports sent because the server asked for them.
 const FULL_REPORT_GAP: Duration = Duration::from_secs(5);
@@ -219,9 +223,10 @@ impl Runner {
                 biased;
                 _ = self.shutdown.changed() => {
                     let bye = self.session.disconnect();
-                    match conn.goodbye(&bye).await {
-                        Ok(()) => tracing::info!("OpAMP: sent AgentDisconnect"),
-                        Err(e) => tracing::debug!(error = %e, "OpAMP: goodbye not delivered"),
+                    match tokio::time::timeout(GOODBYE_WITHIN, conn.goodbye(&bye)).await {
+                        Ok(Ok(())) => tracing::info!("OpAMP: sent AgentDisconnect"),
+                        Ok(Err(e)) => tracing::debug!(error = %e, "OpAMP: goodbye not delivered"),
+                        Err(_) => tracing::debug!("OpAMP: goodbye not answered in time"),
                     }
                     return Exit::Shutdown;
                 }
@@ -393,23 +398,27 @@ impl Runner {
         self.set_remote(&hash, Rcs::Applying, "");
         self.report(conn, reply_by, false).await?;
 
-        let result = match remote::pick_toml(&rc)
-            .and_then(|t| allow::accept_remote_config(&t, &self.cfg.remote_config_allow))
-        {
-            Err(e) => Err((e, Vec::new())),
+        let offered = remote::pick_toml(&rc).and_then(|t| {
+            accept(&t, &self.cfg.remote_config_allow).map_err(|e| super::Refusal(e.to_string()))
+        });
+        let result = match offered {
+            Err(e) => Err((e.0, Vec::new())),
             Ok(layer) => {
                 let keys = layer.keys();
                 let agent = self.agent.clone();
                 let l = layer.clone();
                 let job = tokio::task::spawn_blocking(move || agent.apply_remote_config(&l));
-                match tokio::time::timeout(self.cfg.timeout, job).await {
-                    Ok(Ok(Ok(()))) => Ok(layer),
-                    Ok(Ok(Err(e))) => Err((e, keys)),
-                    Ok(Err(_)) => Err(("applying the configuration panicked".into(), keys)),
-                    Err(_) => Err((
-                        format!("applying took longer than {:?}", self.cfg.timeout),
-                        keys,
-                    )),
+                let outcome = match tokio::time::timeout(self.cfg.timeout, job).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(_)) => Err(ApplyError::Aborted("it panicked".into())),
+                    Err(_) => Err(ApplyError::Aborted(format!(
+                        "it took longer than {:?}",
+                        self.cfg.timeout
+                    ))),
+                };
+                match outcome {
+                    Ok(()) => Ok(layer),
+                    Err(e) => Err((e.to_string(), keys)),
                 }
             }
         };
@@ -447,9 +456,9 @@ impl Runner {
 
     fn set_remote(&mut self, hash: &[u8], status: Rcs, error: &str) {
         self.session.set_remote_status(hash, status, error);
-        self.shared.status.lock().remote_config = Some(RemoteState {
+        self.shared.status.lock().remote_config = Some(RemoteConfigState {
             hash: store::hex(hash),
-            status: super::status::status_name(status as i32).to_string(),
+            status: status_name(status as i32).to_string(),
             error: (!error.is_empty()).then(|| error.to_string()),
         });
     }

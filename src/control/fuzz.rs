@@ -5,10 +5,10 @@
 //! protocol state machine, the remote-configuration picker and the allow-list. A panic or an
 //! unbounded result is a finding.
 
-use super::allow::{AllowList, accept_remote_config};
 use super::proto::ServerToAgent;
 use super::session::{self, Session};
-use super::{remote, wire};
+use super::{agent, remote, wire};
+use crate::config::remote::{AllowList, accept};
 use std::time::Duration;
 
 /// The size limit the fuzzer runs with (small, so limits are hit often).
@@ -31,27 +31,27 @@ fn exercise(msg: &ServerToAgent) {
         assert!(!remote::config_hash(rc).is_empty());
         match remote::pick_toml(rc) {
             Ok(text) => toml_text(&text),
-            Err(e) => assert!(e.chars().count() < 1200, "unbounded picker error"),
+            Err(e) => assert!(e.0.chars().count() < 1200, "unbounded picker error"),
         }
     }
     // A report after any server message is still well formed.
     let snap = session::Snapshot {
-        description: super::Description::new("node-agent", "fuzz").to_proto(),
+        description: agent::Description::new("node-agent", "fuzz").to_proto(),
         health: Default::default(),
-        effective: super::agent::effective_config(String::new()),
+        effective: agent::effective_config(String::new()),
     };
     let next = s.next(&snap);
     assert_eq!(next.instance_uid.len(), 16);
 }
 
 fn toml_text(text: &str) {
-    match accept_remote_config(text, &AllowList::default()) {
+    match accept(text, &AllowList::default()) {
         Ok(layer) => {
             for k in layer.keys() {
                 assert!(AllowList::default().allows(&k), "accepted disallowed {k}");
             }
         }
-        Err(e) => assert!(!e.is_empty()),
+        Err(e) => assert!(!e.to_string().is_empty()),
     }
 }
 
@@ -78,57 +78,8 @@ pub fn server_to_agent(data: &[u8]) {
 mod tests {
     use super::super::proto::{self, *};
     use super::*;
+    use crate::sys::fuzz::{corpus, corpus_dir, replay};
     use prost::Message;
-    use std::path::PathBuf;
-
-    /// One mutation of `seed`: flip, insert, delete, truncate, splice, overwrite with an
-    /// interesting byte (protobuf tags, varint continuation, TOML syntax), or append noise.
-    fn mutate(rng: &mut fastrand::Rng, seed: &[u8]) -> Vec<u8> {
-        let mut v = seed.to_vec();
-        for _ in 0..rng.usize(1..6) {
-            let len = v.len();
-            match rng.u8(0..7) {
-                0 if len > 0 => {
-                    let i = rng.usize(..len);
-                    v[i] ^= 1 << rng.u8(0..8);
-                }
-                1 => {
-                    let i = rng.usize(..=len);
-                    v.insert(i, rng.u8(..));
-                }
-                2 if len > 0 => {
-                    v.remove(rng.usize(..len));
-                }
-                3 if len > 0 => v.truncate(rng.usize(..len)),
-                4 if len > 0 => {
-                    let i = rng.usize(..len);
-                    v[i] = [0x00, 0x0a, 0x12, 0x1a, 0x80, 0xff, b'=', b'['][rng.usize(..8)];
-                }
-                5 if len > 1 => {
-                    let (a, b) = (rng.usize(..len), rng.usize(..len));
-                    let chunk = v[a.min(b)..a.max(b)].to_vec();
-                    let at = rng.usize(..=len);
-                    v.splice(at..at, chunk);
-                }
-                _ => v.extend((0..rng.usize(0..16)).map(|_| rng.u8(..))),
-            }
-        }
-        v
-    }
-
-    fn corpus_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/opamp")
-    }
-
-    fn corpus() -> Vec<Vec<u8>> {
-        let dir = corpus_dir();
-        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-            .collect();
-        seeds.sort();
-        seeds
-    }
 
     fn toml_offer(name: &str, ct: &str, body: &str, hash: &[u8]) -> ServerToAgent {
         ServerToAgent {
@@ -259,7 +210,7 @@ mod tests {
     /// `NODE_AGENT_REGENERATE=1`) and replies captured from the real mock server.
     #[test]
     fn synthetic_seeds_are_committed() {
-        let dir = corpus_dir();
+        let dir = corpus_dir("opamp");
         for (name, bytes) in synthetic_seeds() {
             let path = dir.join(name);
             if std::env::var_os("NODE_AGENT_REGENERATE").is_some() {
@@ -278,28 +229,17 @@ mod tests {
     /// The seed corpus plus 4000 mutations (fixed seed: reproducible) and random bytes.
     #[test]
     fn corpus_and_mutations_never_panic() {
-        let seeds = corpus();
-        assert!(seeds.len() >= 10, "seed corpus missing");
-        for s in &seeds {
-            server_to_agent(s);
-        }
-        let mut rng = fastrand::Rng::with_seed(0x0a3a_0000);
-        for i in 0..4000 {
-            let input: Vec<u8> = if i % 10 == 9 {
-                (0..rng.usize(0..256)).map(|_| rng.u8(..)).collect()
-            } else {
-                let pick = rng.usize(..seeds.len());
-                mutate(&mut rng, &seeds[pick])
-            };
-            server_to_agent(&input);
-        }
+        // Protobuf tags, varint continuation, TOML syntax.
+        const INTERESTING: &[u8] = &[0x00, 0x0a, 0x12, 0x1a, 0x80, 0xff, b'=', b'['];
+        let seeds = replay("opamp", 0x0a3a_0000, 4000, INTERESTING, server_to_agent);
+        assert!(seeds >= 10, "seed corpus missing");
     }
 
     /// The seeds reach the deep paths (so mutations start from valid input).
     #[test]
     fn seeds_decode() {
         let mut remote = 0;
-        for s in corpus() {
+        for s in corpus("opamp") {
             let m = wire::decode_message(&s, MAX)
                 .or_else(|_| wire::decode_frame(&s, MAX))
                 .or_else(|_| {

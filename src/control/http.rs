@@ -7,14 +7,14 @@
 //! one deadline. Redirects are not followed: they would carry the bearer token elsewhere.
 //! HTTP 429 and 503 are throttling, with `Retry-After` in seconds or as an HTTP date.
 
-use super::config::{OpampConfig, safe_url};
 use super::proto::{AgentToServer, ServerToAgent};
-use super::transport::TransportError;
+use super::retry::{TransportError, parse_retry_after};
 use super::{OpampError, wire};
+use crate::config::opamp::{OpampConfig, safe_url};
 use prost::Message;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 pub struct HttpConn {
     client: reqwest::Client,
@@ -155,25 +155,12 @@ impl HttpConn {
             buf.extend_from_slice(&chunk);
         }
         let buf = if gzipped {
-            wire::gunzip_bounded(&buf, self.max).map_err(|e| self.err(e))?
+            wire::gunzip_bounded(&buf, self.max).map_err(|e| self.err(e.0))?
         } else {
             buf
         };
-        wire::decode_message(&buf, self.max).map_err(|e| self.err(e))
+        wire::decode_message(&buf, self.max).map_err(|e| self.err(e.0))
     }
-}
-
-/// `Retry-After`: delay-seconds or an HTTP date.
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(s) = v.parse::<u64>() {
-        return Some(Duration::from_secs(s));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 /// The error and its causes, without the URL (which may carry credentials).
@@ -200,22 +187,6 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn retry_after_forms() {
-        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
-        let later = SystemTime::now() + Duration::from_secs(90);
-        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
-        assert!(
-            d > Duration::from_secs(85) && d <= Duration::from_secs(90),
-            "{d:?}"
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-    }
-
     /// A one-shot HTTP server on loopback answering `reply` to the first request; returns the
     /// URL and a receiver of the raw request head.
     async fn one_shot(reply: Vec<u8>) -> (String, tokio::sync::oneshot::Receiver<String>) {
@@ -241,7 +212,7 @@ mod tests {
     }
 
     fn conn(url: &str, max: usize) -> HttpConn {
-        let mut cfg = OpampConfig::new(url, "/tmp");
+        let mut cfg = OpampConfig::new(url, "/tmp").unwrap();
         cfg.token = Some("tok-123".into());
         cfg.max_message_bytes = max;
         cfg.timeout = Duration::from_secs(5);
@@ -308,7 +279,7 @@ mod tests {
             let (_s, _) = l.accept().await.unwrap();
             tokio::time::sleep(Duration::from_secs(30)).await;
         });
-        let mut cfg = OpampConfig::new(&url, "/tmp");
+        let mut cfg = OpampConfig::new(&url, "/tmp").unwrap();
         cfg.timeout = Duration::from_millis(300);
         let c = HttpConn::new(
             &cfg,

@@ -7,25 +7,30 @@
 //! Rust client exists, so this is a small one of our own on the vendored protos.
 //!
 //! How the parts fit, top to bottom:
-//! - [`Client::start`] takes an [`OpampConfig`] and an [`AgentHandle`] (the agent's answers:
-//!   description, health, effective configuration, applying a remote configuration) and runs
-//!   the protocol on its own task; [`ClientHandle::status`] is what `/readyz` and `check` show.
+//! - [`Client::start`] takes the checked settings (`config::opamp`) and an [`AgentHandle`] (the
+//!   agent's answers: description, health, effective configuration, applying a remote
+//!   configuration) and runs the protocol on its own task; [`ClientHandle::status`] is what
+//!   `/readyz` and `check` show. [`StateHandle`] is the running agent's `AgentHandle`, over the
+//!   shared state (`state::Context`): the Resource, the health the samplers and the exporter
+//!   record, `node-agent config`'s view of the layers, and the live settings cell it swaps.
 //! - `session` is the protocol state without I/O (sequence numbers, full state and status
 //!   compression, what a server message asks for); `transport` with `http` and `ws` moves the
-//!   bytes; `wire` decodes them within bounds (and is fuzzed, see [`fuzz`]).
-//! - `remote` finds our TOML in an offer; [`accept_remote_config`] checks it against the local
-//!   [`AllowList`]; `store` keeps the instance UID, the last applied remote configuration
-//!   ([`load_last_applied`], [`offline_layer`] for offline starts) and an audit log in the state
-//!   directory.
+//!   bytes; `wire` decodes them within bounds (and is fuzzed, see `fuzz`).
+//! - `remote` finds our TOML in an offer; `config::remote` checks it against the local
+//!   allow-list; `store` keeps the instance UID, the last applied remote configuration
+//!   ([`offline_layer`] for offline starts) and an audit log in the state directory.
+//! - [`probe`] is `node-agent check`'s one exchange with the server.
 
 mod agent;
-mod allow;
 mod client;
-mod config;
+#[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
+mod handle;
 mod http;
+mod probe;
 pub mod proto;
 mod remote;
+mod retry;
 mod session;
 mod status;
 mod store;
@@ -34,41 +39,41 @@ mod transport;
 mod wire;
 mod ws;
 
-pub use agent::{AgentHandle, AttrValue, CONFIG_FILE_NAME, Description, Health, TOML_CONTENT_TYPE};
-pub use allow::{
-    AllowList, DEFAULT_ALLOW, RemoteLayer, TABLES, accept_remote_config, is_sensitive,
-};
-pub use client::{Client, ClientHandle};
-pub use config::{
-    DEFAULT_BACKOFF_MAX, DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT,
-    OpampConfig, OpampTls, TransportKind, safe_url,
-};
-pub use status::{RemoteState, Status};
-pub use store::{AppliedRemote, load_last_applied, uuid_string};
+pub(crate) use client::Client;
+pub(crate) use handle::StateHandle;
+pub(crate) use probe::probe;
+pub(crate) use store::AppliedRemote;
 
+use crate::config::remote::{AllowList, RemoteLayer, accept};
 use std::path::{Path, PathBuf};
+
+/// Something the server sent that cannot be used, as text safe to log and to report back
+/// (bounded, no control characters, no secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Refusal(pub(crate) String);
 
 /// Offline start: the last applied remote configuration, checked again against today's local
 /// allow-list (the operator may have narrowed it since). `Ok(None)` when there is none; an error
 /// (naming the file) when it cannot be read or no longer passes — the caller warns and starts
-/// without it. Put the returned `AppliedRemote` in [`OpampConfig::remote_in_force`] when the
-/// layer is used, so the client reports it as APPLIED and never applies it twice.
-pub fn offline_layer(
+/// without it. The caller passes the returned `AppliedRemote` to [`Client::start`] when it put
+/// the layer in force, so the client reports it as APPLIED and never applies it twice.
+pub(crate) fn offline_layer(
     state_dir: &Path,
     allow: &AllowList,
 ) -> Result<Option<(AppliedRemote, RemoteLayer)>, OpampError> {
-    let Some(saved) = load_last_applied(state_dir)? else {
+    let Some(saved) = store::load_last_applied(state_dir)? else {
         return Ok(None);
     };
-    let layer = accept_remote_config(&saved.toml, allow).map_err(|e| OpampError::State {
-        path: state_dir.join("opamp-remote-config.json"),
+    let layer = accept(&saved.toml, allow).map_err(|e| OpampError::State {
+        path: state_dir.join(store::REMOTE_FILE),
         reason: format!("the saved remote configuration is not usable any more: {e}"),
     })?;
     Ok(Some((saved, layer)))
 }
 
 /// Why the client could not start (network trouble is never one: the client retries and
-/// reports it in [`Status`]).
+/// reports it in its status).
 #[derive(Debug, thiserror::Error)]
 pub enum OpampError {
     #[error("OpAMP configuration: {0}")]

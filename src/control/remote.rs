@@ -6,6 +6,7 @@
 //! The hash is the server's `config_hash`; when a server leaves it empty the client derives
 //! one from the content, so "never apply the same configuration twice" still holds.
 
+use super::Refusal;
 use super::agent::TOML_CONTENT_TYPE;
 use super::proto::AgentRemoteConfig;
 
@@ -40,7 +41,7 @@ fn is_toml(name: &str, content_type: &str) -> bool {
 }
 
 /// The TOML text of the offer, or the reason it has none usable.
-pub fn pick_toml(rc: &AgentRemoteConfig) -> Result<String, String> {
+pub fn pick_toml(rc: &AgentRemoteConfig) -> Result<String, Refusal> {
     let Some(map) = rc.config.as_ref().filter(|m| !m.config_map.is_empty()) else {
         return Ok(String::new());
     };
@@ -56,20 +57,20 @@ pub fn pick_toml(rc: &AgentRemoteConfig) -> Result<String, String> {
             .map(|(n, f)| format!("`{}` ({})", printable(n), printable(&f.content_type)))
             .collect();
         names.sort();
-        return Err(format!(
+        return Err(Refusal(format!(
             "no entry named *.toml or with content type {TOML_CONTENT_TYPE} in the offer (got {})",
             names.join(", ")
-        ));
+        )));
     };
     if let Some((other, _)) = ours.next() {
-        return Err(format!(
+        return Err(Refusal(format!(
             "more than one TOML entry in the offer (`{}` and `{}`); send one",
             printable(name),
             printable(other)
-        ));
+        )));
     }
     String::from_utf8(file.body.clone())
-        .map_err(|_| format!("entry `{}` is not UTF-8 text", printable(name)))
+        .map_err(|_| Refusal(format!("entry `{}` is not UTF-8 text", printable(name))))
 }
 
 /// A server-chosen string made safe for logs and messages: at most 64 characters, no control
@@ -129,9 +130,13 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_ours() {
-        let e = pick_toml(&offer(&[("elastic", "application/json", "{}")], b"h")).unwrap_err();
+        let e = pick_toml(&offer(&[("elastic", "application/json", "{}")], b"h"))
+            .unwrap_err()
+            .0;
         assert!(e.contains("`elastic` (application/json)"), "{e}");
-        let e = pick_toml(&offer(&[("a.toml", "", "1"), ("b.toml", "", "2")], b"h")).unwrap_err();
+        let e = pick_toml(&offer(&[("a.toml", "", "1"), ("b.toml", "", "2")], b"h"))
+            .unwrap_err()
+            .0;
         assert!(e.contains("more than one"), "{e}");
         let mut o = offer(&[("a.toml", "", "")], b"h");
         o.config
@@ -141,7 +146,7 @@ mod tests {
             .get_mut("a.toml")
             .unwrap()
             .body = vec![0xff];
-        assert!(pick_toml(&o).unwrap_err().contains("UTF-8"));
+        assert!(pick_toml(&o).unwrap_err().0.contains("UTF-8"));
     }
 
     #[test]

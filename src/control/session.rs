@@ -247,7 +247,7 @@ mod tests {
 
     fn snap(health: bool, eff: &str) -> Snapshot {
         Snapshot {
-            description: super::super::Description::new("node-agent", "n1").to_proto(),
+            description: super::super::agent::Description::new("node-agent", "n1").to_proto(),
             health: proto::ComponentHealth {
                 healthy: health,
                 ..Default::default()

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const UID_FILE: &str = "opamp-instance-uid";
-const REMOTE_FILE: &str = "opamp-remote-config.json";
+pub(crate) const REMOTE_FILE: &str = "opamp-remote-config.json";
 const AUDIT_FILE: &str = "opamp-audit.jsonl";
 /// The audit log is rotated to `.1` past this size, so it cannot fill the disk.
 const AUDIT_MAX_BYTES: u64 = 1024 * 1024;
@@ -83,7 +83,7 @@ pub(crate) fn new_uuid_v7() -> [u8; 16] {
 }
 
 /// The canonical text form, e.g. `0190a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b`.
-pub fn uuid_string(b: &[u8]) -> String {
+pub(crate) fn uuid_string(b: &[u8]) -> String {
     let h = hex(b);
     if b.len() != 16 {
         return h;
@@ -155,13 +155,13 @@ pub(crate) fn store_uid(dir: &Path, uid: &[u8; 16]) -> Result<(), OpampError> {
 
 /// A remote configuration that was applied: the server's hash and the TOML text.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AppliedRemote {
-    pub hash: Vec<u8>,
-    pub toml: String,
+pub(crate) struct AppliedRemote {
+    pub(crate) hash: Vec<u8>,
+    pub(crate) toml: String,
 }
 
 impl AppliedRemote {
-    pub fn hash_hex(&self) -> String {
+    pub(crate) fn hash_hex(&self) -> String {
         hex(&self.hash)
     }
 }
@@ -191,7 +191,7 @@ fn now_unix() -> u64 {
 
 /// The last remote configuration applied on this node, for offline start. `Ok(None)` when there
 /// is none; an error names the file when it exists but cannot be used.
-pub fn load_last_applied(state_dir: &Path) -> Result<Option<AppliedRemote>, OpampError> {
+pub(crate) fn load_last_applied(state_dir: &Path) -> Result<Option<AppliedRemote>, OpampError> {
     let path = state_dir.join(REMOTE_FILE);
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
@@ -308,7 +308,8 @@ mod tests {
 
     #[test]
     fn offline_layer_is_checked_against_todays_allow_list() {
-        use super::super::{AllowList, offline_layer};
+        use super::super::offline_layer;
+        use crate::config::remote::AllowList;
         let dir = tempfile::tempdir().unwrap();
         assert!(
             offline_layer(dir.path(), &AllowList::default())

@@ -6,7 +6,7 @@
 //! The crypto provider is `ring`, passed explicitly, so nothing depends on a process default.
 
 use super::OpampError;
-use super::config::OpampTls;
+use crate::config::opamp::OpampTls;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};

@@ -3,6 +3,7 @@
 //! gzip. Everything the server sends passes through here first, which is why this is the part
 //! that is fuzzed (see [`super::fuzz`]).
 
+use super::Refusal;
 use super::proto::{AgentToServer, ServerToAgent};
 use prost::Message;
 use std::io::Read;
@@ -17,38 +18,42 @@ pub fn encode_frame(msg: &AgentToServer) -> Vec<u8> {
 }
 
 /// Decodes a `ServerToAgent` of at most `max` bytes.
-pub fn decode_message(data: &[u8], max: usize) -> Result<ServerToAgent, String> {
+pub fn decode_message(data: &[u8], max: usize) -> Result<ServerToAgent, Refusal> {
     if data.len() > max {
-        return Err(format!(
+        return Err(Refusal(format!(
             "server message of {} bytes is over the {max}-byte limit",
             data.len()
-        ));
+        )));
     }
-    ServerToAgent::decode(data).map_err(|e| format!("not a ServerToAgent message: {e}"))
+    ServerToAgent::decode(data).map_err(|e| Refusal(format!("not a ServerToAgent message: {e}")))
 }
 
 /// Decodes one WebSocket message: the header must be 0 (other values are reserved and mean
 /// the message is malformed), the rest is the protobuf message (possibly empty).
-pub fn decode_frame(frame: &[u8], max: usize) -> Result<ServerToAgent, String> {
+pub fn decode_frame(frame: &[u8], max: usize) -> Result<ServerToAgent, Refusal> {
     let mut rest = frame;
     let header = prost::encoding::decode_varint(&mut rest)
-        .map_err(|_| "WebSocket message without a valid varint header".to_string())?;
+        .map_err(|_| Refusal("WebSocket message without a valid varint header".into()))?;
     if header != 0 {
-        return Err(format!("WebSocket message header {header} is not 0"));
+        return Err(Refusal(format!(
+            "WebSocket message header {header} is not 0"
+        )));
     }
     decode_message(rest, max)
 }
 
 /// Inflates a gzip body, refusing to produce more than `max` bytes (a small compressed body can
 /// expand a thousandfold).
-pub fn gunzip_bounded(data: &[u8], max: usize) -> Result<Vec<u8>, String> {
+pub fn gunzip_bounded(data: &[u8], max: usize) -> Result<Vec<u8>, Refusal> {
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(max));
     flate2::read::MultiGzDecoder::new(data)
         .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("gzip body: {e}"))?;
+        .map_err(|e| Refusal(format!("gzip body: {e}")))?;
     if out.len() > max {
-        return Err(format!("gzip body inflates past the {max}-byte limit"));
+        return Err(Refusal(format!(
+            "gzip body inflates past the {max}-byte limit"
+        )));
     }
     Ok(out)
 }
@@ -73,6 +78,7 @@ mod tests {
         assert!(
             decode_frame(&[1, 0x0a, 0], 1024)
                 .unwrap_err()
+                .0
                 .contains("header 1")
         );
         assert!(decode_frame(&[], 1024).is_err());
@@ -84,6 +90,7 @@ mod tests {
         assert!(
             decode_message(&[0; 2000], 1024)
                 .unwrap_err()
+                .0
                 .contains("limit")
         );
     }
@@ -97,6 +104,7 @@ mod tests {
         assert!(
             gunzip_bounded(&bomb, 64 * 1024)
                 .unwrap_err()
+                .0
                 .contains("limit")
         );
         assert_eq!(gunzip_bounded(&bomb, 1 << 20).unwrap().len(), 1 << 20);

@@ -6,11 +6,12 @@
 //! bounded by the size limit in tungstenite itself (it refuses to buffer more); the upgrade and
 //! every send are bounded in time; waiting for replies is bounded by the client loop.
 
-use super::config::{OpampConfig, safe_url};
-use super::http::{parse_retry_after, request_headers};
+use super::http::request_headers;
 use super::proto::AgentToServer;
-use super::transport::{Incoming, TransportError};
+use super::proto::ServerToAgent;
+use super::retry::{TransportError, parse_retry_after};
 use super::{OpampError, wire};
+use crate::config::opamp::{OpampConfig, safe_url};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,14 @@ use tokio_tungstenite::tungstenite::http::HeaderMap;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+/// Something read from a WebSocket.
+pub enum Incoming {
+    Message(Box<ServerToAgent>),
+    /// A data message that is not a valid OpAMP message (logged and counted, not fatal).
+    Malformed(String),
+    Pong,
+}
 
 /// What is needed to (re)connect.
 pub struct WsConnector {
@@ -139,7 +148,7 @@ impl WsConn {
             return Ok(match m {
                 Message::Binary(b) => match wire::decode_frame(&b, self.max) {
                     Ok(msg) => Incoming::Message(Box::new(msg)),
-                    Err(e) => Incoming::Malformed(e),
+                    Err(e) => Incoming::Malformed(e.0),
                 },
                 Message::Text(_) => {
                     Incoming::Malformed("text message (OpAMP messages are binary)".into())
@@ -165,9 +174,15 @@ impl WsConn {
 
     /// AgentDisconnect, then the close handshake, each bounded in time.
     pub async fn goodbye(mut self, last: &AgentToServer) -> Result<(), TransportError> {
-        let wait = self.timeout.min(Duration::from_secs(5));
-        self.timeout = wait;
+        self.timeout = self.timeout.min(Duration::from_secs(5));
         self.send(last).await?;
+        self.close().await;
+        Ok(())
+    }
+
+    /// The close handshake, bounded in time.
+    pub async fn close(mut self) {
+        let wait = self.timeout.min(Duration::from_secs(5));
         let _ = tokio::time::timeout(wait, async {
             if self.stream.close(None).await.is_ok() {
                 // Drain until the server's Close arrives.
@@ -175,6 +190,5 @@ impl WsConn {
             }
         })
         .await;
-        Ok(())
     }
 }

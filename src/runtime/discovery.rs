@@ -39,7 +39,7 @@ pub(crate) async fn discovery_loop(ctx: Arc<Context>, mut shutdown: watch::Recei
         let started = Instant::now();
         let (inv, outcomes) = d.pass().await;
         publish(&ctx, inv, outcomes, started.elapsed());
-        if sleep_or_shutdown(ctx.cfg.discovery.interval, &mut shutdown).await {
+        if sleep_or_shutdown(ctx.live().discovery_interval, &mut shutdown).await {
             return;
         }
     }

@@ -8,14 +8,18 @@
 //! - On a signal the cycle in progress finishes, its sample is queued, the queue is given the
 //!   grace period to drain, and the process exits 0.
 //!
-//! A new loop (a logs follower, the control-plane client) is a file here, started from [`run`].
+//! - [`control`]: the OpAMP client (when an endpoint is set), started before the samplers so a
+//!   saved remote configuration is in force from the first sample; it says goodbye at shutdown.
+//!
+//! A new loop (a logs follower) is a file here, started from [`run`].
 
+pub(crate) mod control;
 pub(crate) mod discovery;
 pub mod node;
 pub(crate) mod players;
 pub(crate) mod timing;
 
-use crate::config::Config;
+use crate::config::{Config, Layers};
 use crate::export::{Exporter, Transport};
 use crate::sources::probe::prober::Prober;
 use crate::state::Context;
@@ -39,8 +43,9 @@ async fn signal() {
     }
 }
 
-/// Runs until a signal; returns the process exit code.
-pub async fn run(cfg: Config) -> i32 {
+/// Runs until a signal; returns the process exit code. `layers` are what `cfg` was built from
+/// (the control plane rebuilds the configuration from them with its remote layer).
+pub async fn run(cfg: Config, layers: Layers) -> i32 {
     let fd_limit = raise_fd_limit();
     tracing::debug!(fd_limit, "open-file limit");
     if cfg.sdk_disabled {
@@ -48,6 +53,7 @@ pub async fn run(cfg: Config) -> i32 {
         signal().await;
         return 0;
     }
+    let (cfg, layers, in_force) = control::offline(cfg, layers);
     let transport = match Transport::new(&cfg.export) {
         Ok(t) => t,
         Err(e) => {
@@ -87,6 +93,13 @@ pub async fn run(cfg: Config) -> i32 {
             }
         }
     }
+    let control = match control::start(ctx.clone(), layers, in_force, shutdown_rx.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the OpAMP client");
+            return 2;
+        }
+    };
     let discovery = tokio::spawn(discovery::discovery_loop(ctx.clone(), shutdown_rx.clone()));
     let node = tokio::spawn(node::node_loop(
         ctx.clone(),
@@ -121,6 +134,10 @@ pub async fn run(cfg: Config) -> i32 {
             lost = left.lost,
             "shutdown grace period over; no spool for the undelivered batches"
         );
+    }
+    if let Some(c) = control {
+        // The goodbye went out while the queue drained; it is bounded in time.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), c).await;
     }
     tracing::info!(samples, "node-agent stopped");
     0

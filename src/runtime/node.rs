@@ -86,7 +86,8 @@ pub(crate) fn containers_cycle(
     sample
 }
 
-/// Samples the node every `sample_interval` (jittered) until shutdown.
+/// Samples the node every `sample_interval` (jittered; the live value, which a remote
+/// configuration may change) until shutdown.
 pub(crate) async fn node_loop(
     ctx: Arc<Context>,
     exporter: Exporter,
@@ -98,7 +99,7 @@ pub(crate) async fn node_loop(
         let payload = node_cycle(&ctx, &mut sampler, &stats);
         ctx.set_latest("node", &payload);
         exporter.enqueue(payload);
-        if sleep_or_shutdown(jittered(ctx.cfg.sample_interval), &mut shutdown).await {
+        if sleep_or_shutdown(jittered(ctx.live().sample_interval), &mut shutdown).await {
             return;
         }
     }

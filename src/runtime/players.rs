@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
 
-/// Probes until shutdown. Without Wings the server list is empty and static targets are probed
+/// Probes until shutdown, with the live players settings of each pass. Without Wings the server list is empty and static targets are probed
 /// all the same.
 pub(crate) async fn players_loop(
     ctx: Arc<Context>,
@@ -23,7 +23,21 @@ pub(crate) async fn players_loop(
     exporter: Exporter,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut in_force = ctx.live();
     loop {
+        // A remote configuration may have changed the targets, overrides or limits.
+        let live = ctx.live();
+        if !Arc::ptr_eq(&live, &in_force) {
+            let (old, new) = (&in_force.players, &live.players);
+            if new.concurrency != old.concurrency {
+                prober = Prober::from_config(new);
+            } else {
+                prober.config = new.targets.clone();
+                prober.limits = new.limits.clone();
+                prober.node_ip = new.node_ip.clone();
+            }
+            in_force = live;
+        }
         let list = targets::from_inventory(&ctx.containers.inventory());
         let started = Instant::now();
         let time = now_nanos();
@@ -38,7 +52,7 @@ pub(crate) async fn players_loop(
             ctx.set_latest("players", &payload);
             exporter.enqueue(payload);
         }
-        if sleep_or_shutdown(jittered(ctx.cfg.players.interval), &mut shutdown).await {
+        if sleep_or_shutdown(jittered(in_force.players.interval), &mut shutdown).await {
             return;
         }
     }
