@@ -132,8 +132,8 @@ pub struct Context {
     pub mounts: Arc<MountTable>,
     /// What may change while the agent runs (see [`Live`]).
     live: RwLock<Arc<Live>>,
-    /// The control-plane connection, when there is one (updated by its loop).
-    pub(crate) control: Mutex<Option<ControlStatus>>,
+    /// The control-plane connection's status, when there is a client (it keeps it current).
+    pub(crate) control: Mutex<Option<Arc<Mutex<ControlStatus>>>>,
 }
 
 impl Context {
@@ -171,6 +171,13 @@ impl Context {
     /// The OTLP Resource attributes as of now.
     pub(crate) fn resource(&self) -> Vec<KeyValue> {
         resource::build(&self.live().resource, &self.host, &self.caps.read())
+    }
+
+    /// Where the control-plane connection stands (`None`: no OpAMP client).
+    pub(crate) fn control_status(&self) -> Option<ControlStatus> {
+        let cell = self.control.lock().clone()?;
+        let status = cell.lock().clone();
+        Some(status)
     }
 
     /// The live settings in force (an immutable snapshot).

@@ -66,7 +66,7 @@ pub fn toml(layers: &Layers) -> String {
     }
     for r in effective(layers) {
         if let Some(v) = r.value {
-            let quoted = toml::Value::String(v).to_string();
+            let quoted = toml::Value::String(without_userinfo(&v)).to_string();
             out.push_str(&format!("{} = {quoted} # {}\n", r.key, r.source));
         }
     }
@@ -76,6 +76,18 @@ pub fn toml(layers: &Layers) -> String {
         out.push_str(&toml::to_string(&tables).unwrap_or_default());
     }
     out
+}
+
+/// A URL's user-info (`user:password@`) is a credential: shown as `[redacted]@`.
+fn without_userinfo(v: &str) -> String {
+    let Some((scheme, rest)) = v.split_once("://") else {
+        return v.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://[redacted]@{}", &rest[at + 1..]),
+        None => v.to_string(),
+    }
 }
 
 /// The settings table as Markdown (docs/configuration.md holds exactly this).

@@ -164,7 +164,15 @@ fn remote_sits_between_env_and_file_and_its_sections_merge_over_the_files() {
     // The effective configuration is TOML that reads back, with sources and no secret.
     let mut l = l;
     l.env.insert("NODE_TOKEN".into(), "s3cret-token".into());
+    l.env.insert(
+        "NODE_AGENT_OPAMP_ENDPOINT".into(),
+        "https://agent:s3cret@cp.example/v1/opamp".into(),
+    );
     let text = super::display::toml(&l);
+    assert!(
+        text.contains("https://[redacted]@cp.example/v1/opamp"),
+        "{text}"
+    );
     assert!(!text.contains("s3cret"), "{text}");
     let back: toml::Table = text.parse().unwrap();
     assert_eq!(back["sample_interval_min_sec"].as_str(), Some("2"));

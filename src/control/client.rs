@@ -35,9 +35,9 @@ pub(crate) struct ClientHandle {
 }
 
 impl ClientHandle {
-    /// Where the connection stands (for `/readyz` and `check`).
-    pub(crate) fn status(&self) -> ControlStatus {
-        self.shared.status.lock().clone()
+    /// The status cell the client keeps current (shared with `/readyz`).
+    pub(crate) fn status_cell(&self) -> Arc<parking_lot::Mutex<ControlStatus>> {
+        self.shared.status.clone()
     }
 
     /// Asks for a status report now (call after the health, description or effective

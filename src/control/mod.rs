@@ -53,6 +53,14 @@ use std::path::{Path, PathBuf};
 #[error("{0}")]
 pub(crate) struct Refusal(pub(crate) String);
 
+/// What [`Client::start`] needs before it can run: a usable state directory (the instance UID
+/// is created there) and TLS material that parses. Checked at start so a broken deployment
+/// fails at once with the reason, not later in a background task.
+pub(crate) fn preflight(cfg: &crate::config::opamp::OpampConfig) -> Result<(), OpampError> {
+    store::load_or_create_uid(&cfg.state_dir)?;
+    transport::Transport::new(cfg).map(|_| ())
+}
+
 /// Offline start: the last applied remote configuration, checked again against today's local
 /// allow-list (the operator may have narrowed it since). `Ok(None)` when there is none; an error
 /// (naming the file) when it cannot be read or no longer passes — the caller warns and starts

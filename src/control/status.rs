@@ -8,6 +8,7 @@ use super::store::{hex, uuid_string};
 use crate::config::opamp::TransportKind;
 use crate::state::{ControlStatus, RemoteConfigState};
 use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
@@ -55,16 +56,17 @@ fn now_ms() -> Option<u64> {
         .map(|d| d.as_millis() as u64)
 }
 
-/// Shared between the client task and its handle.
+/// Shared between the client task and its handle; the status cell is also shared with the
+/// agent's state (for `/readyz`).
 pub(crate) struct Shared {
-    pub(crate) status: Mutex<ControlStatus>,
+    pub(crate) status: Arc<Mutex<ControlStatus>>,
     pub(crate) nudge: Notify,
 }
 
 impl Shared {
     pub(crate) fn new(status: ControlStatus) -> Self {
         Shared {
-            status: Mutex::new(status),
+            status: Arc::new(Mutex::new(status)),
             nudge: Notify::new(),
         }
     }

@@ -154,7 +154,7 @@ pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
             "dropped": e.dropped.load(Ordering::Relaxed),
         },
         // The control plane, informational: the agent works on without it (offline mode).
-        "opamp": ctx.control.lock().clone(),
+        "opamp": ctx.control_status(),
     });
     (ready, body)
 }

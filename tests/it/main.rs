@@ -14,7 +14,7 @@ mod docker_real;
 mod e2e_otlp;
 mod gpu;
 mod house;
-// mod opamp; (phase-1 library tests: rewritten against the agent binary in the next commits)
+mod opamp;
 mod pipeline;
 mod probe_e2e;
 mod probes;

@@ -1,209 +1,128 @@
-//! OpAMP client tests: proto generation, the real `@elastic/mockopampserver` (HTTP transport,
-//! plain and mutual TLS), and a WebSocket server in the suite speaking the specification's
-//! framing (the mock has no WebSocket transport).
+//! The control plane end to end: the real `node-agent` binary against the real
+//! `@elastic/mockopampserver` 0.5.0 (npm; HTTP transport, plain and mutual TLS) and against a
+//! WebSocket OpAMP server in the suite (the mock has no WebSocket transport), exporting to the
+//! decoding receiver so that what the control plane changes is checked in what is exported.
 //!
-//! The agent side is a test agent whose effective configuration and remote-config validation
-//! are the real ones (`config::effective`, `Config::from_layers`), with a node token set, so "no
-//! secret in anything sent" is checked on what the redaction really produces.
+//! Every agent here runs with secrets set (node token, OpAMP token and header, OTLP header) and
+//! every test checks that none of them reaches the server, the effective configuration or the
+//! agent's log.
 
 mod mock;
 mod ws;
 
-use crate::harness::repo_root;
-use node_agent::config::{Config, Layers};
-use node_agent::control::{
-    AgentHandle, AllowList, Client, ClientHandle, Description, Health, OpampConfig, RemoteLayer,
-    load_last_applied, offline_layer,
-};
-use parking_lot::Mutex;
+use crate::harness::*;
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use std::time::Duration;
 
 pub const TOKEN: &str = "opamp-t0ken-s3cret";
 pub const HEADER_SECRET: &str = "tenant-h3ader-s3cret";
 pub const NODE_TOKEN: &str = "node-t0ken-s3cret";
-
-// ---------------------------------------------------------------------------------------------
-// The test agent: real redaction and real validation of remote settings.
-
-pub struct TestAgent {
-    layers: Mutex<Layers>,
-    healthy: Mutex<bool>,
-    pub apply_calls: AtomicUsize,
-}
-
-impl TestAgent {
-    pub fn new() -> Arc<Self> {
-        let env: BTreeMap<String, String> = [
-            ("NODE_TOKEN", NODE_TOKEN),
-            ("NODE_ID", "node-it-1"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=otlp-h3ader-s3cret"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let file: BTreeMap<String, String> =
-            [("sample_interval_min_sec".to_string(), "10".to_string())].into();
-        Arc::new(TestAgent {
-            layers: Mutex::new(Layers {
-                flags: BTreeMap::new(),
-                env,
-                file,
-                file_path: None,
-                file_tables: toml::Table::new(),
-            }),
-            healthy: Mutex::new(true),
-            apply_calls: AtomicUsize::new(0),
-        })
-    }
-
-    /// The sample interval in force (min), from the real typed configuration.
-    pub fn sample_interval(&self) -> Duration {
-        Config::from_layers(&self.layers.lock())
-            .unwrap()
-            .sample_interval
-            .0
-    }
-
-    pub fn set_healthy(&self, h: bool) {
-        *self.healthy.lock() = h;
-    }
-}
-
-impl AgentHandle for TestAgent {
-    fn description(&self) -> Description {
-        Description::new("node-agent", "node-it-1")
-            .with("host.name", "it-host")
-            .with("os.type", "linux")
-            .with("node.cpu.count", 8i64)
-    }
-
-    fn health(&self) -> Health {
-        let healthy = *self.healthy.lock();
-        let mut h = Health {
-            healthy,
-            status: if healthy { "running" } else { "degraded" }.into(),
-            start_time_unix_nano: 1_700_000_000_000_000_000,
-            status_time_unix_nano: 1_700_000_000_000_000_000,
-            ..Default::default()
-        };
-        h.components.insert(
-            "exporter".into(),
-            Health {
-                healthy,
-                last_error: if healthy { "" } else { "collector unreachable" }.into(),
-                ..Default::default()
-            },
-        );
-        h
-    }
-
-    fn effective_config(&self) -> String {
-        node_agent::config::effective(&self.layers.lock())
-            .into_iter()
-            .filter_map(|s| s.value.map(|v| format!("{} = {:?}\n", s.key, v)))
-            .collect()
-    }
-
-    /// Remote sits between the environment and the file: merged over the file layer.
-    fn apply_remote_config(&self, layer: &RemoteLayer) -> Result<(), String> {
-        self.apply_calls.fetch_add(1, Ordering::SeqCst);
-        let mut candidate = {
-            let l = self.layers.lock();
-            Layers {
-                flags: l.flags.clone(),
-                env: l.env.clone(),
-                file: l.file.clone(),
-                file_path: None,
-                file_tables: l.file_tables.clone(),
-            }
-        };
-        candidate.file.extend(layer.settings.clone());
-        candidate.file_tables.extend(layer.tables.clone());
-        Config::from_layers(&candidate).map_err(|e| e.to_string())?;
-        *self.layers.lock() = candidate;
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Shared helpers.
-
-/// Every log line of this test binary: a global subscriber with the agent's own filter at its
-/// most verbose (`trace`, all crates).
-pub fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static BUF: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
-    BUF.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let b = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace,h2=warn,hyper=warn,rustls=warn,tungstenite=debug"))
-            .with_ansi(false)
-            .with_writer(move || LogBuf(b.clone()))
-            .try_init();
-        buf
-    })
-    .clone()
-}
-
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-impl Write for LogBuf {
-    fn write(&mut self, d: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(d);
-        Ok(d.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+pub const OTLP_HEADER_SECRET: &str = "otlp-h3ader-s3cret";
 
 pub fn assert_no_secret(what: &str, text: &str) {
-    for s in [TOKEN, HEADER_SECRET, NODE_TOKEN, "otlp-h3ader-s3cret"] {
+    for s in [TOKEN, HEADER_SECRET, NODE_TOKEN, OTLP_HEADER_SECRET] {
         let line = text.lines().find(|l| l.contains(s)).unwrap_or("");
         assert!(!text.contains(s), "{what} contains the secret {s}: {line}");
     }
 }
 
-pub fn client_config(endpoint: &str, state: &Path) -> OpampConfig {
-    let mut c = OpampConfig::new(endpoint, state);
-    c.token = Some(TOKEN.into());
-    c.headers = vec![("X-Tenant".into(), HEADER_SECRET.into())];
-    c.heartbeat = Duration::from_secs(1);
-    c.timeout = Duration::from_secs(5);
-    c.accept_remote_config = true;
-    c
-}
-
-pub fn start(cfg: OpampConfig, agent: &Arc<TestAgent>) -> (ClientHandle, watch::Sender<bool>) {
-    logs();
-    let (tx, rx) = watch::channel(false);
-    let agent: Arc<dyn AgentHandle> = agent.clone();
-    (Client::start(cfg, agent, rx).unwrap(), tx)
-}
-
-pub async fn stop(h: ClientHandle, tx: watch::Sender<bool>) {
-    tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), h.join())
-        .await
-        .expect("client stops");
-}
-
-pub async fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// An agent reporting to `endpoint` (state in `dir/state`), exporting to `receiver` when given,
+/// with the local endpoint on `http_port`, every secret set, and `extra` on top.
+pub fn start_agent(
+    dir: &Path,
+    name: &str,
+    endpoint: &str,
+    receiver: Option<&Receiver>,
+    http_port: u16,
+    extra: &[(&str, &str)],
+) -> Agent {
+    let state = dir.join("state");
+    let spool = dir.join("spool");
+    let listen = format!("127.0.0.1:{http_port}");
+    let headers = format!("x-tenant={HEADER_SECRET}");
+    let otlp_headers = format!("x-api-key={OTLP_HEADER_SECRET}");
+    let url = receiver.map(|r| r.url());
+    let mut env: Vec<(&str, &str)> = vec![
+        ("NODE_AGENT_OPAMP_ENDPOINT", endpoint),
+        ("NODE_AGENT_OPAMP_TOKEN", TOKEN),
+        ("NODE_AGENT_OPAMP_HEADERS", &headers),
+        ("NODE_AGENT_OPAMP_HEARTBEAT_SEC", "1"),
+        ("NODE_AGENT_OPAMP_TIMEOUT_SEC", "5"),
+        ("NODE_AGENT_STATE_DIR", state.to_str().unwrap()),
+        ("NODE_AGENT_SPOOL_DIR", spool.to_str().unwrap()),
+        ("NODE_AGENT_HTTP_LISTEN", &listen),
+        ("NODE_AGENT_GPU", "off"),
+        ("NODE_TOKEN", NODE_TOKEN),
+        ("NODE_ID", "node-it-1"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", &otlp_headers),
+        ("LOG_LEVEL", "debug"),
+    ];
+    match &url {
+        Some(u) => env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", u)),
+        None => env.push(("OTEL_METRICS_EXPORTER", "none")),
     }
-    panic!("timed out after {timeout:?} waiting for {what}");
+    env.extend_from_slice(extra);
+    let agent = Agent::start(dir, name, &env);
+    wait_for_port(http_port, Duration::from_secs(20));
+    agent
+}
+
+/// One HTTP/1.1 exchange on loopback: status and body (the servers here answer with
+/// Content-Length, so the body is verbatim).
+pub fn raw_http(port: u16, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = json.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+/// The agent's view of its OpAMP connection, from `/readyz`.
+pub fn opamp_status(http_port: u16) -> Value {
+    let (_, body) = raw_http(http_port, "GET", "/readyz", None);
+    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    v["opamp"].clone()
+}
+
+/// The times (Unix ns) of the node samples the receiver got, in order.
+pub fn node_times(receiver: &Receiver) -> Vec<u64> {
+    let mut t: Vec<u64> = receiver
+        .metrics()
+        .iter()
+        .filter(|m| m["name"] == "system.cpu.time")
+        .filter_map(|m| m["points"][0]["time"].as_u64())
+        .collect();
+    t.sort();
+    t.dedup();
+    t
+}
+
+/// Gaps between consecutive times, seconds.
+pub fn gaps(times: &[u64]) -> Vec<f64> {
+    times
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / 1e9)
+        .collect()
+}
+
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 /// Standard base64 (what protobuf JSON uses for bytes).
@@ -227,12 +146,22 @@ pub fn b64(s: &str) -> Vec<u8> {
     out
 }
 
-fn uuid_text(b: &[u8]) -> String {
-    node_agent::control::uuid_string(b)
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-// ---------------------------------------------------------------------------------------------
-// Tests.
+/// The canonical text form of a 16-byte UID.
+pub fn uuid_text(b: &[u8]) -> String {
+    let h = hex(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
 
 /// The committed generated code is what prost-build makes from the vendored protos today
 /// (protox parses them, so no protoc is needed). `NODE_AGENT_REGENERATE=1` rewrites the file.
@@ -254,7 +183,7 @@ fn generated_proto_code_is_current() {
     let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
     assert!(
         committed == fresh,
-        "{} is stale: run NODE_AGENT_REGENERATE=1 cargo test --test opamp generated_proto_code_is_current",
+        "{} is stale: run NODE_AGENT_REGENERATE=1 cargo test --test it generated_proto_code_is_current",
         committed_path.display()
     );
 }

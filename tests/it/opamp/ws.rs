@@ -1,12 +1,15 @@
-//! The WebSocket transport against a server in the suite: tokio-tungstenite on loopback,
-//! speaking the specification's framing by hand (a varint header, 0, then the protobuf
-//! message), checking the bearer token on the upgrade, answering every AgentToServer and pushing
-//! messages of its own at any time.
+//! The agent over WebSocket against a server in the suite: tokio-tungstenite on loopback (on its
+//! own runtime thread), speaking the specification's framing by hand (a varint header, 0, then
+//! the protobuf message), checking the bearer token on the upgrade, answering every
+//! AgentToServer and pushing messages of its own at any time.
 
 use super::*;
 use futures_util::{SinkExt, StreamExt};
 use node_agent::control::proto::{self, AgentToServer, ServerToAgent};
+use parking_lot::Mutex;
 use prost::Message as _;
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
@@ -24,6 +27,7 @@ struct Seen {
 type Responder = Arc<dyn Fn(&AgentToServer, usize) -> Option<ServerToAgent> + Send + Sync>;
 
 struct WsServer {
+    rt: tokio::runtime::Runtime,
     port: u16,
     seen: Arc<Mutex<Seen>>,
     push: broadcast::Sender<Message>,
@@ -46,15 +50,21 @@ fn frame(m: &ServerToAgent) -> Message {
 }
 
 impl WsServer {
-    async fn start(port: u16, token: Option<&str>, responder: Responder) -> WsServer {
-        let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    /// On `port` (0: any), requiring `Bearer <token>` when given.
+    fn start(port: u16, token: Option<&str>, responder: Responder) -> WsServer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let l = rt.block_on(TcpListener::bind(("127.0.0.1", port))).unwrap();
         let port = l.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (push, _) = broadcast::channel(16);
         let tasks = Arc::new(Mutex::new(Vec::new()));
         let (s, p, t) = (seen.clone(), push.clone(), tasks.clone());
         let want = token.map(|t| format!("Bearer {t}"));
-        let accept = tokio::spawn(async move {
+        let accept = rt.spawn(async move {
             while let Ok((stream, _)) = l.accept().await {
                 let c = tokio::spawn(connection(
                     stream,
@@ -68,6 +78,7 @@ impl WsServer {
         });
         tasks.lock().push(accept.abort_handle());
         WsServer {
+            rt,
             port,
             seen,
             push,
@@ -97,6 +108,10 @@ impl WsServer {
         for t in self.tasks.lock().drain(..) {
             t.abort();
         }
+        // Let the aborts land (sockets closed) before the caller goes on.
+        self.rt.block_on(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        });
     }
 }
 
@@ -183,11 +198,81 @@ fn is_heartbeat(m: &AgentToServer) -> bool {
         && m.agent_disconnect.is_none()
 }
 
-/// Registration; a remote configuration pushed by the server; the heartbeat interval set by the
-/// server; ReportFullState; a new instance UID (persisted); malformed messages ignored; goodbye.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_session() {
-    // The second reply sets a 1 s heartbeat (the client's own is 30 s).
+/// The server goes away for a few seconds and comes back on the same port: the agent keeps
+/// sampling and exporting throughout (the receiver sees no gap), notices, backs off, reconnects
+/// and registers in full with its sequence numbers continuing; it says goodbye at the end.
+#[test]
+fn websocket_server_gone_and_back_keeps_exporting() {
+    let server = WsServer::start(0, Some(TOKEN), acker());
+    let receiver = Receiver::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let fast = [
+        ("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.5"),
+        ("AGENT_SAMPLE_INTERVAL_MAX_SEC", "0.5"),
+    ];
+    let agent = start_agent(
+        dir.path(),
+        "w1",
+        &server.url(),
+        Some(&receiver),
+        port,
+        &fast,
+    );
+    wait_until(Duration::from_secs(20), "registration and samples", || {
+        server.messages().len() >= 2 && node_times(&receiver).len() >= 2
+    });
+    let first = &server.messages()[0];
+    assert!(first.agent_description.is_some() && first.health.is_some());
+    assert_eq!(
+        server.seen.lock().auth[0].as_deref(),
+        Some(&*format!("Bearer {TOKEN}"))
+    );
+    let last_seq = server.messages().last().unwrap().sequence_num;
+    let ws_port = server.port;
+    let gone = now_ns();
+    drop(server);
+    wait_until(Duration::from_secs(10), "disconnect noticed", || {
+        opamp_status(port)["connected"] == false
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(opamp_status(port)["consecutive_failures"].as_u64().unwrap() >= 1);
+    let server = WsServer::start(ws_port, Some(TOKEN), acker());
+    let back = now_ns();
+    wait_until(Duration::from_secs(20), "reconnect", || {
+        !server.messages().is_empty() && opamp_status(port)["connected"] == true
+    });
+    let first = &server.messages()[0];
+    assert!(
+        first.agent_description.is_some() && first.health.is_some(),
+        "full state after a reconnect"
+    );
+    assert!(first.sequence_num > last_seq, "sequence numbers continue");
+    wait_until(Duration::from_secs(10), "samples after", || {
+        node_times(&receiver).iter().filter(|t| **t > back).count() >= 2
+    });
+    let (_, log) = agent.stop(Duration::from_secs(20));
+    let times = node_times(&receiver);
+    assert!(
+        times.iter().filter(|t| **t > gone && **t < back).count() >= 4,
+        "{times:?}"
+    );
+    let worst = gaps(&times).into_iter().fold(0.0, f64::max);
+    assert!(worst < 2.0, "a gap of {worst} s in the samples: {times:?}");
+    assert!(
+        server.messages().last().unwrap().agent_disconnect.is_some(),
+        "goodbye"
+    );
+    assert_no_secret("the agent's log", &log);
+}
+
+/// The protocol over WebSocket with the real agent: a remote configuration pushed by the server
+/// (APPLYING, then APPLIED, the effective configuration updated, not applied twice); the
+/// heartbeat interval set by the server; ReportFullState; a new instance UID used and kept
+/// across a restart; malformed messages ignored and counted; goodbye and the close handshake.
+#[test]
+fn websocket_session() {
+    // The second reply sets a 1 s heartbeat (the agent's own is 30 s here).
     let responder: Responder = Arc::new(|m, n| {
         let mut r = ack(m);
         if n == 1 {
@@ -201,26 +286,20 @@ async fn websocket_session() {
         }
         Some(r)
     });
-    let server = WsServer::start(0, Some(TOKEN), responder).await;
+    let server = WsServer::start(0, Some(TOKEN), responder);
     let dir = tempfile::tempdir().unwrap();
-    let agent = TestAgent::new();
-    let mut cfg = client_config(&server.url(), dir.path());
-    cfg.heartbeat = Duration::from_secs(30);
-    let (h, tx) = start(cfg, &agent);
-    wait_for(Duration::from_secs(10), "registration", || {
+    let port = free_port();
+    let env = [
+        ("NODE_AGENT_OPAMP_HEARTBEAT_SEC", "30"),
+        ("NODE_AGENT_OPAMP_REMOTE_CONFIG", "true"),
+    ];
+    let agent = start_agent(dir.path(), "s1", &server.url(), None, port, &env);
+    wait_until(Duration::from_secs(20), "registration", || {
         !server.messages().is_empty()
-    })
-    .await;
-    let first = &server.messages()[0];
-    assert!(first.agent_description.is_some() && first.health.is_some());
-    assert_eq!(first.sequence_num, 1);
-    assert_eq!(
-        server.seen.lock().auth[0].as_deref(),
-        Some(&*format!("Bearer {TOKEN}"))
-    );
-    let uid = first.instance_uid.clone();
+    });
+    let uid = server.messages()[0].instance_uid.clone();
 
-    // Server-initiated remote configuration.
+    // Server-initiated remote configuration (the players interval: a live setting).
     let offer = ServerToAgent {
         instance_uid: uid.clone(),
         remote_config: Some(proto::AgentRemoteConfig {
@@ -228,7 +307,7 @@ async fn websocket_session() {
                 config_map: [(
                     "".to_string(),
                     proto::AgentConfigFile {
-                        body: b"sample_interval_min_sec = 3\nsample_interval_max_sec = 3\n"
+                        body: b"players_interval_min_sec = 7\nplayers_interval_max_sec = 8\n"
                             .to_vec(),
                         content_type: "application/toml".into(),
                     },
@@ -240,16 +319,13 @@ async fn websocket_session() {
         ..Default::default()
     };
     server.send(frame(&offer));
-    wait_for(Duration::from_secs(10), "APPLIED reported", || {
+    wait_until(Duration::from_secs(10), "APPLIED reported", || {
         server.messages().iter().any(|m| {
             m.remote_config_status
                 .as_ref()
                 .is_some_and(|r| r.status == proto::RemoteConfigStatuses::Applied as i32)
         })
-    })
-    .await;
-    assert_eq!(h.status().remote_config.unwrap().status, "APPLIED");
-    assert_eq!(agent.sample_interval(), Duration::from_secs(3));
+    });
     let statuses: Vec<i32> = server
         .messages()
         .iter()
@@ -258,14 +334,29 @@ async fn websocket_session() {
         .map(|r| r.status)
         .collect();
     assert_eq!(statuses, vec![2, 1], "APPLYING then APPLIED");
+    let eff = server
+        .messages()
+        .iter()
+        .rev()
+        .find_map(|m| m.effective_config.clone())
+        .unwrap();
+    let body = String::from_utf8(
+        eff.config_map.unwrap().config_map["node-agent.toml"]
+            .body
+            .clone(),
+    )
+    .unwrap();
+    assert!(
+        body.contains("players_interval_min_sec = \"7\" # remote key"),
+        "{body}"
+    );
     // The same offer again is not applied again.
     server.send(frame(&offer));
 
     // Heartbeats at the server's 1 s.
-    wait_for(Duration::from_secs(10), "three heartbeats", || {
+    wait_until(Duration::from_secs(10), "three heartbeats", || {
         server.messages().iter().filter(|m| is_heartbeat(m)).count() >= 3
-    })
-    .await;
+    });
     let beats: Vec<Instant> = server
         .seen
         .lock()
@@ -277,11 +368,22 @@ async fn websocket_session() {
     for w in beats.windows(2) {
         let gap = w[1] - w[0];
         assert!(
-            gap > Duration::from_millis(500) && gap < Duration::from_millis(2500),
+            gap > Duration::from_millis(400) && gap < Duration::from_millis(2500),
             "{gap:?}"
         );
     }
-    assert_eq!(agent.apply_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        server
+            .messages()
+            .iter()
+            .filter(|m| m
+                .remote_config_status
+                .as_ref()
+                .is_some_and(|r| r.status == 2))
+            .count(),
+        1,
+        "applied once"
+    );
 
     // ReportFullState: the next message carries everything.
     let n = server.messages().len();
@@ -290,12 +392,17 @@ async fn websocket_session() {
         flags: proto::ServerToAgentFlags::ReportFullState as u64,
         ..Default::default()
     }));
-    wait_for(Duration::from_secs(5), "full report", || {
-        server.messages().len() > n
-    })
-    .await;
-    let full = &server.messages()[n];
-    assert!(full.agent_description.is_some() && full.effective_config.is_some());
+    wait_until(Duration::from_secs(5), "full report", || {
+        server.messages()[n..]
+            .iter()
+            .any(|m| m.agent_description.is_some())
+    });
+    let full = server.messages()[n..]
+        .iter()
+        .find(|m| m.agent_description.is_some())
+        .unwrap()
+        .clone();
+    assert!(full.health.is_some() && full.effective_config.is_some());
     let st = full.remote_config_status.as_ref().unwrap();
     assert_eq!(
         (st.status, st.last_remote_config_hash.clone()),
@@ -310,38 +417,33 @@ async fn websocket_session() {
         }),
         ..Default::default()
     }));
-    wait_for(Duration::from_secs(5), "new UID in use", || {
+    wait_until(Duration::from_secs(5), "new UID in use", || {
         server
             .messages()
             .last()
             .is_some_and(|m| m.instance_uid == vec![0x42; 16])
-    })
-    .await;
+    });
 
     // Malformed messages are ignored, the connection stays.
     server.send(Message::Binary(vec![1, 0x0a, 0].into()));
     server.send(Message::Text("hello".into()));
     server.send(Message::Binary(vec![0, 0xff, 0xff, 0xff].into()));
-    wait_for(Duration::from_secs(5), "malformed counted", || {
-        h.status().malformed == 3
-    })
-    .await;
+    wait_until(Duration::from_secs(5), "malformed counted", || {
+        opamp_status(port)["malformed"] == 3
+    });
     let n = server.messages().len();
-    wait_for(Duration::from_secs(5), "a heartbeat after", || {
+    wait_until(Duration::from_secs(5), "a heartbeat after", || {
         server.messages().len() > n
-    })
-    .await;
+    });
     assert_eq!(server.seen.lock().connections, 1);
-    assert!(h.status().connected);
 
-    stop(h, tx).await;
+    let (_, log) = agent.stop(Duration::from_secs(20));
     let last = server.messages().pop().unwrap();
     assert!(last.agent_disconnect.is_some());
     assert_eq!(last.instance_uid, vec![0x42; 16]);
-    wait_for(Duration::from_secs(5), "close handshake", || {
+    wait_until(Duration::from_secs(5), "close handshake", || {
         server.seen.lock().closes == 1
-    })
-    .await;
+    });
     for m in server.messages() {
         assert_no_secret("an AgentToServer", &format!("{m:?}"));
         if let Some(e) = &m.effective_config {
@@ -352,124 +454,87 @@ async fn websocket_session() {
             );
         }
     }
-    let (h2, tx2) = start(client_config(&server.url(), dir.path()), &TestAgent::new());
-    assert_eq!(h2.status().instance_uid, uuid_text(&[0x42; 16]));
-    stop(h2, tx2).await;
-    assert_no_secret("the logs", &String::from_utf8_lossy(&logs().lock()));
-}
+    assert_no_secret("the agent's log", &log);
 
-/// The server goes away and comes back on the same port: the client notices, backs off,
-/// reconnects and registers in full (sequence numbers continue); the runtime is never blocked.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_server_gone_and_back() {
-    let server = WsServer::start(0, Some(TOKEN), acker()).await;
-    let port = server.port;
-    let dir = tempfile::tempdir().unwrap();
-    let ticks = Arc::new(AtomicUsize::new(0));
-    let t = ticks.clone();
-    let ticker = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            t.fetch_add(1, Ordering::SeqCst);
-        }
+    // A restart keeps the assigned UID and starts with the saved remote configuration.
+    let agent = start_agent(dir.path(), "s2", &server.url(), None, port, &env);
+    wait_until(Duration::from_secs(20), "re-registration", || {
+        opamp_status(port)["connected"] == true
     });
-    let (h, tx) = start(client_config(&server.url(), dir.path()), &TestAgent::new());
-    wait_for(Duration::from_secs(10), "two messages", || {
-        server.messages().len() >= 2
-    })
-    .await;
-    let last_seq = server.messages().last().unwrap().sequence_num;
-    server.stop();
-    drop(server);
-    wait_for(Duration::from_secs(10), "disconnect noticed", || {
-        !h.status().connected
-    })
-    .await;
-    let during = ticks.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        ticks.load(Ordering::SeqCst) >= during + 20,
-        "runtime blocked while offline"
-    );
-    assert!(h.status().consecutive_failures >= 1);
-
-    let server = WsServer::start(port, Some(TOKEN), acker()).await;
-    wait_for(Duration::from_secs(20), "reconnect", || {
-        !server.messages().is_empty()
-    })
-    .await;
-    let first = &server.messages()[0];
-    assert!(
-        first.agent_description.is_some() && first.health.is_some(),
-        "full state"
-    );
-    assert!(first.sequence_num > last_seq);
-    wait_for(Duration::from_secs(5), "connected", || h.status().connected).await;
-    stop(h, tx).await;
-    ticker.abort();
+    let st = opamp_status(port);
+    assert_eq!(st["instance_uid"], uuid_text(&[0x42; 16]));
+    assert_eq!(st["remote_config"]["status"], "APPLIED");
+    agent.stop(Duration::from_secs(20));
 }
 
 /// A server that never answers, one that sends a message over the size limit, and one that
-/// refuses the token: each is an error in the status (without secrets) and the client keeps
+/// refuses the token: each shows as an error in /readyz (without secrets) and the agent keeps
 /// trying with backoff.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_silent_oversized_and_unauthorized() {
+#[test]
+fn websocket_silent_oversized_and_unauthorized() {
     let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
 
-    let silent = WsServer::start(0, None, Arc::new(|_, _| None)).await;
-    let mut cfg = client_config(&silent.url(), dir.path());
-    cfg.timeout = Duration::from_secs(1);
-    let (h, tx) = start(cfg, &TestAgent::new());
-    wait_for(Duration::from_secs(15), "a second connection", || {
-        silent.seen.lock().connections >= 2
-    })
-    .await;
-    assert!(
-        h.status().last_error.unwrap().contains("no reply"),
-        "{:?}",
-        h.status()
+    let silent = WsServer::start(0, None, Arc::new(|_, _| None));
+    let agent = start_agent(
+        dir.path(),
+        "silent",
+        &silent.url(),
+        None,
+        port,
+        &[("NODE_AGENT_OPAMP_TIMEOUT_SEC", "1")],
     );
-    stop(h, tx).await;
+    wait_until(Duration::from_secs(15), "a second connection", || {
+        silent.seen.lock().connections >= 2
+    });
+    wait_until(Duration::from_secs(5), "the error", || {
+        opamp_status(port)["last_error"].is_string()
+    });
+    let e = opamp_status(port)["last_error"].to_string();
+    assert!(e.contains("no reply"), "{e}");
+    agent.stop(Duration::from_secs(20));
 
-    let big = WsServer::start(0, None, acker()).await;
-    let mut cfg = client_config(&big.url(), dir.path());
-    cfg.max_message_bytes = 64 * 1024;
-    let (h, tx) = start(cfg, &TestAgent::new());
-    wait_for(Duration::from_secs(10), "connected", || {
-        h.status().connected
-    })
-    .await;
+    let big = WsServer::start(0, None, acker());
+    let agent = start_agent(
+        dir.path(),
+        "big",
+        &big.url(),
+        None,
+        port,
+        &[("NODE_AGENT_OPAMP_MAX_MESSAGE_BYTES", "65536")],
+    );
+    wait_until(Duration::from_secs(10), "connected", || {
+        opamp_status(port)["connected"] == true
+    });
     let mut huge = vec![0u8; 200 * 1024];
     huge[1] = 0x0a;
     big.send(Message::Binary(huge.into()));
-    wait_for(
+    wait_until(
         Duration::from_secs(15),
         "reconnect after the oversized message",
         || big.seen.lock().connections >= 2,
-    )
-    .await;
-    let e = h.status().last_error.unwrap();
+    );
+    let e = opamp_status(port)["last_error"].to_string();
     assert!(e.contains("too long") || e.contains("limit"), "{e}");
-    stop(h, tx).await;
+    agent.stop(Duration::from_secs(20));
 
-    let strict = WsServer::start(0, Some("another-token"), acker()).await;
-    let (h, tx) = start(client_config(&strict.url(), dir.path()), &TestAgent::new());
-    wait_for(Duration::from_secs(10), "refusal", || {
-        h.status().last_error.is_some()
-    })
-    .await;
-    let e = h.status().last_error.unwrap();
+    let strict = WsServer::start(0, Some("another-token"), acker());
+    let agent = start_agent(dir.path(), "strict", &strict.url(), None, port, &[]);
+    wait_until(Duration::from_secs(10), "refusal", || {
+        opamp_status(port)["last_error"].is_string()
+    });
+    let e = opamp_status(port)["last_error"].to_string();
     assert!(e.contains("401") && e.contains("token"), "{e}");
     assert_no_secret("the status", &e);
     assert!(strict.messages().is_empty());
-    stop(h, tx).await;
+    agent.stop(Duration::from_secs(20));
 }
 
-/// A server that turns heartbeats off (interval 0): no more heartbeat messages, and the
-/// client's WebSocket pings (answered by the server's stack) keep the dead-connection check
-/// from firing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_heartbeats_off() {
+/// A server that turns heartbeats off (interval 0): no more heartbeat messages, and the agent's
+/// WebSocket pings (answered by the server's stack) keep the dead-connection check from firing;
+/// a request for the full state is still answered at once.
+#[test]
+fn websocket_heartbeats_off() {
     let responder: Responder = Arc::new(|m, _| {
         let mut r = ack(m);
         r.connection_settings = Some(proto::ConnectionSettingsOffers {
@@ -478,35 +543,48 @@ async fn websocket_heartbeats_off() {
         });
         Some(r)
     });
-    let server = WsServer::start(0, None, responder).await;
+    let server = WsServer::start(0, None, responder);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = client_config(&server.url(), dir.path());
-    cfg.timeout = Duration::from_secs(1);
-    let (h, tx) = start(cfg, &TestAgent::new());
-    wait_for(Duration::from_secs(10), "registration", || {
-        h.status().connected
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(server.messages().len(), 1, "heartbeats were turned off");
+    let port = free_port();
+    let agent = start_agent(
+        dir.path(),
+        "hb",
+        &server.url(),
+        None,
+        port,
+        &[("NODE_AGENT_OPAMP_TIMEOUT_SEC", "1")],
+    );
+    wait_until(Duration::from_secs(20), "registration", || {
+        opamp_status(port)["connected"] == true
+    });
+    let n = server.messages().len();
+    std::thread::sleep(Duration::from_secs(3));
+    let later: Vec<AgentToServer> = server.messages()[n..].to_vec();
+    assert!(
+        later.iter().all(|m| !is_heartbeat(m)),
+        "heartbeats were turned off: {later:?}"
+    );
     assert_eq!(
         server.seen.lock().connections,
         1,
         "pings kept the connection"
     );
-    let st = h.status();
-    assert!(st.connected && st.heartbeat_sec == 0.0, "{st:?}");
-    // A request for the full state is still answered at once.
+    let st = opamp_status(port);
+    assert!(
+        st["connected"] == true && st["heartbeat_sec"] == 0.0,
+        "{st}"
+    );
     let uid = server.messages()[0].instance_uid.clone();
+    let n = server.messages().len();
     server.send(frame(&ServerToAgent {
         instance_uid: uid,
         flags: proto::ServerToAgentFlags::ReportFullState as u64,
         ..Default::default()
     }));
-    wait_for(Duration::from_secs(5), "full report", || {
-        server.messages().len() == 2
-    })
-    .await;
-    assert!(server.messages()[1].agent_description.is_some());
-    stop(h, tx).await;
+    wait_until(Duration::from_secs(5), "full report", || {
+        server.messages()[n..]
+            .iter()
+            .any(|m| m.agent_description.is_some())
+    });
+    agent.stop(Duration::from_secs(20));
 }
