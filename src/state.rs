@@ -130,8 +130,9 @@ pub struct Context {
     pub containers: Containers,
     /// The host's mount table, shared by the node sampler and discovery.
     pub mounts: Arc<MountTable>,
-    /// What may change while the agent runs (see [`Live`]).
+    /// What may change while the agent runs (see [`Live`]), and a signal when it did.
     live: RwLock<Arc<Live>>,
+    live_changed: tokio::sync::watch::Sender<()>,
     /// The control-plane connection's status, when there is a client (it keeps it current).
     pub(crate) control: Mutex<Option<Arc<Mutex<ControlStatus>>>>,
 }
@@ -154,6 +155,7 @@ impl Context {
         ));
         Context {
             live: RwLock::new(Arc::new(Live::from_config(&cfg))),
+            live_changed: tokio::sync::watch::Sender::new(()),
             control: Mutex::new(None),
             gpu,
             containers: Containers::new(cfg.node.proc_path.clone()),
@@ -185,9 +187,16 @@ impl Context {
         self.live.read().clone()
     }
 
-    /// Puts new live settings in force; the loops take them at their next iteration.
+    /// Puts new live settings in force; the loops re-plan their pause and take them at their
+    /// next iteration.
     pub(crate) fn set_live(&self, live: Live) {
         *self.live.write() = Arc::new(live);
+        self.live_changed.send_replace(());
+    }
+
+    /// Wakes when the live settings change.
+    pub(crate) fn live_changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.live_changed.subscribe()
     }
 
     /// Remembers a sampler's latest request for `/metrics`.

@@ -1,7 +1,7 @@
 //! The players loop: every `players_interval` (jittered), one pass of game-server probes over the
 //! servers of the latest discovery and the static targets, exported as one OTLP request.
 
-use super::timing::{jittered, sleep_or_shutdown};
+use super::timing::{jittered, pause};
 use crate::export::Exporter;
 use crate::otlp::MetricsBuilder;
 use crate::otlp::metrics;
@@ -52,7 +52,7 @@ pub(crate) async fn players_loop(
             ctx.set_latest("players", &payload);
             exporter.enqueue(payload);
         }
-        if sleep_or_shutdown(jittered(in_force.players.interval), &mut shutdown).await {
+        if pause(&ctx, |l| jittered(l.players.interval), &mut shutdown).await {
             return;
         }
     }

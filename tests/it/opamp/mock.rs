@@ -149,6 +149,19 @@ fn agent_registers_reports_health_and_config_and_says_goodbye() {
     let st = opamp_status(port);
     assert_eq!(st["connected"], true, "{st}");
     let uid = st["instance_uid"].as_str().unwrap().to_string();
+    let resource = receiver.metrics().last().unwrap()["resource"].clone();
+    // The collector goes away: the exporter's health changes, and that change alone is reported.
+    drop(receiver);
+    wait_until(
+        Duration::from_secs(20),
+        "the exporter's health reported",
+        || {
+            mock.a2s().iter().any(|a| {
+                a["health"]["componentHealthMap"]["exporter"]["status"] == "retrying"
+                    && a.get("agentDescription").is_none()
+            })
+        },
+    );
     let (_, log) = agent.stop(Duration::from_secs(20));
 
     let reqs = mock.requests();
@@ -193,7 +206,6 @@ fn agent_registers_reports_health_and_config_and_says_goodbye() {
     assert_eq!(int(first, "node.memory.total"), Some(mem_total_bytes()));
     assert!(int(first, "node.disk.total").unwrap() > 0);
     // The same values as the OTLP Resource the receiver decoded.
-    let resource = receiver.metrics().last().unwrap()["resource"].clone();
     let described = a2s
         .iter()
         .rev()
@@ -290,12 +302,21 @@ fn agent_registers_reports_health_and_config_and_says_goodbye() {
             assert_no_secret("the effective configuration", &body);
         }
     }
+    let change = a2s
+        .iter()
+        .find(|a| a["health"]["componentHealthMap"]["exporter"]["status"] == "retrying")
+        .unwrap();
+    assert!(change["health"]["componentHealthMap"]["exporter"]["lastError"].is_string());
+    assert!(
+        change.get("effectiveConfig").is_none(),
+        "only the health changed"
+    );
     assert!(log.contains("OpAMP: sent AgentDisconnect"), "{log}");
     assert_no_secret("the agent's log (trace)", &log);
 
     // A restart with the same state directory is the same agent, registering in full again.
     let before = mock.requests().len();
-    let agent = start_agent(dir.path(), "a2", &mock.endpoint, Some(&receiver), port, &[]);
+    let agent = start_agent(dir.path(), "a2", &mock.endpoint, None, port, &[]);
     wait_until(Duration::from_secs(20), "re-registration", || {
         mock.requests().len() > before
     });

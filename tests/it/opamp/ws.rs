@@ -287,19 +287,30 @@ fn websocket_session() {
         Some(r)
     });
     let server = WsServer::start(0, Some(TOKEN), responder);
+    let receiver = Receiver::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let env = [
         ("NODE_AGENT_OPAMP_HEARTBEAT_SEC", "30"),
         ("NODE_AGENT_OPAMP_REMOTE_CONFIG", "true"),
+        ("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.5"),
+        ("AGENT_SAMPLE_INTERVAL_MAX_SEC", "0.5"),
     ];
-    let agent = start_agent(dir.path(), "s1", &server.url(), None, port, &env);
+    let agent = start_agent(dir.path(), "s1", &server.url(), Some(&receiver), port, &env);
     wait_until(Duration::from_secs(20), "registration", || {
         !server.messages().is_empty()
     });
     let uid = server.messages()[0].instance_uid.clone();
 
-    // Server-initiated remote configuration (the players interval: a live setting).
+    // Server-initiated remote configuration of live settings: the players interval, a resource
+    // attribute and a game server to probe (nothing listens on its port: it is reported down).
+    let game_port = free_port();
+    let body = format!(
+        "players_interval_min_sec = 1\nplayers_interval_max_sec = 1\n\
+         resource_attributes = \"rack=r7\"\n\
+         [[static_targets]]\nname = \"remote-mc\"\naddress = \"127.0.0.1\"\n\
+         port = {game_port}\nprotocol = \"minecraft-java\"\n"
+    );
     let offer = ServerToAgent {
         instance_uid: uid.clone(),
         remote_config: Some(proto::AgentRemoteConfig {
@@ -307,8 +318,7 @@ fn websocket_session() {
                 config_map: [(
                     "".to_string(),
                     proto::AgentConfigFile {
-                        body: b"players_interval_min_sec = 7\nplayers_interval_max_sec = 8\n"
-                            .to_vec(),
+                        body: body.into_bytes(),
                         content_type: "application/toml".into(),
                     },
                 )]
@@ -347,8 +357,41 @@ fn websocket_session() {
     )
     .unwrap();
     assert!(
-        body.contains("players_interval_min_sec = \"7\" # remote key"),
+        body.contains("players_interval_min_sec = \"1\" # remote key"),
         "{body}"
+    );
+    // Live: the new target is probed and the new attribute is on what is exported, and on the
+    // description the control plane sees.
+    wait_until(Duration::from_secs(15), "the remote target probed", || {
+        receiver.metrics().iter().any(|m| {
+            m["name"] == "gameserver.status"
+                && m["points"][0]["attrs"]["server.port"] == game_port as u64
+        })
+    });
+    wait_until(
+        Duration::from_secs(10),
+        "the remote attribute exported",
+        || {
+            receiver
+                .metrics()
+                .iter()
+                .any(|m| m["resource"]["rack"] == "r7")
+        },
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the remote attribute described",
+        || {
+            server.messages().iter().any(|m| {
+                m.agent_description.as_ref().is_some_and(|d| {
+                    d.non_identifying_attributes.iter().any(|kv| {
+                        kv.key == "rack"
+                            && kv.value.as_ref().and_then(|v| v.value.clone())
+                                == Some(proto::any_value::Value::StringValue("r7".into()))
+                    })
+                })
+            })
+        },
     );
     // The same offer again is not applied again.
     server.send(frame(&offer));
