@@ -45,6 +45,7 @@ impl StateHandle {
 
     /// One component, stamped with when its current state began.
     fn component(&self, name: &str, healthy: bool, status: &str, error: &str) -> Health {
+        let error = &scrub_urls(error);
         let now = now_nanos();
         let mut since = self.since.lock();
         let entry = since
@@ -84,6 +85,28 @@ impl StateHandle {
             self.component("exporter", true, "retrying", &error)
         }
     }
+}
+
+/// Error texts come from libraries that print the URL they failed on; a URL's user-info and
+/// query may hold credentials, so they are cut before the text leaves the node.
+fn scrub_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ','))
+            .unwrap_or(rest.len());
+        let url = &rest[..end];
+        let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let host_start = url[..authority_end].rfind('@').map_or(0, |a| a + 1);
+        let path_end = url.find(['?', '#']).unwrap_or(url.len());
+        out.push_str(&url[host_start..path_end]);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl AgentHandle for StateHandle {
@@ -159,5 +182,25 @@ impl AgentHandle for StateHandle {
         self.ctx.set_live(Live::from_config(&cfg));
         *self.layers.lock() = candidate;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub_urls;
+
+    #[test]
+    fn urls_in_error_texts_lose_credentials() {
+        assert_eq!(
+            scrub_urls(
+                "error sending request for url (https://u:p4ss@h:1/v1/metrics?key=k3y): refused"
+            ),
+            "error sending request for url (https://h:1/v1/metrics): refused"
+        );
+        assert_eq!(scrub_urls("no url here"), "no url here");
+        assert_eq!(
+            scrub_urls("a http://x/y b ws://t@z"),
+            "a http://x/y b ws://z"
+        );
     }
 }
