@@ -21,7 +21,7 @@ command -v jq >/dev/null || need_apt+=(jq)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
-# Test certificates for the OpAMP TLS tests (tests/opamp.rs).
+# Test certificates for the OpAMP TLS tests (tests/it/opamp/mock.rs).
 command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-test-deps: apt-get install ${need_apt[*]}"
