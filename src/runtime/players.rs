@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
 
-/// Probes until shutdown, with the live players settings of each pass. Without Wings the server list is empty and static targets are probed
-/// all the same.
+/// Probes until shutdown, with the live players settings of each pass. Without Wings the server
+/// list is empty and static targets are probed all the same. A pass still running at shutdown is
+/// dropped: it holds no sample yet.
 pub(crate) async fn players_loop(
     ctx: Arc<Context>,
     mut prober: Prober,
@@ -41,7 +42,11 @@ pub(crate) async fn players_loop(
         let list = targets::from_inventory(&ctx.containers.inventory());
         let started = Instant::now();
         let time = now_nanos();
-        let results = prober.pass(&list).await;
+        // A pass can take a probe timeout (seconds); on shutdown it is abandoned, not awaited.
+        let results = tokio::select! {
+            r = prober.pass(&list) => r,
+            _ = shutdown.changed() => return,
+        };
         if !results.is_empty() {
             ctx.health.record("players", started.elapsed(), None);
             tracing::debug!(summary = %summary(&results), "players pass");

@@ -12,6 +12,17 @@ pub(crate) fn jittered(range: (Duration, Duration)) -> Duration {
     min + (max - min).mul_f64(fastrand::f64())
 }
 
+/// Sleeps for `d`, or returns `true` early when shutdown is signalled.
+pub(crate) async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}
+
 /// Pauses for `pick(live settings)`, counted from now; when the live settings change the pause
 /// is picked again, still counted from the same start (so it ends at once if the new one is
 /// already over). Returns `true` early when shutdown is signalled.
