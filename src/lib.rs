@@ -35,6 +35,7 @@ pub mod docker;
 pub mod export;
 pub mod gpu;
 pub mod logging;
+pub mod logs;
 pub mod node;
 pub mod otlp;
 pub mod probe;

@@ -1,0 +1,4 @@
+//! Console logs of containers (work in progress).
+mod budget;
+mod decode;
+mod timestamp;
