@@ -199,6 +199,20 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
     Some(secs as u64 * 1_000_000_000 + nanos as u64)
 }
 
+/// A response whose body is still to be read; dropping it closes the connection.
+pub(crate) struct Response {
+    pub status: u16,
+    pub api: Option<String>,
+    pub body: hyper::body::Incoming,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
+}
+
 /// A Docker Engine API client on a unix socket.
 pub struct Docker {
     socket: PathBuf,
@@ -220,8 +234,9 @@ impl Docker {
         self.socket.display().to_string()
     }
 
-    /// One GET; returns status, `Api-Version` header and the body.
-    async fn raw_get(&self, path: &str) -> Result<(u16, Option<String>, Bytes), DockerError> {
+    /// Sends one GET and returns once the response headers are in (bounded by the timeout); the
+    /// body is read by the caller, and the connection lives as long as the returned [`Response`].
+    async fn send(&self, path: &str) -> Result<Response, DockerError> {
         let fut = async {
             let stream = tokio::net::UnixStream::connect(&self.socket)
                 .await
@@ -237,7 +252,9 @@ impl Docker {
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(|e| http(e.to_string()))?;
-            let conn = tokio::spawn(conn);
+            let conn = tokio::spawn(async move {
+                let _ = conn.await;
+            });
             let req = Request::get(path)
                 .header("Host", "docker")
                 .header(
@@ -250,27 +267,100 @@ impl Docker {
                 .send_request(req)
                 .await
                 .map_err(|e| http(e.to_string()))?;
-            let status = resp.status().as_u16();
             let api = resp
                 .headers()
                 .get("Api-Version")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let body = Limited::new(resp.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| http(format!("reading the body: {e}")))?
-                .to_bytes();
-            conn.abort();
-            Ok((status, api, body))
+            Ok(Response {
+                status: resp.status().as_u16(),
+                api,
+                body: resp.into_body(),
+                conn,
+            })
         };
         tokio::time::timeout(self.timeout, fut)
             .await
-            .map_err(|_| DockerError::Timeout {
-                socket: self.sock(),
-                path: path.to_string(),
-                secs: self.timeout.as_secs_f64(),
-            })?
+            .map_err(|_| self.timed_out(path))?
+    }
+
+    fn timed_out(&self, path: &str) -> DockerError {
+        DockerError::Timeout {
+            socket: self.sock(),
+            path: path.to_string(),
+            secs: self.timeout.as_secs_f64(),
+        }
+    }
+
+    /// One GET; returns status, `Api-Version` header and the body.
+    async fn raw_get(&self, path: &str) -> Result<(u16, Option<String>, Bytes), DockerError> {
+        let fut = async {
+            let mut resp = self.send(path).await?;
+            let body = Limited::new(&mut resp.body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| DockerError::Http {
+                    socket: self.sock(),
+                    path: path.to_string(),
+                    reason: format!("reading the body: {e}"),
+                })?
+                .to_bytes();
+            Ok((resp.status, resp.api.take(), body))
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| self.timed_out(path))?
+    }
+
+    /// A long-lived GET (`/events`, `/containers/{id}/logs?follow=1`) on the negotiated version:
+    /// the headers within the timeout, an error status read (bounded) into a [`DockerError`],
+    /// the body left to the caller, who bounds each read.
+    pub(crate) async fn stream(&self, rel: &str) -> Result<Response, DockerError> {
+        let path = format!("/v{}{rel}", self.api_version().await?);
+        let mut resp = self.send(&path).await?;
+        if resp.status == 200 {
+            return Ok(resp);
+        }
+        let status = resp.status;
+        let body = tokio::time::timeout(
+            self.timeout,
+            Limited::new(&mut resp.body, 64 * 1024).collect(),
+        )
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+        Err(self.status_error(path, status, &body))
+    }
+
+    fn status_error(&self, path: String, status: u16, body: &[u8]) -> DockerError {
+        #[derive(Deserialize)]
+        struct Msg {
+            message: String,
+        }
+        let message = serde_json::from_slice::<Msg>(body)
+            .map(|m| m.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(200).collect());
+        if status == 400 {
+            // Version out of range (daemon upgraded or downgraded): negotiate again next time.
+            *self.version.lock().expect("version lock") = None;
+        }
+        DockerError::Status {
+            socket: self.sock(),
+            path,
+            status,
+            message,
+        }
+    }
+
+    /// The negotiated API version (`GET /_ping` the first time).
+    pub(crate) async fn api_version(&self) -> Result<String, DockerError> {
+        let version = self.version.lock().expect("version lock").clone();
+        match version {
+            Some(v) => Ok(v),
+            None => self.ping().await,
+        }
     }
 
     /// `GET /_ping`; negotiates and remembers the API version.
@@ -289,32 +379,15 @@ impl Docker {
         Ok(v)
     }
 
-    async fn get_json<T: for<'de> Deserialize<'de>>(&self, rel: &str) -> Result<T, DockerError> {
-        let version = self.version.lock().expect("version lock").clone();
-        let version = match version {
-            Some(v) => v,
-            None => self.ping().await?,
-        };
-        let path = format!("/v{version}{rel}");
+    /// `GET /v<version><rel>` decoded from JSON.
+    pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        rel: &str,
+    ) -> Result<T, DockerError> {
+        let path = format!("/v{}{rel}", self.api_version().await?);
         let (status, _, body) = self.raw_get(&path).await?;
         if status != 200 {
-            #[derive(Deserialize)]
-            struct Msg {
-                message: String,
-            }
-            let message = serde_json::from_slice::<Msg>(&body)
-                .map(|m| m.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
-            if status == 400 {
-                // Version out of range (daemon upgraded or downgraded): negotiate again next time.
-                *self.version.lock().expect("version lock") = None;
-            }
-            return Err(DockerError::Status {
-                socket: self.sock(),
-                path,
-                status,
-                message,
-            });
+            return Err(self.status_error(path, status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| DockerError::Decode {
             socket: self.sock(),

@@ -29,27 +29,6 @@ impl Memory {
         })
     }
 
-    /// Takes `n` bytes if they fit.
-    pub(crate) fn try_charge(&self, n: usize) -> bool {
-        let mut cur = self.used.load(Ordering::Relaxed);
-        loop {
-            let next = match cur.checked_add(n) {
-                Some(v) if v <= self.limit => v,
-                _ => return false,
-            };
-            match self
-                .used
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    self.peak.fetch_max(next, Ordering::Relaxed);
-                    return true;
-                }
-                Err(v) => cur = v,
-            }
-        }
-    }
-
     /// Takes as much of `n` as fits; returns what was taken.
     pub(crate) fn charge_upto(&self, n: usize) -> usize {
         let mut cur = self.used.load(Ordering::Relaxed);
@@ -104,6 +83,17 @@ impl Charge {
             mem: mem.clone(),
             n,
         }
+    }
+}
+
+impl Charge {
+    pub(crate) fn bytes(&self) -> usize {
+        self.n
+    }
+
+    /// Takes over `other`'s bytes.
+    pub(crate) fn absorb(&mut self, mut other: Charge) {
+        self.n += std::mem::take(&mut other.n);
     }
 }
 
@@ -223,12 +213,14 @@ mod tests {
     #[test]
     fn memory_charges_and_releases() {
         let m = Memory::new(100);
-        assert!(m.try_charge(60));
-        assert!(!m.try_charge(41));
+        assert_eq!(m.charge_upto(60), 60);
+        assert_eq!(m.charge_upto(41), 40);
+        m.release(40);
         {
             let _c = Charge::new(&m, 40);
-            assert!(m.try_charge(40));
+            assert_eq!(m.charge_upto(40), 40);
             assert_eq!(m.used(), 100);
+            assert_eq!(m.charge_upto(1), 0);
         }
         assert_eq!(m.used(), 60);
         assert_eq!(m.peak(), 100);
