@@ -129,10 +129,10 @@ pub(crate) async fn next_data(resp: &mut Response) -> Result<Option<Bytes>, Stri
             None => return Ok(None),
             Some(Err(e)) => return Err(e.to_string()),
             Some(Ok(f)) => {
-                if let Ok(d) = f.into_data() {
-                    if !d.is_empty() {
-                        return Ok(Some(d));
-                    }
+                if let Ok(d) = f.into_data()
+                    && !d.is_empty()
+                {
+                    return Ok(Some(d));
                 }
             }
         }

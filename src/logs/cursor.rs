@@ -392,8 +392,10 @@ mod tests {
 
     #[test]
     fn skip_takes_the_already_taken_prefix_only() {
-        let mut p = Position::default();
-        p.stdout = sp(10, 2);
+        let p = Position {
+            stdout: sp(10, 2),
+            ..Default::default()
+        };
         let mut s = Skip::new(&p);
         assert!(s.skip(Stream::Stdout, 5));
         assert!(s.skip(Stream::Stdout, 10));

@@ -557,8 +557,9 @@ impl RawDecoder {
     }
 }
 
-/// Either decoder, chosen by the container's `Config.Tty`.
+/// Either decoder, chosen by the container's `Config.Tty` (one per pass, so its size is moot).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Decoder {
     Mux(MuxDecoder),
     Raw(RawDecoder),

@@ -129,7 +129,7 @@ enum Pass {
     /// The container is gone.
     Gone,
     /// The stream ended; `Some` holds the decoder and skip state when it ended cleanly.
-    Ended(Option<(Decoder, Skip)>),
+    Ended(Option<Box<(Decoder, Skip)>>),
     Failed(String),
 }
 
@@ -199,9 +199,10 @@ pub(crate) async fn run(
                     tracing::info!(container = %f.name(), "reading the container's log again");
                 }
                 backoff = Duration::from_millis(250);
-                let Some((mut dec, mut skip)) = dec.filter(|_| drain) else {
+                let Some(ended) = dec.filter(|_| drain) else {
                     continue; // a follow ended: the next pass says whether it stopped
                 };
+                let (mut dec, mut skip) = *ended;
                 // The stopped container's log was read to its end, unless it started again.
                 match api::inspect(&ctx.docker, &f.id).await {
                     Ok(i) if !i.state.running && i.state.finished_at == finished => {
@@ -279,7 +280,7 @@ async fn pass(
                 },
                 Ok(Ok(None)) => {
                     flush(ctx, f, &mut lines, &mut skip, pos, &dec, tty);
-                    return Pass::Ended(Some((dec, skip)));
+                    return Pass::Ended(Some(Box::new((dec, skip))));
                 }
                 Ok(Err(e)) => return Pass::Failed(format!("reading the log stream: {e}")),
             }

@@ -42,7 +42,7 @@ fn splits(data: &[u8]) -> Vec<usize> {
     let mut v: Vec<usize> = data
         .iter()
         .enumerate()
-        .filter(|(i, b)| (**b as usize + i) % 7 == 0)
+        .filter(|(i, b)| (**b as usize + i).is_multiple_of(7))
         .map(|(i, _)| i)
         .collect();
     v.dedup();
