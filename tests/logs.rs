@@ -436,3 +436,89 @@ fn source_killed_with_sigkill_resumes_exactly() {
     check_container(&recs, &b, UB, &image, want_b);
     assert_eq!(recs.len(), total);
 }
+
+/// One container printing as fast as it can, next to a quiet one, under a small budget and a
+/// small memory bound: the noisy one is held to its budget (the rest counted as dropped), the
+/// quiet one's lines all arrive within 2 s of being printed, memory stays within its bound, and
+/// a container not labelled as a server is followed under `logs = all`.
+#[test]
+fn noisy_container_is_bounded_and_others_keep_flowing() {
+    let docker = Dockerd::start();
+    let image = docker.build_image();
+    let state = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _enter = rt.enter();
+    let sink = MemSink::default();
+    let (pumping, pumper) = pump(&sink);
+    let cfg = LogsConfig {
+        selection: Selection::All,
+        budget_interval: Duration::from_secs(1),
+        budget_lines: 2000,
+        budget_bytes: 1 << 20,
+        memory: 2 << 20,
+        flush_interval: Duration::from_millis(100),
+        ..config(&docker, state.path())
+    };
+    let source = LogsSource::start(cfg, sink.handle(), Arc::new(ByLabels), vec![], vec![]).unwrap();
+    let t0 = Instant::now();
+    let noisy = docker.run(&[
+        "run", "-d", "--network", "none", "--name", "noisy", &image, "sh", "-c",
+        "i=0; while [ $i -lt 400000 ]; do echo \"noise $i and some more text to make it longer\"; i=$((i+1)); done",
+    ]);
+    let quiet = docker.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "quiet",
+        &image,
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 40 ]; do echo \"quiet $i\"; i=$((i+1)); sleep 0.1; done",
+    ]);
+    wait_until(Duration::from_secs(120), "both to finish", || {
+        ["noisy", "quiet"]
+            .iter()
+            .all(|n| state_of(&docker, n) == "exited")
+    });
+    wait_until(Duration::from_secs(60), "both logs read", || {
+        let r = source.report();
+        r.containers
+            .iter()
+            .filter(|c| c.status == Status::Drained)
+            .count()
+            == 2
+    });
+    // The budget holds per second of reading (which may outlast the container).
+    let secs = t0.elapsed().as_secs() + 1;
+    std::thread::sleep(Duration::from_millis(500));
+    pumping.store(false, Ordering::Relaxed);
+    pumper.join().unwrap();
+    sink.pump(0);
+    let recs = sink.delivered();
+    let q: Vec<&Rec> = recs.iter().filter(|r| r.container == quiet).collect();
+    let want: Vec<String> = (0..40).map(|i| format!("quiet {i}")).collect();
+    assert_eq!(q.iter().map(|r| r.body.clone()).collect::<Vec<_>>(), want);
+    for r in &q {
+        let latency = r.observed.saturating_sub(r.ts);
+        assert!(
+            latency < 2_000_000_000,
+            "quiet line {} read {latency} ns late",
+            r.body
+        );
+    }
+    let report = source.report();
+    let n = report.containers.iter().find(|c| c.id == noisy).unwrap();
+    let got = recs.iter().filter(|r| r.container == noisy).count() as u64;
+    assert_eq!(n.lines, 400_000, "{n:?}");
+    assert!(n.dropped_budget > 0, "{n:?}");
+    assert_eq!(got + n.dropped_budget + n.dropped_memory, n.lines, "{n:?}");
+    assert!(got <= 2000 * (secs + 1), "{got} lines in {secs} s");
+    assert!(report.memory_peak <= report.memory_limit, "{report:?}");
+    eprintln!(
+        "noisy: {} read, {got} sent, {} over budget, {} over memory; memory peak {} of {}",
+        n.lines, n.dropped_budget, n.dropped_memory, report.memory_peak, report.memory_limit
+    );
+    drop(source);
+}

@@ -38,20 +38,20 @@ pub struct LogsConfig {
     pub docker_host: String,
     /// Bound on each Docker request's headers and on inspect/list (the agent's HTTP timeout).
     pub request_timeout: Duration,
-    /// A line longer than this is cut, marked (`logs_max_line`, ≥ 64 KiB).
+    /// A line longer than this is cut, marked (`logs_max_line_bytes`, ≥ 64 KiB).
     pub max_line: usize,
-    /// Memory for lines being assembled or waiting for the sink (`logs_memory`).
+    /// Memory for lines being assembled or waiting for the sink (`logs_memory_bytes`).
     pub memory: usize,
-    /// Each container's budget: lines and bytes per interval (`logs_budget_*`).
+    /// Each container's budget: lines and bytes per interval (`logs_budget_interval_sec`, `logs_budget_lines`, `logs_budget_bytes`).
     pub budget_interval: Duration,
     pub budget_lines: u64,
     pub budget_bytes: u64,
-    /// A batch goes to the sink this often, or sooner when it reaches `batch_bytes`.
+    /// A batch goes to the sink this often, or sooner when it reaches `batch_bytes` (`logs_flush_interval_ms`).
     pub flush_interval: Duration,
     pub batch_bytes: usize,
     /// How often the container list is read again to catch what `/events` missed.
     pub resync_interval: Duration,
-    /// A container with no cursor is read from this far back (`None`: all Docker still holds).
+    /// A container with no cursor is read from this far back (`None`: all Docker still holds; `logs_backfill_sec`).
     pub backfill: Option<Duration>,
 }
 
@@ -85,31 +85,31 @@ impl LogsConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_line < 64 * 1024 {
             return Err(format!(
-                "logs_max_line = {}: must be at least 65536 (one Docker piece is 16 KiB; 1 MiB is the default)",
+                "logs_max_line_bytes = {}: must be at least 65536 (one Docker piece is 16 KiB; the default is 1048576)",
                 self.max_line
             ));
         }
         if self.memory < 2 * self.max_line {
             return Err(format!(
-                "logs_memory = {}: must be at least twice logs_max_line ({})",
+                "logs_memory_bytes = {}: must be at least twice logs_max_line_bytes ({})",
                 self.memory, self.max_line
             ));
         }
         if self.budget_interval.is_zero() || self.budget_lines == 0 || self.budget_bytes == 0 {
             return Err(
-                "logs_budget_interval, logs_budget_lines and logs_budget_bytes must be above 0"
+                "logs_budget_interval_sec, logs_budget_lines and logs_budget_bytes must be above 0"
                     .into(),
             );
         }
         if self.flush_interval.is_zero() || self.flush_interval > Duration::from_secs(10) {
             return Err(format!(
-                "logs_flush_interval = {:?}: must be between 1 ms and 10 s",
+                "logs_flush_interval_ms = {:?}: must be between 1 ms and 10 s",
                 self.flush_interval
             ));
         }
         if self.batch_bytes < self.max_line {
             return Err(format!(
-                "logs batch size {} is below logs_max_line {}",
+                "logs batch size {} is below logs_max_line_bytes {}",
                 self.batch_bytes, self.max_line
             ));
         }
@@ -128,7 +128,7 @@ mod tests {
             max_line: 1000,
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().contains("logs_max_line"));
+        assert!(c.validate().unwrap_err().contains("logs_max_line_bytes"));
         assert_eq!("ALL".parse::<Selection>(), Ok(Selection::All));
         assert!(
             "some"
