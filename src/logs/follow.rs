@@ -128,8 +128,9 @@ enum Pass {
     Stopped,
     /// The container is gone.
     Gone,
-    /// The stream ended; `Some` holds the decoder and skip state when it ended cleanly.
-    Ended(Option<Box<(Decoder, Skip)>>),
+    /// The stream ended (`bool`: it brought bytes); `Some` holds the decoder and skip state
+    /// when it ended cleanly.
+    Ended(Option<Box<(Decoder, Skip)>>, bool),
     Failed(String),
 }
 
@@ -194,13 +195,22 @@ pub(crate) async fn run(
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
-            Pass::Ended(dec) => {
+            Pass::Ended(dec, read_any) => {
                 if last_error.take().is_some() {
                     tracing::info!(container = %f.name(), "reading the container's log again");
                 }
-                backoff = Duration::from_millis(250);
                 let Some(ended) = dec.filter(|_| drain) else {
-                    continue; // a follow ended: the next pass says whether it stopped
+                    // A follow ended: the next pass says whether the container stopped. One that
+                    // keeps ending with nothing read (a daemon closing at once) is not spun on.
+                    if read_any {
+                        backoff = Duration::from_millis(250);
+                    } else {
+                        if wait(backoff, &mut stop).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                    continue;
                 };
                 let (mut dec, mut skip) = *ended;
                 // The stopped container's log was read to its end, unless it started again.
@@ -251,6 +261,7 @@ async fn pass(
     let mut lines: Vec<Line> = Vec::new();
     let mut die_at: Option<tokio::time::Instant> = None;
     let mut errors = 0;
+    let mut read_any = false;
     loop {
         let idle = tty && dec.is_open(Stream::Stdout);
         let mid = dec.mid_message();
@@ -263,24 +274,27 @@ async fn pass(
                 continue;
             }
             _ = tokio::time::sleep_until(die_at.unwrap_or_else(tokio::time::Instant::now)), if die_at.is_some() => {
-                return Pass::Ended(None);
+                return Pass::Ended(None, read_any);
             }
             r = tokio::time::timeout(if idle { IDLE } else { Duration::MAX }, next) => match r {
                 Err(_) => dec.idle(&mut lines),
-                Ok(Ok(Some(data))) => match dec.feed(&data, &mut lines) {
-                    Ok(()) => {}
-                    Err(DecodeError::Daemon(m)) => {
-                        flush(ctx, f, &mut lines, &mut skip, pos, &dec, tty);
-                        return Pass::Failed(format!("daemon: {m}"));
+                Ok(Ok(Some(data))) => {
+                    read_any = true;
+                    match dec.feed(&data, &mut lines) {
+                        Ok(()) => {}
+                        Err(DecodeError::Daemon(m)) => {
+                            flush(ctx, f, &mut lines, &mut skip, pos, &dec, tty);
+                            return Pass::Failed(format!("daemon: {m}"));
+                        }
+                        Err(e) => {
+                            Counters::add(&f.counters.decode_errors, 1);
+                            return Pass::Failed(e.to_string());
+                        }
                     }
-                    Err(e) => {
-                        Counters::add(&f.counters.decode_errors, 1);
-                        return Pass::Failed(e.to_string());
-                    }
-                },
+                }
                 Ok(Ok(None)) => {
                     flush(ctx, f, &mut lines, &mut skip, pos, &dec, tty);
-                    return Pass::Ended(Some(Box::new((dec, skip))));
+                    return Pass::Ended(Some(Box::new((dec, skip))), read_any);
                 }
                 Ok(Err(e)) => return Pass::Failed(format!("reading the log stream: {e}")),
             }

@@ -55,7 +55,7 @@ pub fn records(req: &ExportLogsServiceRequest) -> Vec<Rec> {
                     ts: r.time_unix_nano,
                     observed: r.observed_time_unix_nano,
                     body: text(&r.body),
-                    truncated: attrs.get("node_agent.log.truncated").is_some(),
+                    truncated: attrs.contains_key("node_agent.log.truncated"),
                     original_size: attrs
                         .get("node_agent.log.original_size")
                         .and_then(|v| v.parse().ok()),
