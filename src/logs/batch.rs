@@ -11,10 +11,9 @@
 
 use super::budget::{Charge, Counters, Memory};
 use super::cursor::{CursorWriter, Position};
-use super::follow::{Chunk, Followed};
+use super::follow::{Chunk, Followed, Record};
 use super::sink::{Ack, InFlight, LogBatch, LogSink, Outcome, Tracker, fold};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +38,7 @@ pub(crate) struct Delivery {
 
 #[derive(Default)]
 struct Pending {
-    groups: Vec<(Arc<Followed>, Vec<LogRecord>)>,
+    groups: Vec<(Arc<Followed>, Vec<Record>)>,
     index: HashMap<String, usize>,
     positions: HashMap<String, Position>,
     charge: Option<Charge>,

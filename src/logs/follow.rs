@@ -15,10 +15,8 @@ use super::budget::{Budget, Charge, Counters, Memory};
 use super::config::LogsConfig;
 use super::cursor::{Position, RAISE_MARGIN, Skip};
 use super::decode::{DecodeError, Decoder, Line, Stream};
-use super::otlp::{self, Identity};
-use super::select::Servers;
+use super::select::{Identity, Servers};
 use crate::docker::Docker;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,10 +31,30 @@ const DIE_GRACE: Duration = Duration::from_secs(10);
 /// Memory charged per record on top of its text (the record, its attributes, the batch).
 pub(crate) const RECORD_OVERHEAD: usize = 160;
 
+/// One line as the source hands it on.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub stream: Stream,
+    /// Docker's time of the line, Unix ns.
+    pub ts: u64,
+    /// When the line was read, Unix ns.
+    pub observed: u64,
+    /// At most the line bound; bytes, as Docker gave them.
+    pub body: Vec<u8>,
+    /// Bytes left out past the bound (0: whole).
+    pub cut: u64,
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// What the follower tells the batcher after each read.
 pub(crate) struct Chunk {
     pub who: Arc<Followed>,
-    pub records: Vec<LogRecord>,
+    pub records: Vec<Record>,
     pub charge: Charge,
     pub pos: Position,
 }
@@ -246,7 +264,7 @@ async fn pass(
     let since = if *pos == Position::default() {
         ctx.cfg
             .backfill
-            .map(|b| crate::otlp::now_nanos().saturating_sub(b.as_nanos() as u64))
+            .map(|b| now_nanos().saturating_sub(b.as_nanos() as u64))
             .unwrap_or(0)
     } else {
         pos.since(tty)
@@ -339,18 +357,18 @@ fn process(
     lines: Vec<Line>,
     skip: &mut Skip,
     pos: &mut Position,
-) -> (Vec<LogRecord>, Charge) {
+) -> (Vec<Record>, Charge) {
     let mut records = Vec::with_capacity(lines.len());
     let mut charge = Charge::new(&ctx.mem, 0);
     if lines.is_empty() {
         return (records, charge);
     }
-    let observed = crate::otlp::now_nanos();
+    let observed = now_nanos();
     let now = Instant::now();
     let c = &f.counters;
     let name = f.name();
     let mut budget = f.budget.lock();
-    for mut line in lines {
+    for line in lines {
         if skip.skip(line.stream, line.ts) {
             continue;
         }
@@ -372,16 +390,26 @@ fn process(
         if line.cut > 0 {
             Counters::add(&c.cut, 1);
         }
-        charge.absorb(std::mem::replace(
-            &mut line.charge,
-            Charge::new(&ctx.mem, 0),
-        ));
-        records.push(otlp::record(line, observed));
+        let Line {
+            stream,
+            ts,
+            body,
+            cut,
+            charge: c,
+        } = line;
+        charge.absorb(c);
+        records.push(Record {
+            stream,
+            ts,
+            observed,
+            body,
+            cut,
+        });
     }
     (records, charge)
 }
 
-fn send(ctx: &Ctx, f: &Arc<Followed>, (records, charge): (Vec<LogRecord>, Charge), pos: &Position) {
+fn send(ctx: &Ctx, f: &Arc<Followed>, (records, charge): (Vec<Record>, Charge), pos: &Position) {
     *f.read_pos.lock() = pos.clone();
     let _ = ctx.chunks.send(Chunk {
         who: f.clone(),

@@ -14,7 +14,10 @@
 //! - [`batch`] and [`sink`]: batches to the delivery seam and acknowledgements back;
 //!   [`otlp`]: the OTLP shape (one Resource per container).
 //!
-//! docs/logs.md states what Docker was observed to do and what this module guarantees.
+//! Imports flow one way: the source half (`api`, `decode`, `timestamp`, `cursor`, `budget`,
+//! `select`, `follow`, `config`) knows nothing of OTLP or delivery; `otlp` turns its records into
+//! requests; `batch`, `sink` and `source` run it all. docs/logs.md states what Docker was observed
+//! to do and what this module guarantees.
 
 mod api;
 mod batch;
@@ -35,7 +38,7 @@ pub use config::{LogsConfig, Selection};
 pub use cursor::{CursorError, Position, StreamPos};
 pub use decode::Stream;
 pub use follow::Status;
-pub use otlp::{IOSTREAM, Identity, ORIGINAL_SIZE, TRUNCATED};
-pub use select::{ByLabels, Servers};
+pub use otlp::{IOSTREAM, ORIGINAL_SIZE, TRUNCATED};
+pub use select::{ByLabels, Identity, Servers};
 pub use sink::{Ack, LogBatch, LogSink};
 pub use source::{ContainerReport, LogsError, LogsSource, Report};

@@ -11,7 +11,8 @@
 //! body (invalid UTF-8 replaced by U+FFFD), `log.iostream`, and for a line cut at the bound
 //! `node_agent.log.truncated` = true with `node_agent.log.original_size` in bytes.
 
-use super::decode::Line;
+use super::follow::Record;
+use super::select::Identity;
 use crate::otlp::{SCHEMA_URL, SCOPE_NAME, kv};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -23,31 +24,20 @@ pub const IOSTREAM: &str = "log.iostream";
 pub const TRUNCATED: &str = "node_agent.log.truncated";
 pub const ORIGINAL_SIZE: &str = "node_agent.log.original_size";
 
-/// Who a container is, as its records' Resource says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identity {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    pub server_uuid: Option<String>,
-    pub server_name: Option<String>,
-}
-
-impl Identity {
-    pub(crate) fn attributes(&self) -> Vec<KeyValue> {
-        let mut a = vec![
-            kv("container.id", self.id.clone()),
-            kv("container.name", self.name.clone()),
-            kv("container.image.name", self.image.clone()),
-        ];
-        if let Some(u) = &self.server_uuid {
-            a.push(kv("pterodactyl.server.uuid", u.clone()));
-        }
-        if let Some(n) = &self.server_name {
-            a.push(kv("pterodactyl.server.name", n.clone()));
-        }
-        a
+/// The container's identity as Resource attributes.
+pub(crate) fn identity_attributes(who: &Identity) -> Vec<KeyValue> {
+    let mut a = vec![
+        kv("container.id", who.id.clone()),
+        kv("container.name", who.name.clone()),
+        kv("container.image.name", who.image.clone()),
+    ];
+    if let Some(u) = &who.server_uuid {
+        a.push(kv("pterodactyl.server.uuid", u.clone()));
     }
+    if let Some(n) = &who.server_name {
+        a.push(kv("pterodactyl.server.name", n.clone()));
+    }
+    a
 }
 
 /// The bytes of a body as text: as is when valid UTF-8, else with U+FFFD for each bad sequence.
@@ -59,7 +49,7 @@ pub(crate) fn text(body: Vec<u8>) -> String {
 }
 
 /// One record for one line.
-pub(crate) fn record(line: Line, observed: u64) -> LogRecord {
+pub(crate) fn record(line: Record) -> LogRecord {
     let mut attributes = Vec::with_capacity(if line.cut > 0 { 3 } else { 1 });
     attributes.push(kv(IOSTREAM, line.stream.as_str()));
     if line.cut > 0 {
@@ -77,7 +67,7 @@ pub(crate) fn record(line: Line, observed: u64) -> LogRecord {
     }
     LogRecord {
         time_unix_nano: line.ts,
-        observed_time_unix_nano: observed,
+        observed_time_unix_nano: line.observed,
         severity_number: 0,
         severity_text: String::new(),
         body: Some(AnyValue {
@@ -95,14 +85,15 @@ pub(crate) fn record(line: Line, observed: u64) -> LogRecord {
 /// A request with one Resource per container.
 pub(crate) fn request(
     node: &[KeyValue],
-    groups: Vec<(&Identity, Vec<LogRecord>)>,
+    groups: Vec<(&Identity, Vec<Record>)>,
 ) -> ExportLogsServiceRequest {
     let resource_logs = groups
         .into_iter()
         .filter(|(_, r)| !r.is_empty())
-        .map(|(who, log_records)| {
+        .map(|(who, records)| {
             let mut attributes = node.to_vec();
-            attributes.extend(who.attributes());
+            attributes.extend(identity_attributes(who));
+            let log_records = records.into_iter().map(record).collect();
             ResourceLogs {
                 resource: Some(Resource {
                     attributes,
@@ -128,22 +119,20 @@ pub(crate) fn request(
 
 #[cfg(test)]
 mod tests {
-    use super::super::budget::{Charge, Memory};
     use super::super::decode::Stream;
     use super::*;
     use crate::otlp::attr_str;
 
     #[test]
     fn records_and_resources() {
-        let m = Memory::new(1 << 20);
-        let line = Line {
+        let line = Record {
             stream: Stream::Stderr,
             ts: 7,
+            observed: 9,
             body: b"caf\xc3\xa9 \xff".to_vec(),
             cut: 5,
-            charge: Charge::new(&m, 0),
         };
-        let r = record(line, 9);
+        let r = record(line.clone());
         assert_eq!((r.time_unix_nano, r.observed_time_unix_nano), (7, 9));
         let body = attr_str(r.body.as_ref().unwrap());
         assert_eq!(body, "café \u{fffd}");
@@ -169,7 +158,7 @@ mod tests {
         };
         let req = request(
             &[kv("host.name", "n1")],
-            vec![(&who, vec![r]), (&who, vec![])],
+            vec![(&who, vec![line]), (&who, vec![])],
         );
         assert_eq!(req.resource_logs.len(), 1);
         let keys: Vec<&str> = req.resource_logs[0]

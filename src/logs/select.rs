@@ -13,6 +13,16 @@ use std::collections::BTreeMap;
 
 use super::config::Selection;
 
+/// Who a container is: what its records' Resource says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub server_uuid: Option<String>,
+    pub server_name: Option<String>,
+}
+
 /// Says which Pterodactyl server, if any, a container is.
 pub trait Servers: Send + Sync + 'static {
     /// The server's UUID and, when known, its name.
