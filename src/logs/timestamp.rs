@@ -114,10 +114,14 @@ fn parse_inner(b: &[u8], strict: bool) -> Result<(u64, usize), Prefix> {
     };
     byte(b, at, b' ')?;
     let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec - offset;
-    if secs <= 0 {
-        return Err(Prefix::Invalid);
-    }
-    Ok((secs as u64 * 1_000_000_000 + nanos as u64, at + 1))
+    // Before 1970 or past what u64 nanoseconds hold (year 2554): not a time Docker writes.
+    let ns = u64::try_from(secs)
+        .ok()
+        .filter(|&s| s > 0)
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .and_then(|s| s.checked_add(nanos as u64))
+        .ok_or(Prefix::Invalid)?;
+    Ok((ns, at + 1))
 }
 
 /// Reads a timestamp and its space at the start of `b`. `strict` accepts only Docker's own
@@ -189,6 +193,8 @@ mod tests {
             b"1970-01-01T00:00:00.000000000Z ",
             b"x",
             b"2026-11-30T09:23:31.Z ",
+            b"4052-11-30T09:23:32.392769603Z ",
+            b"9999-12-31T23:59:59.999999999-23:59 ",
         ] {
             assert_eq!(parse_prefix(bad, false), Prefix::Invalid, "{bad:?}");
         }
