@@ -241,6 +241,14 @@ pub(crate) async fn run(
                             send(&ctx, &f, chunk, &pos);
                             return f.set_status(Status::Drained);
                         }
+                        // The log of a stopped container ended inside a message: read it again,
+                        // not in a tight loop.
+                        Counters::add(&f.counters.decode_errors, 1);
+                        fail(&f, "the log ended inside a message".into(), &mut last_error);
+                        if wait(backoff, &mut stop).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
                     }
                     Ok(_) => {}
                     Err(e) if e.is_not_found() => return f.set_status(Status::Gone),

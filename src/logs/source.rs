@@ -208,9 +208,20 @@ impl LogsSource {
         let deadline = Instant::now() + grace;
         let _ = self.stop.send(true);
         let tasks: Vec<Task> = self.inner.tasks.lock().drain().map(|(_, t)| t).collect();
-        for t in tasks {
+        for t in &tasks {
             let _ = t.stop.send(true);
-            let _ = t.handle.await;
+        }
+        // A follower answers at its next await; one inside a Docker request (bounded by the
+        // request timeout) is not waited for past a second.
+        let followers_by = tokio::time::Instant::now() + Duration::from_secs(1);
+        for t in tasks {
+            let abort = t.handle.abort_handle();
+            if tokio::time::timeout_at(followers_by, t.handle)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
         let _ = self.batcher_stop.send(true);
         let handles = std::mem::take(&mut self.handles);
