@@ -2,7 +2,9 @@
 //! of the Docker at `$1` with cursors under `$2`, acknowledges every batch at once (a sink that
 //! costs nothing), and exits once `$3` records arrived, printing what it cost as JSON.
 
-use node_agent::logs::{ByLabels, LogBatch, LogSink, LogsConfig, LogsSource, Selection};
+use node_agent::export::logs::{LogBatch, LogSink};
+use node_agent::runtime::logs::LogsSource;
+use node_agent::sources::logs::{ByLabels, LogsConfig, Selection};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

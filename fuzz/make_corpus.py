@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpus (fuzz/corpus/<target>/) from the byte layouts of
-reference/gameproto.md. Seeds captured from the real peers (minecraft-protocol, bedrock-protocol)
+docs/game-protocols.md. Seeds captured from the real peers (minecraft-protocol, bedrock-protocol)
 were added by hand as *-real-*.bin. Re-run to regenerate the synthetic seeds."""
 import json, os, struct
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")

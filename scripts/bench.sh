@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Footprint benchmark (BENCHMARKS.md): the agent vs the raw-read floor vs node_exporter at
+# Footprint benchmark (docs/benchmarks.md): the agent vs the raw-read floor vs node_exporter at
 # N = 0, 100, 1000 real cgroups, plus OTLP bytes on the wire and replay speed.
 # Needs root (it creates cgroups under /sys/fs/cgroup/<ctrl>/docker/), python3 and
 # prometheus-node-exporter (scripts/install-test-deps.sh installs it). Extra arguments go to

@@ -4,7 +4,7 @@
 The dashboards are generated so that every panel gets the same datasource variable, a unit, and
 queries that use only the Prometheus names of the agent's metrics (OpenTelemetry names translated
 as the Collector's `prometheus` exporter does: see collector-config/README.md). Edit this file,
-run it, commit both; `tests/pipeline.rs` fails when the JSON and this script disagree
+run it, commit both; `tests/it/pipeline.rs` fails when the JSON and this script disagree
 (`gen-dashboards.py --check`).
 
 Usage: scripts/gen-dashboards.py [--check]

@@ -49,8 +49,8 @@ if [ "${NODE_AGENT_SKIP_NPM:-0}" != 1 ]; then
     npm install --silent --no-audit --no-fund --prefix "$peers/npm-java" minecraft-protocol@1.54.0 >/dev/null
   fi
 fi
-# Grafana dashboard schema (tests/pipeline.rs): the JSON Schema generated from npm @grafana/schema's
-# Dashboard type, checked with PyPI jsonschema. No Grafana server is obtainable here (reference/test-peers.md §6).
+# Grafana dashboard schema (tests/it/pipeline.rs): the JSON Schema generated from npm @grafana/schema's
+# Dashboard type, checked with PyPI jsonschema. No Grafana server is obtainable here (docs/testing.md).
 if [ ! -f "$peers/npm-grafana/dashboard.schema.json" ]; then
   echo "install-test-deps: npm install @grafana/schema ts-json-schema-generator"
   npm install --silent --no-audit --no-fund --prefix "$peers/npm-grafana" --ignore-scripts \

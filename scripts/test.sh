@@ -10,7 +10,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --all-targets --all-features --quiet -- -D warnings
 echo "== cargo test"
 # Integration tests start real servers and cgroups; two at a time fits our 2-core machines.
 cargo test --all-targets -- --test-threads=2

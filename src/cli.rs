@@ -1,6 +1,6 @@
 //! The command line: `run` (default), `check [--json]`, `config [--json|--markdown]`, and one
 //! global flag per setting, generated from the settings table so that flags, environment names and
-//! the README cannot disagree.
+//! docs/configuration.md cannot disagree.
 
 use crate::config::SETTINGS;
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -53,7 +53,7 @@ pub fn command() -> Command {
             Command::new("config")
                 .about("Print the effective configuration and where each value comes from (secrets redacted)")
                 .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("Print JSON"))
-                .arg(Arg::new("markdown").long("markdown").action(ArgAction::SetTrue).help("Print the settings table as Markdown (for the README)")),
+                .arg(Arg::new("markdown").long("markdown").action(ArgAction::SetTrue).help("Print the settings table as Markdown (for docs/configuration.md)")),
         );
     for s in SETTINGS {
         cmd = cmd.arg(

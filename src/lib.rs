@@ -1,50 +1,43 @@
-//! node-agent: one small binary that measures a game-server/container host and exports
-//! OpenTelemetry metrics over OTLP.
+//! node-agent: one binary that measures a game-server/container host and exports OpenTelemetry
+//! over OTLP.
 //!
-//! The major components, in the order data flows through them:
+//! The crate is laid out as the pipeline data flows through, one folder per stage. Imports flow
+//! one way, down this list: a stage uses the ones above it, never the ones below (a test in the
+//! suite fails on a cycle).
 //!
-//! - [`config`]: one table of settings read from flags, the environment (the original Python
-//!   agent's names and the standard `OTEL_*` ones), a TOML file and defaults, validated at start.
-//! - [`resource`]: the node's identity (`service.instance.id`, `host.id`, …) and capabilities
-//!   (CPU count, memory, disk, GPUs, cgroup setup), sent as the OTLP Resource.
-//! - Samplers, which only read and parse: [`node`] (/proc, one file per metric family),
-//!   reading every file through kept descriptors ([`procfile`]); [`gpu`] (NVML loaded at run
-//!   time for NVIDIA, DRM sysfs for AMD/Intel), sampled with the node cycle.
-//! - Containers and game servers: [`containers`] discovers them on its own schedule ([`docker`]
-//!   Engine API, [`wings`] API) and samples each container's cgroup ([`cgroup`]: v1, v2, hybrid,
-//!   per-task disk counters where blkio is blind) in the node cycle.
-//! - [`probe`]: game-server status probes (Minecraft Java/legacy, Query, Bedrock, Source A2S),
-//!   the choice of protocol and port per server, and the players loop.
-//! - [`otlp`]: turns a finished sample into one OTLP request stamped with the time it was taken,
-//!   so every sample is exported exactly once.
-//! - [`export`]: the delivery queue the agent owns (memory, then a crash-safe disk spool replayed
-//!   after a restart), and the gRPC/HTTP/console transports.
-//! - [`selfmetrics`]: the agent's own health and heartbeat metrics.
-//! - [`serve`]: the optional local `/healthz`, `/readyz` and `/metrics` endpoint; [`prom`] renders
-//!   the exported OTLP as Prometheus text with the Collector's names.
-//! - [`agent`] runs it all (`node-agent run`); [`check`] samples once and reports
-//!   (`node-agent check`); [`cli`] and [`logging`] are the process's front.
+//! | stage | what it does |
+//! |---|---|
+//! | [`sys`] | reads the operating system cheaply: kept-descriptor files, the host's mount table, clocks, limits |
+//! | [`sources`] | read and parse only: the node, cgroups, containers (Docker, Wings), GPUs, game-server probes, host identity, the agent itself |
+//! | [`otlp`] | turns samples into OTLP: the builder, one metric mapping per source, the Resource |
+//! | [`export`] | delivery the agent owns: memory queue, crash-safe disk spool, gRPC/HTTP/console transports |
+//! | [`logging`], [`config`] | the process's logs; the settings table and its layers, building each stage's own config |
+//! | [`state`] | the shared state of a running agent (inventory, health, capabilities, latest requests) |
+//! | [`serve`] | the local `/healthz`, `/readyz`, `/metrics` endpoint |
+//! | [`runtime`] | `node-agent run`: the loops, their timing and shutdown |
+//! | [`check`] | `node-agent check`: one pass of everything, as a report |
+//! | [`cli`] | the command line, generated from the settings table |
+//!
+//! Where things go:
+//! - **A new source** (something to measure): a module in [`sources`] that reads into a plain
+//!   sample struct with its own config struct, a mapping in [`otlp::metrics`], a setting in
+//!   [`config::table`], and a call from the loop in [`runtime`] that should sample it.
+//! - **A new signal** (logs next to metrics): its record builder next to `otlp::metrics`, its
+//!   source in [`sources`], its loop in [`runtime`]; delivery goes through [`export`].
+//! - **A control command** (the control plane): a stage of its own between [`state`] and
+//!   [`runtime`], reading and changing the shared state; the runtime starts it.
 
-pub mod agent;
-pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod containers;
-pub mod docker;
 pub mod export;
-pub mod gpu;
 pub mod logging;
-pub mod logs;
-pub mod node;
 pub mod otlp;
-pub mod probe;
-pub mod procfile;
-pub mod prom;
-pub mod resource;
-pub mod selfmetrics;
+pub mod runtime;
 pub mod serve;
-pub mod wings;
+pub mod sources;
+pub mod state;
+pub mod sys;
 
 /// rustls needs one process-wide crypto provider; we build with `ring` only.
 pub fn install_crypto_provider() {

@@ -2,10 +2,20 @@
 //! from `LOG_LEVEL` or `RUST_LOG` (any tracing filter works). Logs go to stderr so that
 //! `OTEL_METRICS_EXPORTER=console` and `check --json` keep stdout for data.
 
-use crate::config::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum LogFormat {
+    /// Text (the same on a terminal or not, for now).
+    Auto,
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the process's subscriber; `level` is a tracing filter.
 pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(level)
         .or_else(|_| EnvFilter::try_new("info"))

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async move {
         match inv.action {
             Action::Check { json } => node_agent::check::run(cfg, json).await,
-            _ => node_agent::agent::run(cfg).await,
+            _ => node_agent::runtime::run(cfg).await,
         }
     });
     // Do not wait for blocked helper threads (a hung statfs) at exit.
@@ -52,48 +52,14 @@ fn config_error(e: config::ConfigError) -> ExitCode {
 
 fn print_config(layers: &Layers, json: bool, markdown: bool) {
     use std::io::Write;
-    let rows = config::effective(layers);
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`| head`) is not an error worth a panic.
-    if json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+    let text = if json {
+        let rows = config::display::effective(layers);
+        serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
     } else if markdown {
-        let _ = writeln!(
-            out,
-            "| setting (flag `--x-y`, file key `x_y`) | environment | default | meaning |\n|---|---|---|---|"
-        );
-        for s in config::SETTINGS {
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} |",
-                s.key,
-                s.env
-                    .iter()
-                    .map(|e| format!("`{e}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                s.default
-                    .map(|d| format!("`{d}`"))
-                    .unwrap_or_else(|| "—".into()),
-                s.help.replace('|', "\\|")
-            );
-        }
+        config::display::markdown()
     } else {
-        if let Some(p) = &layers.file_path {
-            let _ = writeln!(out, "# config file: {}", p.display());
-        }
-        for r in rows {
-            let _ = writeln!(
-                out,
-                "{:<28} = {:<40} ({})",
-                r.key,
-                r.value.as_deref().unwrap_or("<unset>"),
-                r.source
-            );
-        }
-    }
+        config::display::text(layers)
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

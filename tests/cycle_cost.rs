@@ -15,11 +15,12 @@
 //! ([`BASELINE_ALLOCS_PER_POINT`], [`BASELINE_READS_PER_FILE`]); `scripts/bench.sh` is where the
 //! time and memory are measured.
 
-mod common;
+#[path = "harness/mod.rs"]
+mod harness;
 
-use common::Proc;
-use node_agent::cgroup::paths::{self, Mounts};
-use node_agent::containers::{ContainerInfo, Inventory, SourceState};
+use harness::Proc;
+use node_agent::sources::cgroup::paths::{self, Mounts};
+use node_agent::sources::containers::{ContainerInfo, Inventory, SourceState};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric;
 use prost::Message;
@@ -187,13 +188,9 @@ fn cycle_allocations_and_reads_stay_within_2x_of_baseline() {
         file_tables: Default::default(),
     };
     let cfg = node_agent::config::Config::from_layers(&layers).unwrap();
-    let mut sampler = node_agent::node::NodeSampler::new(
-        cfg.proc_path.clone(),
-        cfg.sys_path.clone(),
-        cfg.rootfs_path.clone(),
-        cfg.filesystem_timeout,
-    );
-    let ctx = node_agent::agent::Context::new(cfg);
+    let ctx = node_agent::state::Context::new(cfg);
+    let mut sampler =
+        node_agent::sources::node::NodeSampler::new(&ctx.cfg.node, ctx.mounts.clone());
     ctx.containers.set(Inventory {
         layout: mounts.layout(),
         containers,
@@ -202,14 +199,14 @@ fn cycle_allocations_and_reads_stay_within_2x_of_baseline() {
     });
     let stats = node_agent::export::ExportStats::default();
     for _ in 0..3 {
-        node_agent::agent::node_cycle(&ctx, &mut sampler, &stats);
+        node_agent::runtime::node::node_cycle(&ctx, &mut sampler, &stats);
     }
     let files = open_files();
     let reads0 = syscr();
     COUNT.with(|c| c.set(true));
     let mut n_points = 0;
     for _ in 0..CYCLES {
-        let bytes = node_agent::agent::node_cycle(&ctx, &mut sampler, &stats);
+        let bytes = node_agent::runtime::node::node_cycle(&ctx, &mut sampler, &stats);
         COUNT.with(|c| c.set(false));
         n_points += points(&ExportMetricsServiceRequest::decode(bytes).unwrap());
         COUNT.with(|c| c.set(true));

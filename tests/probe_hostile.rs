@@ -5,7 +5,7 @@
 //! global allocator: the peak of live heap bytes while one probe runs, minus what was live before
 //! it. Tests in this binary run one at a time (a mutex) so the peak belongs to one probe.
 
-use node_agent::probe::{self, ErrorKind, Limits, Protocol, State};
+use node_agent::sources::probe::{self, ErrorKind, Limits, Protocol, State};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -340,7 +340,7 @@ fn udp_garbage_truncated_and_floods() {
             let mut p = vec![0x1c];
             p.extend_from_slice(d.get(1..9).unwrap_or_default());
             p.extend_from_slice(&[0; 8]);
-            p.extend_from_slice(&node_agent::probe::bedrock::MAGIC);
+            p.extend_from_slice(&node_agent::sources::probe::bedrock::MAGIC);
             p.extend_from_slice(&[0xff, 0xff, b'M']); // claims 65535 bytes, sends 1
             vec![p]
         }),
@@ -426,8 +426,9 @@ fn concurrency_cap_holds() {
             addr.port()
         );
     }
-    let cfg = node_agent::probe::targets::ProbeConfig::from_tables(&toml.parse().unwrap()).unwrap();
-    let mut prober = node_agent::probe::schedule::Prober::new(cfg, limits(), None, 2);
+    let cfg = node_agent::sources::probe::targets::ProbeConfig::from_tables(&toml.parse().unwrap())
+        .unwrap();
+    let mut prober = node_agent::sources::probe::prober::Prober::new(cfg, limits(), None, 2);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let results = rt.block_on(prober.pass(&[]));
     assert_eq!(results.len(), 6);

@@ -1,3 +1,3 @@
-//! cargo +nightly fuzz run bedrock — see node_agent::probe::fuzz::bedrock for what is checked.
+//! cargo +nightly fuzz run bedrock — see node_agent::sources::probe::fuzz::bedrock for what is checked.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| node_agent::probe::fuzz::bedrock(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| node_agent::sources::probe::fuzz::bedrock(data));

@@ -1,3 +1,3 @@
-//! cargo +nightly fuzz run query — see node_agent::probe::fuzz::query for what is checked.
+//! cargo +nightly fuzz run query — see node_agent::sources::probe::fuzz::query for what is checked.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| node_agent::probe::fuzz::query(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| node_agent::sources::probe::fuzz::query(data));

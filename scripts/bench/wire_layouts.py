@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the per-container wire bytes would be in other OTLP layouts (evidence for BENCHMARKS.md).
+"""What the per-container wire bytes would be in other OTLP layouts (evidence for docs/benchmarks.md).
 
 Usage: PYTHONPATH=.cache/peers/py python3 scripts/bench/wire_layouts.py target/bench/payload-0.pb target/bench/payload-100.pb 100
 Re-encodes the agent's own request (as the sink received it) and gzips each variant.

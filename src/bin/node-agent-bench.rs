@@ -75,8 +75,16 @@ async fn replay(payload: &str, batches: u64) {
     }
     let cfg = node_agent::config::Config::from_layers(&layers).expect("config");
     let transport = node_agent::export::Transport::new(&cfg.export).expect("transport");
-    let exporter =
-        node_agent::export::Exporter::start(transport, u64::MAX / 4, Duration::from_millis(500));
+    let exporter = node_agent::export::Exporter::start(
+        transport,
+        node_agent::export::QueueConfig {
+            memory_bytes: u64::MAX / 4,
+            spool_dir: None,
+            spool_max_bytes: 0,
+            fsync: node_agent::export::FsyncPolicy::Never,
+            backoff_max: Duration::from_millis(500),
+        },
+    );
     // The outage: nothing listens on the port while the backlog builds up.
     for _ in 0..batches {
         exporter.enqueue(payload.clone());

@@ -4,8 +4,8 @@
 //! concatenates), so the gRPC call uses a pass-through codec instead of re-decoding every request
 //! into prost structs just to encode it again.
 
-use super::SendError;
-use crate::config::ExportConfig;
+use super::config::ExportConfig;
+use super::{SendError, SetupError};
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
@@ -72,9 +72,9 @@ pub struct GrpcTransport {
 
 impl GrpcTransport {
     /// Must be called inside the Tokio runtime (the lazy channel spawns its worker there).
-    pub fn new(cfg: &ExportConfig) -> Result<Self, String> {
+    pub(crate) fn new(cfg: &ExportConfig) -> Result<Self, SetupError> {
         let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
-            .map_err(|e| format!("otlp_endpoint `{}`: {e}", cfg.endpoint))?
+            .map_err(|e| SetupError::new("otlp_endpoint", format!("`{}`: {e}", cfg.endpoint)))?
             .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
             .timeout(cfg.timeout)
             .tcp_keepalive(Some(Duration::from_secs(30)))
@@ -89,16 +89,27 @@ impl GrpcTransport {
             if let (Some(cert), Some(key)) = (&cfg.tls.client_cert_pem, &cfg.tls.client_key_pem) {
                 tls = tls.identity(Identity::from_pem(cert, key));
             }
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| format!("TLS setup for {}: {e}", cfg.endpoint))?;
+            endpoint = endpoint.tls_config(tls).map_err(|e| {
+                SetupError::new(
+                    "otlp_certificate",
+                    format!("TLS setup for {}: {e}", cfg.endpoint),
+                )
+            })?;
         }
         let mut metadata = Vec::new();
         for (k, v) in &cfg.headers {
-            let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
-                .map_err(|_| format!("otlp_headers: `{k}` is not a valid gRPC metadata key"))?;
-            let value = MetadataValue::try_from(v.as_str())
-                .map_err(|_| format!("otlp_headers: the value of `{k}` is not valid ASCII"))?;
+            let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                SetupError::new(
+                    "otlp_headers",
+                    format!("`{k}` is not a valid gRPC metadata key"),
+                )
+            })?;
+            let value = MetadataValue::try_from(v.as_str()).map_err(|_| {
+                SetupError::new(
+                    "otlp_headers",
+                    format!("the value of `{k}` is not valid ASCII"),
+                )
+            })?;
             metadata.push((key, value));
         }
         Ok(GrpcTransport {
@@ -108,7 +119,7 @@ impl GrpcTransport {
         })
     }
 
-    pub async fn send(&self, payload: Bytes) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, payload: Bytes) -> Result<(), SendError> {
         let mut client = tonic::client::Grpc::new(self.channel.clone());
         if self.gzip {
             client = client

@@ -1,7 +1,7 @@
 //! OTLP/HTTP transport, protobuf or JSON, optionally gzip-compressed.
 
-use super::SendError;
-use crate::config::{ExportConfig, Protocol};
+use super::config::{ExportConfig, OtlpProtocol};
+use super::{SendError, SetupError};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
@@ -17,7 +17,7 @@ pub struct HttpTransport {
 }
 
 /// Builds the reqwest client shared by the orchestrator and OTLP/HTTP paths.
-pub fn client(cfg: &ExportConfig) -> Result<reqwest::Client, String> {
+pub(crate) fn client(cfg: &ExportConfig) -> Result<reqwest::Client, SetupError> {
     let mut b = reqwest::Client::builder()
         .timeout(cfg.timeout)
         .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
@@ -25,7 +25,7 @@ pub fn client(cfg: &ExportConfig) -> Result<reqwest::Client, String> {
         .user_agent(concat!("node-agent/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &cfg.tls.ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(ca)
-            .map_err(|e| format!("otlp_certificate: {e}"))?;
+            .map_err(|e| SetupError::new("otlp_certificate", e.to_string()))?;
         b = b.tls_certs_merge(certs);
     }
     if let (Some(cert), Some(key)) = (&cfg.tls.client_cert_pem, &cfg.tls.client_key_pem) {
@@ -33,23 +33,28 @@ pub fn client(cfg: &ExportConfig) -> Result<reqwest::Client, String> {
         pem.extend_from_slice(b"\n");
         pem.extend_from_slice(key);
         let id = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| format!("otlp_client_certificate/otlp_client_key: {e}"))?;
+            .map_err(|e| SetupError::new("otlp_client_certificate", e.to_string()))?;
         b = b.identity(id);
     }
     if cfg.insecure_skip_verify {
         b = b.tls_danger_accept_invalid_certs(true);
     }
-    b.build().map_err(|e| format!("HTTP client: {e}"))
+    b.build()
+        .map_err(|e| SetupError::new("otlp_endpoint", format!("HTTP client: {e}")))
 }
 
 impl HttpTransport {
-    pub fn new(cfg: &ExportConfig) -> Result<Self, String> {
+    pub(crate) fn new(cfg: &ExportConfig) -> Result<Self, SetupError> {
         let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &cfg.headers {
-            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("otlp_headers: `{k}` is not a valid header name"))?;
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                SetupError::new("otlp_headers", format!("`{k}` is not a valid header name"))
+            })?;
             let mut value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
-                format!("otlp_headers: the value of `{k}` is not a valid header value")
+                SetupError::new(
+                    "otlp_headers",
+                    format!("the value of `{k}` is not a valid header value"),
+                )
             })?;
             value.set_sensitive(true);
             headers.insert(name, value);
@@ -57,13 +62,13 @@ impl HttpTransport {
         Ok(HttpTransport {
             client: client(cfg)?,
             url: cfg.endpoint.clone(),
-            json: cfg.protocol == Protocol::HttpJson,
+            json: cfg.protocol == OtlpProtocol::HttpJson,
             gzip: cfg.gzip,
             headers,
         })
     }
 
-    pub async fn send(&self, payload: Bytes) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, payload: Bytes) -> Result<(), SendError> {
         let (body, content_type) = if self.json {
             let req =
                 ExportMetricsServiceRequest::decode(payload).map_err(|e| SendError::Permanent {

@@ -7,12 +7,16 @@
 //! on-disk spool (`spool.rs`) that is replayed first after a restart. See `queue.rs` for the
 //! ordering invariant and the bounds.
 
+mod config;
 pub mod grpc;
 pub mod http;
-pub mod queue;
-pub mod spool;
+pub mod logs;
+pub(crate) mod queue;
+pub(crate) mod spool;
 
-use crate::config::{ExportConfig, ExporterKind, Protocol};
+pub(crate) use config::{ExportConfig, ExporterKind, OtlpProtocol, TlsFiles};
+pub use spool::FsyncPolicy;
+
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
@@ -21,23 +25,29 @@ use std::time::Duration;
 pub use queue::{ExportStats, Exporter, QueueConfig};
 
 /// Why a send failed, and whether trying again can help.
-#[derive(Debug, Clone)]
-pub enum SendError {
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum SendError {
+    #[error("{reason} (will retry)")]
     Retryable {
         reason: String,
         retry_after: Option<Duration>,
     },
-    Permanent {
-        reason: String,
-    },
+    #[error("{reason} (not retryable)")]
+    Permanent { reason: String },
 }
 
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendError::Retryable { reason, .. } => write!(f, "{reason} (will retry)"),
-            SendError::Permanent { reason } => write!(f, "{reason} (not retryable)"),
-        }
+/// The exporter could not be set up from its configuration (exit code 2 at start).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the exporter: invalid {setting}: {reason}")]
+pub struct SetupError {
+    /// The setting at fault.
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+impl SetupError {
+    pub(crate) fn new(setting: &'static str, reason: String) -> Self {
+        SetupError { setting, reason }
     }
 }
 
@@ -53,20 +63,20 @@ pub enum Transport {
 
 impl Transport {
     /// Must be called inside the Tokio runtime.
-    pub fn new(cfg: &ExportConfig) -> Result<Self, String> {
+    pub fn new(cfg: &ExportConfig) -> Result<Self, SetupError> {
         Ok(match cfg.exporter {
             ExporterKind::None => Transport::Discard,
             ExporterKind::Console => Transport::Console,
             ExporterKind::Otlp => match cfg.protocol {
-                Protocol::Grpc => Transport::Grpc(grpc::GrpcTransport::new(cfg)?),
-                Protocol::HttpProtobuf | Protocol::HttpJson => {
+                OtlpProtocol::Grpc => Transport::Grpc(grpc::GrpcTransport::new(cfg)?),
+                OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => {
                     Transport::Http(http::HttpTransport::new(cfg)?)
                 }
             },
         })
     }
 
-    pub async fn send(&self, payload: Bytes) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, payload: Bytes) -> Result<(), SendError> {
         match self {
             Transport::Grpc(t) => t.send(payload).await,
             Transport::Http(t) => t.send(payload).await,
@@ -88,7 +98,7 @@ impl Transport {
     }
 
     /// Whether the endpoint answers: an empty export request must be accepted.
-    pub async fn probe(&self) -> Result<(), SendError> {
+    pub(crate) async fn probe(&self) -> Result<(), SendError> {
         match self {
             Transport::Grpc(_) | Transport::Http(_) => {
                 self.send(Bytes::from(

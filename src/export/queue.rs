@@ -10,40 +10,66 @@
 //! Counting is exact: every enqueued batch ends as sent or dropped (spool full, not retryable,
 //! unwritable spool), or is still queued. A merged send counts the batches it carried.
 
-use super::spool::{Cursor, Spool};
+use super::spool::{Cursor, FsyncPolicy, Spool};
 use super::{SendError, Transport};
-use crate::config::FsyncPolicy;
+use crate::otlp::metrics::agent::DeliveryCounts;
 use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 /// Largest request built by merging queued batches while catching up: far below the 4 MiB a gRPC
 /// server accepts by default, so a merged request is never refused for its size.
-pub const MERGE_LIMIT: usize = 1 << 20;
+pub(crate) const MERGE_LIMIT: usize = 1 << 20;
 
 /// Counters the agent reports about its own delivery.
 #[derive(Debug, Default)]
 pub struct ExportStats {
     /// Batches (samples) delivered.
-    pub sent: AtomicU64,
+    pub(crate) sent: AtomicU64,
     /// Failed attempts that will be repeated.
-    pub retried: AtomicU64,
+    pub(crate) retried: AtomicU64,
     /// Batches given up on: spool full (oldest first), refused as not retryable, unwritable.
-    pub dropped: AtomicU64,
-    pub memory_batches: AtomicU64,
-    pub memory_bytes: AtomicU64,
-    pub disk_batches: AtomicU64,
-    pub disk_bytes: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) memory_batches: AtomicU64,
+    pub(crate) memory_bytes: AtomicU64,
+    pub(crate) disk_batches: AtomicU64,
+    pub(crate) disk_bytes: AtomicU64,
     /// Unix seconds of the last successful send (0 = never).
-    pub last_success: AtomicU64,
+    pub(crate) last_success: AtomicU64,
     /// Unix seconds since when every attempt has failed (0 = the last attempt succeeded).
-    pub failing_since: AtomicU64,
+    pub(crate) failing_since: AtomicU64,
     /// The reason of the last failure, for `/readyz`.
-    pub last_error: Mutex<Option<String>>,
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+impl ExportStats {
+    /// The counters the self-metrics report.
+    pub(crate) fn counts(&self) -> DeliveryCounts {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DeliveryCounts {
+            sent: load(&self.sent),
+            retried: load(&self.retried),
+            dropped: load(&self.dropped),
+            memory_batches: load(&self.memory_batches),
+            memory_bytes: load(&self.memory_bytes),
+            disk_batches: load(&self.disk_batches),
+            disk_bytes: load(&self.disk_bytes),
+        }
+    }
+}
+
+/// What was still queued when the exporter shut down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Leftover {
+    /// Batches written to the spool for the next start.
+    pub(crate) persisted: u64,
+    /// Batches lost for want of a (writable) spool.
+    pub(crate) lost: u64,
 }
 
 /// Limits of the queue.
@@ -65,7 +91,7 @@ struct InFlight {
     cancelled: bool,
 }
 
-struct State {
+struct Backlog {
     mem: VecDeque<Bytes>,
     mem_bytes: u64,
     spool: Option<Spool>,
@@ -73,7 +99,7 @@ struct State {
 }
 
 struct Shared {
-    state: Mutex<State>,
+    state: Mutex<Backlog>,
     wake: Notify,
     closed: watch::Sender<bool>,
     stats: Arc<ExportStats>,
@@ -89,10 +115,10 @@ pub struct Exporter {
 }
 
 fn now_secs() -> u64 {
-    crate::otlp::now_nanos() / 1_000_000_000
+    crate::sys::clock::now_nanos() / 1_000_000_000
 }
 
-impl State {
+impl Backlog {
     fn publish(&self, stats: &ExportStats) {
         let (fb, fn_) = match &self.inflight {
             Some(f) if !f.cancelled && f.disk.is_none() => (f.payload.len() as u64, f.batches),
@@ -126,9 +152,9 @@ impl State {
         if f.disk.is_some() || f.cancelled {
             return;
         }
-        let (dropped, _, ok) = spool.append(&f.payload, f.batches);
-        stats.dropped.fetch_add(dropped, Ordering::Relaxed);
-        if ok {
+        let a = spool.append(&f.payload, f.batches);
+        stats.dropped.fetch_add(a.dropped, Ordering::Relaxed);
+        if a.stored {
             let (seg, end) = spool.tail_position().expect("just written");
             f.disk = Some(Cursor {
                 seg,
@@ -146,15 +172,18 @@ impl State {
             tracing::warn!("memory queue full and no spool: dropped the oldest batch");
             return;
         };
-        let (mut dropped, pinned_gone, ok) = spool.append(&payload, batches);
-        if pinned_gone && let Some(f) = self.inflight.as_mut() {
+        let a = spool.append(&payload, batches);
+        let mut dropped = a.dropped;
+        if a.pinned_gone
+            && let Some(f) = self.inflight.as_mut()
+        {
             // Its records were in the dropped segment; the sender counts them.
             if let Some(c) = f.disk {
                 dropped = dropped.saturating_sub(c.batches);
             }
             f.cancelled = true;
         }
-        if !ok {
+        if !a.stored {
             dropped += batches;
         }
         stats.dropped.fetch_add(dropped, Ordering::Relaxed);
@@ -265,7 +294,7 @@ impl Exporter {
     pub fn start(transport: Transport, cfg: QueueConfig) -> Self {
         let spool = open_spool(&cfg);
         let stats = Arc::new(ExportStats::default());
-        let state = State {
+        let state = Backlog {
             mem: VecDeque::new(),
             mem_bytes: 0,
             spool,
@@ -288,7 +317,7 @@ impl Exporter {
         }
     }
 
-    pub fn stats(&self) -> Arc<ExportStats> {
+    pub(crate) fn stats(&self) -> Arc<ExportStats> {
         self.shared.stats.clone()
     }
 
@@ -297,7 +326,7 @@ impl Exporter {
     /// and counted.
     pub fn enqueue(&self, payload: Bytes) {
         let sh = &self.shared;
-        let mut q = sh.state.lock().expect("queue lock");
+        let mut q = sh.state.lock();
         q.mem_bytes += payload.len() as u64;
         q.mem.push_back(payload);
         q.rebalance(sh.memory_budget, &sh.stats);
@@ -311,7 +340,7 @@ impl Exporter {
     pub async fn drain(&self, grace: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + grace;
         loop {
-            if self.shared.state.lock().expect("queue lock").is_empty() {
+            if self.shared.state.lock().is_empty() {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -322,16 +351,16 @@ impl Exporter {
     }
 
     /// Stops the sender (abandoning an attempt in progress) and writes whatever is still in
-    /// memory to the spool. Returns (batches persisted, batches lost for want of a spool).
-    pub async fn shutdown(&self) -> (u64, u64) {
+    /// memory to the spool.
+    pub(crate) async fn shutdown(&self) -> Leftover {
         let sh = &self.shared;
         let _ = sh.closed.send(true);
         sh.wake.notify_one();
-        let task = self.task.lock().expect("task lock").take();
+        let task = self.task.lock().take();
         if let Some(t) = task {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
-        let mut q = sh.state.lock().expect("queue lock");
+        let mut q = sh.state.lock();
         let mut persisted = 0;
         let mut lost = 0;
         let stats = &sh.stats;
@@ -342,14 +371,10 @@ impl Exporter {
                 if let Some(s) = q.spool.as_mut() {
                     s.pinned = None;
                 }
-            } else if q.spool.is_some() {
-                let (d, _, ok) = q
-                    .spool
-                    .as_mut()
-                    .expect("some")
-                    .append(&f.payload, f.batches);
-                stats.dropped.fetch_add(d, Ordering::Relaxed);
-                if ok {
+            } else if let Some(s) = q.spool.as_mut() {
+                let a = s.append(&f.payload, f.batches);
+                stats.dropped.fetch_add(a.dropped, Ordering::Relaxed);
+                if a.stored {
                     persisted += f.batches;
                 } else {
                     lost += f.batches;
@@ -362,10 +387,10 @@ impl Exporter {
             q.mem_bytes -= b.len() as u64;
             match q.spool.as_mut() {
                 Some(s) => {
-                    let (d, pinned, ok) = s.append(&b, 1);
-                    debug_assert!(!pinned);
-                    stats.dropped.fetch_add(d, Ordering::Relaxed);
-                    if ok {
+                    let a = s.append(&b, 1);
+                    debug_assert!(!a.pinned_gone);
+                    stats.dropped.fetch_add(a.dropped, Ordering::Relaxed);
+                    if a.stored {
                         persisted += 1;
                     } else {
                         lost += 1;
@@ -380,7 +405,7 @@ impl Exporter {
             s.write_ack();
         }
         q.publish(stats);
-        (persisted, lost)
+        Leftover { persisted, lost }
     }
 }
 
@@ -399,7 +424,7 @@ enum Next {
 
 fn finish(shared: &Shared, result: Result<(), SendError>) -> Next {
     let stats = &shared.stats;
-    let mut q = shared.state.lock().expect("queue lock");
+    let mut q = shared.state.lock();
     let Some(f) = q.inflight.take() else {
         return Next::Continue;
     };
@@ -415,7 +440,7 @@ fn finish(shared: &Shared, result: Result<(), SendError>) -> Next {
             if stats.failing_since.swap(0, Ordering::Relaxed) != 0 {
                 tracing::info!("collector reachable again; delivering queued batches");
             }
-            *stats.last_error.lock().expect("error lock") = None;
+            *stats.last_error.lock() = None;
             Next::Continue
         }
         Err(SendError::Permanent { reason }) => {
@@ -432,7 +457,7 @@ fn finish(shared: &Shared, result: Result<(), SendError>) -> Next {
                 Ordering::Relaxed,
             );
             tracing::error!(batches = f.batches, %reason, "collector refused a batch; dropped (not retryable)");
-            *stats.last_error.lock().expect("error lock") = Some(reason);
+            *stats.last_error.lock() = Some(reason);
             Next::Continue
         }
         Err(SendError::Retryable {
@@ -444,7 +469,7 @@ fn finish(shared: &Shared, result: Result<(), SendError>) -> Next {
                 .failing_since
                 .compare_exchange(0, now_secs(), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok();
-            let mut last = stats.last_error.lock().expect("error lock");
+            let mut last = stats.last_error.lock();
             if first || last.as_deref() != Some(reason.as_str()) {
                 tracing::warn!(%reason, "export failed; retrying with backoff");
             }
@@ -472,7 +497,7 @@ async fn sender(shared: Arc<Shared>, transport: Transport, backoff_max: Duration
             return;
         }
         let payload = {
-            let mut q = shared.state.lock().expect("queue lock");
+            let mut q = shared.state.lock();
             if q.inflight.as_ref().is_some_and(|f| f.cancelled) {
                 let f = q.inflight.take().expect("checked");
                 shared.stats.dropped.fetch_add(f.batches, Ordering::Relaxed);
@@ -529,8 +554,8 @@ mod tests {
         }
     }
 
-    fn state(c: &QueueConfig) -> State {
-        State {
+    fn state(c: &QueueConfig) -> Backlog {
+        Backlog {
             mem: VecDeque::new(),
             mem_bytes: 0,
             spool: open_spool(c),
@@ -538,14 +563,14 @@ mod tests {
         }
     }
 
-    fn push(q: &mut State, c: &QueueConfig, stats: &ExportStats, b: Bytes) {
+    fn push(q: &mut Backlog, c: &QueueConfig, stats: &ExportStats, b: Bytes) {
         q.mem_bytes += b.len() as u64;
         q.mem.push_back(b);
         q.rebalance(c.memory_bytes, stats);
     }
 
     /// Sends everything, successfully, one take at a time; returns the payloads in order.
-    fn deliver_all(q: &mut State) -> Vec<Bytes> {
+    fn deliver_all(q: &mut Backlog) -> Vec<Bytes> {
         let mut out = Vec::new();
         let stats = ExportStats::default();
         while q.take(1 << 20, 1 << 30, &stats) {

@@ -1,7 +1,7 @@
 //! The on-disk tier of the delivery queue: append-only segment files of checksummed records.
 //!
 //! Why this shape: the Collector's persistent queue loses data at the edges (shutdown while the
-//! backend is down, restart with `fsync: false`, torn writes; anchors.md §3). Here every record is
+//! backend is down, restart with `fsync: false`, torn writes; docs/design.md#delivery-and-transports-are-the-agents-own). Here every record is
 //! `magic | length | batches | crc32 | payload`, so a torn tail or a corrupted span is detected on read and
 //! skipped (the reader resynchronises on the next valid magic+checksum), and what is intact is kept.
 //! Delivery progress is an `ack` file (`segment offset`) written by rename, so a restart replays
@@ -10,7 +10,6 @@
 //!
 //! Files: `NNNNNNNNNNNNNNNNNNNN.seg` (segment id, increasing) and `ack`.
 
-use crate::config::FsyncPolicy;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -18,17 +17,39 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// What [`Spool::append`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Appended {
+    /// Records (oldest first) dropped to make room.
+    pub(crate) dropped: u64,
+    /// Whether the segment the sender is reading from was among them.
+    pub(crate) pinned_gone: bool,
+    /// Whether the payload itself was stored.
+    pub(crate) stored: bool,
+}
+
+/// When spool writes are flushed to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum FsyncPolicy {
+    /// After every write.
+    Always,
+    /// Once per sampling cycle.
+    Batch,
+    /// Never (the kernel writes back when it likes).
+    Never,
+}
+
 const MAGIC: [u8; 4] = *b"NAS1";
 const HEADER: u64 = 16;
 /// No request we write is near this; a larger length field is corruption.
 const MAX_RECORD: u64 = 64 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub seg: u64,
-    pub end: u64,
+pub(crate) struct Cursor {
+    pub(crate) seg: u64,
+    pub(crate) end: u64,
     /// Batches (samples) the records up to `end` carry.
-    pub batches: u64,
+    pub(crate) batches: u64,
 }
 
 #[derive(Debug)]
@@ -40,7 +61,7 @@ struct Segment {
 }
 
 #[derive(Debug)]
-pub struct Spool {
+pub(crate) struct Spool {
     dir: PathBuf,
     fsync: FsyncPolicy,
     max_bytes: u64,
@@ -52,16 +73,16 @@ pub struct Spool {
     dirty: bool,
     next_id: u64,
     /// Segment the sender is reading from; dropping it cancels the batch in flight.
-    pub pinned: Option<u64>,
+    pub(crate) pinned: Option<u64>,
 }
 
 /// What opening a spool found.
 #[derive(Debug, Default)]
-pub struct Recovery {
-    pub records: u64,
-    pub bytes: u64,
-    pub skipped_spans: u64,
-    pub skipped_bytes: u64,
+pub(crate) struct Recovery {
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+    pub(crate) skipped_spans: u64,
+    pub(crate) skipped_bytes: u64,
 }
 
 fn crc(data: &[u8]) -> u32 {
@@ -139,7 +160,7 @@ fn next_record(f: &File, off: u64, len: u64) -> Option<(Bytes, u64, u64, u64)> {
 impl Spool {
     /// Opens (creating) the spool in `dir`, scanning every segment: torn or corrupted spans are
     /// logged and skipped, intact records kept.
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
         max_bytes: u64,
         fsync: FsyncPolicy,
@@ -232,16 +253,16 @@ impl Spool {
     }
 
     /// Undelivered batches.
-    pub fn records(&self) -> u64 {
+    pub(crate) fn records(&self) -> u64 {
         self.segments.values().map(|s| s.records).sum()
     }
 
     /// Bytes on disk (what the budget bounds).
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.segments.values().map(|s| s.bytes).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.records() == 0
     }
 
@@ -269,15 +290,13 @@ impl Spool {
         Some((seg.records, pinned))
     }
 
-    /// Appends one record, first dropping the oldest segments past the budget. Returns the
-    /// records dropped to make room, whether the pinned segment went, and whether `payload` itself
-    /// could be stored.
-    pub fn append(&mut self, payload: &[u8], batches: u64) -> (u64, bool, bool) {
+    /// Appends one record, first dropping the oldest segments past the budget.
+    pub(crate) fn append(&mut self, payload: &[u8], batches: u64) -> Appended {
         let need = HEADER + payload.len() as u64;
         let mut dropped = 0;
         let mut pinned_gone = false;
         if need > self.max_bytes {
-            return (0, false, false);
+            return Appended::default();
         }
         while self.bytes() + need > self.max_bytes {
             match self.drop_oldest() {
@@ -288,12 +307,17 @@ impl Spool {
                 None => break,
             }
         }
-        match self.write(payload, batches) {
-            Ok(()) => (dropped, pinned_gone, true),
+        let stored = match self.write(payload, batches) {
+            Ok(()) => true,
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = %e, "spool write failed");
-                (dropped, pinned_gone, false)
+                false
             }
+        };
+        Appended {
+            dropped,
+            pinned_gone,
+            stored,
         }
     }
 
@@ -346,13 +370,13 @@ impl Spool {
     }
 
     /// Where the next record appended will start, for a cursor over records about to be written.
-    pub fn tail_position(&self) -> Option<(u64, u64)> {
+    pub(crate) fn tail_position(&self) -> Option<(u64, u64)> {
         let (id, _) = self.tail.as_ref()?;
         Some((*id, self.segments.get(id)?.bytes))
     }
 
     /// fsyncs what was written (policy `batch` calls this once per enqueue).
-    pub fn sync(&mut self) {
+    pub(crate) fn sync(&mut self) {
         if let Some((_, f)) = &self.tail
             && self.fsync != FsyncPolicy::Never
         {
@@ -361,7 +385,7 @@ impl Spool {
         self.dirty = false;
     }
 
-    pub fn sync_if_batch(&mut self) {
+    pub(crate) fn sync_if_batch(&mut self) {
         if self.dirty && self.fsync == FsyncPolicy::Batch {
             self.sync();
         }
@@ -369,7 +393,7 @@ impl Spool {
 
     /// Reads undelivered records from the head segment, oldest first, up to `limit` bytes (at least
     /// one). Pins the segment.
-    pub fn peek(&mut self, limit: usize) -> Option<(Vec<Bytes>, Cursor)> {
+    pub(crate) fn peek(&mut self, limit: usize) -> Option<(Vec<Bytes>, Cursor)> {
         let mut batches = 0;
         loop {
             let (&id, seg) = self.segments.iter().next()?;
@@ -435,7 +459,7 @@ impl Spool {
     }
 
     /// Marks the records up to `c` delivered and persists the position.
-    pub fn commit(&mut self, c: Cursor) {
+    pub(crate) fn commit(&mut self, c: Cursor) {
         if self.pinned == Some(c.seg) {
             self.pinned = None;
         }
@@ -453,7 +477,7 @@ impl Spool {
         self.write_ack();
     }
 
-    pub fn write_ack(&self) {
+    pub(crate) fn write_ack(&self) {
         let tmp = self.dir.join("ack.tmp");
         let body = format!("{} {}\n", self.ack.0, self.ack.1);
         let ok = (|| -> std::io::Result<()> {
@@ -472,7 +496,7 @@ impl Spool {
 
 /// What `node-agent check` says about the spool, without changing it: whether the directory is
 /// usable, and how much is waiting there.
-pub fn inspect(dir: &Path) -> (bool, String) {
+pub(crate) fn inspect(dir: &Path) -> (bool, String) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -571,7 +595,8 @@ mod tests {
         let (mut s, _) = open(d.path(), 64 << 10);
         let mut dropped = 0;
         for i in 0..200u32 {
-            let (n, _, ok) = s.append(&[(i % 251) as u8; 1000], 1);
+            let a = s.append(&[(i % 251) as u8; 1000], 1);
+            let (n, ok) = (a.dropped, a.stored);
             assert!(ok);
             dropped += n;
             assert!(s.bytes() <= 64 << 10);

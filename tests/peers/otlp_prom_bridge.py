@@ -6,25 +6,25 @@ instance = service.instance.id, otel_scope_name/otel_scope_version on every seri
 `target_info{job, instance, <other resource attributes>}` = 1 per resource.
 
 No official otelcol runs on our machines and rotel has no Prometheus exporter
-(reference/test-peers.md §2-§3), so rotel relays to this bridge, which writes to a real Prometheus
+(docs/testing.md#stand-ins-and-why), so rotel relays to this bridge, which writes to a real Prometheus
 (--web.enable-remote-write-receiver). Decoding uses the reference opentelemetry-proto classes.
 
 Usage: otlp_prom_bridge.py PORT REMOTE_WRITE_URL NAMES_OUT
   NAMES_OUT gets one line per Prometheus metric name written (the test's "emitted" set).
 """
-import gzip
 import os
 import struct
 import sys
 import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest, ExportMetricsServiceResponse)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import promnames  # noqa: E402
+from otlp_http import OtlpHandler  # noqa: E402
 
 PORT, RW_URL, NAMES_OUT = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 lock = threading.Lock()
@@ -127,20 +127,9 @@ def to_series(req):
     return series
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def reply(self, code, body=b"", ctype="application/x-protobuf"):
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class Handler(OtlpHandler):
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
+        _, body = self.read_body()
         req = ExportMetricsServiceRequest()
         try:
             req.ParseFromString(body)
@@ -157,9 +146,6 @@ class Handler(BaseHTTPRequestHandler):
                 with open(NAMES_OUT, "a") as f:
                     f.write("".join(n + "\n" for n in sorted(new)))
         self.reply(200, ExportMetricsServiceResponse().SerializeToString())
-
-    def log_message(self, *a):
-        pass
 
 
 ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()

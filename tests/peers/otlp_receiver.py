@@ -9,8 +9,8 @@ Usage: otlp_receiver.py PORT OUT_FILE [--token T] [--status CODE]
   --token T     answer 401 unless `Authorization: Bearer T`
   --status CODE answer every request with CODE (e.g. 503) instead of decoding it
 """
-import argparse, gzip, json, sys, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import argparse, json, os, sys, threading
+from http.server import ThreadingHTTPServer
 from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest, ExportMetricsServiceResponse)
@@ -24,6 +24,8 @@ ap.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
 ap.add_argument("--tls-key")
 ap.add_argument("--client-ca", help="require a client certificate signed by this CA")
 args = ap.parse_args()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from otlp_http import OtlpHandler  # noqa: E402
 lock = threading.Lock()
 
 
@@ -61,24 +63,13 @@ def decode(body, ctype):
     return out
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def reply(self, code, body=b"", ctype="application/x-protobuf"):
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class Handler(OtlpHandler):
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _, body = self.read_body()
         if args.token and self.headers.get("Authorization") != f"Bearer {args.token}":
             return self.reply(401, b"unauthorized", "text/plain")
         if args.status:
             return self.reply(args.status, b"", "text/plain")
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
         ctype = self.headers.get("Content-Type", "")
         try:
             metrics = decode(body, ctype)
@@ -89,9 +80,6 @@ class Handler(BaseHTTPRequestHandler):
         with lock, open(args.out, "a") as f:
             f.write(line + "\n")
         self.reply(200, ExportMetricsServiceResponse().SerializeToString())
-
-    def log_message(self, *a):
-        pass
 
 
 server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks of the included pipeline that tests/pipeline.rs runs (stdlib + jsonschema).
+"""Checks of the included pipeline that tests/it/pipeline.rs runs (stdlib + jsonschema).
 
   pipeline_check.py contract CONTRACT SRC_DIR [CONSOLE_OUT]
       The metric contract against the agent's source (every `.gauge("name", "unit", …)` and

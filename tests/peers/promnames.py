@@ -79,7 +79,7 @@ def kind_of(metric_json_kind, monotonic):
     return metric_json_kind
 
 
-# Examples from reference/otel-rust.md §6.5 and the opentelemetry-prometheus output it quotes.
+# The translator's documented examples (docs/metrics.md#prometheus-names).
 EXAMPLES = [
     (("system.cpu.time", "s", "counter"), "system_cpu_time_seconds_total"),
     (("system.cpu.utilization", "1", "gauge"), "system_cpu_utilization_ratio"),

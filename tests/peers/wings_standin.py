@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Stand-in for the Wings local API (no real Wings can run here): the routes, auth answers and
-JSON shapes of reference/wings.md §1 (router.go, middleware.go, server.go).
+JSON shapes of docs/containers.md#calls (Wings' router, middleware and server code).
 
 Usage: wings_standin.py PORT TOKEN SERVERS_JSON MODE_FILE
   SERVERS_JSON  file with the `GET /api/servers` array; re-read on every request

@@ -1,0 +1,79 @@
+//! What `node-agent config` prints: the value in force and its source for every setting, secrets
+//! redacted; and the Markdown table of docs/configuration.md, generated from the settings table.
+
+use super::layers::Layers;
+use super::table::SETTINGS;
+
+/// One row of `node-agent config`.
+#[derive(Debug, serde::Serialize)]
+pub struct EffectiveSetting {
+    pub key: &'static str,
+    pub value: Option<String>,
+    pub source: String,
+    pub env: Vec<&'static str>,
+}
+
+/// The effective configuration with secrets redacted.
+pub fn effective(layers: &Layers) -> Vec<EffectiveSetting> {
+    SETTINGS
+        .iter()
+        .map(|s| {
+            let found = layers.get(s.key);
+            EffectiveSetting {
+                key: s.key,
+                value: found
+                    .as_ref()
+                    .map(|(v, _)| if s.secret { redact(v) } else { v.clone() }),
+                source: found
+                    .map(|(_, src)| src.to_string())
+                    .unwrap_or_else(|| "unset".into()),
+                env: s.env.to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// A secret is shown only as its length, so an operator can tell "set" from "empty".
+pub(crate) fn redact(secret: &str) -> String {
+    format!("[redacted, {} chars]", secret.chars().count())
+}
+
+/// `node-agent config` as text: one line per setting.
+pub fn text(layers: &Layers) -> String {
+    let mut out = String::new();
+    if let Some(p) = &layers.file_path {
+        out.push_str(&format!("# config file: {}\n", p.display()));
+    }
+    for r in effective(layers) {
+        out.push_str(&format!(
+            "{:<28} = {:<40} ({})\n",
+            r.key,
+            r.value.as_deref().unwrap_or("<unset>"),
+            r.source
+        ));
+    }
+    out
+}
+
+/// The settings table as Markdown (docs/configuration.md holds exactly this).
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "| setting (flag `--x-y`, file key `x_y`) | environment | default | meaning |\n|---|---|---|---|\n",
+    );
+    for s in SETTINGS {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            s.key,
+            s.env
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.default
+                .map(|d| format!("`{d}`"))
+                .unwrap_or_else(|| "—".into()),
+            s.help.replace('|', "\\|")
+        ));
+    }
+    out
+}

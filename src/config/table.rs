@@ -1,0 +1,354 @@
+//! The settings table: every setting declared once, with its key (the TOML key; the flag is the
+//! same with `-` for `_`), the environment variables that may carry it (the original Python
+//! agent's names and the standard `OTEL_*` ones, most specific first), its default, whether it is
+//! a secret, and its help. The command line, the environment and file readers, `node-agent config`
+//! and docs/configuration.md are all generated from this one table, so they cannot drift apart.
+
+/// One declared setting.
+pub(crate) struct Setting {
+    /// TOML key; the flag is the same with `-` for `_`.
+    pub(crate) key: &'static str,
+    /// Environment variables, most specific first.
+    pub(crate) env: &'static [&'static str],
+    pub(crate) default: Option<&'static str>,
+    pub(crate) secret: bool,
+    pub(crate) help: &'static str,
+}
+
+const fn s(
+    key: &'static str,
+    env: &'static [&'static str],
+    default: Option<&'static str>,
+    help: &'static str,
+) -> Setting {
+    Setting {
+        key,
+        env,
+        default,
+        secret: false,
+        help,
+    }
+}
+
+const fn secret(key: &'static str, env: &'static [&'static str], help: &'static str) -> Setting {
+    Setting {
+        key,
+        env,
+        default: None,
+        secret: true,
+        help,
+    }
+}
+
+/// Every setting the agent reads. The README's configuration table is generated from the same
+/// list by `node-agent config --markdown`, so the two cannot drift apart.
+pub(crate) const SETTINGS: &[Setting] = &[
+    s(
+        "node_id",
+        &["NODE_ID"],
+        None,
+        "Node identity; becomes service.instance.id (default: host.id)",
+    ),
+    secret(
+        "node_token",
+        &["NODE_TOKEN"],
+        "Bearer token for the orchestrator (direct mode)",
+    ),
+    s(
+        "node_ip",
+        &["NODE_IP"],
+        None,
+        "Public IP of the node; host.ip, and the address game pings go to",
+    ),
+    s(
+        "orchestrator_base_url",
+        &["ORCHESTRATOR_BASE_URL"],
+        None,
+        "Orchestrator URL; with node_token and no OTLP endpoint the agent sends OTLP/HTTP to {url}/internal/nodes/{node_id}/telemetry",
+    ),
+    s(
+        "wings_base_url",
+        &["WINGS_BASE_URL"],
+        None,
+        "Wings API URL (default: from the Wings config file, else http://127.0.0.1:8080)",
+    ),
+    secret(
+        "wings_token",
+        &["WINGS_TOKEN"],
+        "Wings API token (default: `token` from the Wings config file)",
+    ),
+    s(
+        "wings_config",
+        &["WINGS_CONFIG"],
+        Some("/etc/pterodactyl/config.yml"),
+        "Wings config file, read for the token and API address when they are not set",
+    ),
+    s(
+        "docker_host",
+        &["DOCKER_HOST"],
+        Some("unix:///var/run/docker.sock"),
+        "Docker Engine API socket",
+    ),
+    s(
+        "http_timeout_sec",
+        &["AGENT_HTTP_TIMEOUT_SEC"],
+        Some("10"),
+        "Timeout of one HTTP call (Wings, Docker, orchestrator), seconds",
+    ),
+    s(
+        "insecure_tls",
+        &["AGENT_INSECURE_TLS"],
+        Some("false"),
+        "Skip TLS certificate checks towards Wings and the orchestrator",
+    ),
+    s(
+        "sample_interval_min_sec",
+        &["AGENT_SAMPLE_INTERVAL_MIN_SEC"],
+        Some("5"),
+        "Shortest pause between node/container samples, seconds",
+    ),
+    s(
+        "sample_interval_max_sec",
+        &["AGENT_SAMPLE_INTERVAL_MAX_SEC"],
+        Some("10"),
+        "Longest pause between node/container samples, seconds (jittered between min and max)",
+    ),
+    s(
+        "players_interval_min_sec",
+        &["AGENT_PLAYERS_INTERVAL_MIN_SEC"],
+        Some("20"),
+        "Shortest pause between game-server probes, seconds",
+    ),
+    s(
+        "players_interval_max_sec",
+        &["AGENT_PLAYERS_INTERVAL_MAX_SEC"],
+        Some("30"),
+        "Longest pause between game-server probes, seconds",
+    ),
+    s(
+        "discovery_interval_sec",
+        &["AGENT_DISCOVERY_INTERVAL_SEC"],
+        Some("15"),
+        "Pause between Wings/Docker discovery passes, seconds",
+    ),
+    s(
+        "send_backoff_max_sec",
+        &["AGENT_SEND_BACKOFF_MAX_SEC"],
+        Some("60"),
+        "Cap of the exponential retry backoff towards the collector, seconds",
+    ),
+    s(
+        "minecraft_ping_timeout_sec",
+        &["AGENT_MINECRAFT_PING_TIMEOUT_SEC"],
+        Some("3"),
+        "Timeout of one game-server probe, seconds",
+    ),
+    s(
+        "probe_concurrency",
+        &["AGENT_PROBE_CONCURRENCY"],
+        Some("8"),
+        "Game-server probes in flight at once",
+    ),
+    s(
+        "probe_max_frame_bytes",
+        &["AGENT_PROBE_MAX_FRAME_BYTES"],
+        Some("262144"),
+        "Largest game-server status reply accepted (Java frame and JSON), bytes; at most 2097151",
+    ),
+    s(
+        "metrics_exporter",
+        &["OTEL_METRICS_EXPORTER"],
+        Some("otlp"),
+        "otlp, console (print to stdout) or none",
+    ),
+    s(
+        "sdk_disabled",
+        &["OTEL_SDK_DISABLED"],
+        Some("false"),
+        "true: sample nothing, export nothing",
+    ),
+    s(
+        "otlp_endpoint",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ],
+        None,
+        "OTLP endpoint (default http://localhost:4318 for HTTP, http://localhost:4317 for gRPC); OTEL_EXPORTER_OTLP_ENDPOINT is a base URL (/v1/metrics appended for HTTP), the METRICS variant is used as given",
+    ),
+    s(
+        "otlp_protocol",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ],
+        Some("http/protobuf"),
+        "grpc, http/protobuf or http/json",
+    ),
+    secret(
+        "otlp_headers",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ],
+        "Extra request headers, k=v,k2=v2 (URL-encoded values)",
+    ),
+    s(
+        "otlp_compression",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+        ],
+        Some("gzip"),
+        "gzip or none",
+    ),
+    s(
+        "otlp_timeout_ms",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ],
+        Some("10000"),
+        "Timeout of one export request, milliseconds",
+    ),
+    s(
+        "otlp_certificate",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        ],
+        None,
+        "PEM file of the CA that signed the collector's certificate",
+    ),
+    s(
+        "otlp_client_certificate",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        ],
+        None,
+        "PEM client certificate for mutual TLS",
+    ),
+    s(
+        "otlp_client_key",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        ],
+        None,
+        "PEM private key of the client certificate",
+    ),
+    s(
+        "otlp_insecure",
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_INSECURE",
+            "OTEL_EXPORTER_OTLP_INSECURE",
+        ],
+        Some("false"),
+        "Endpoints without a scheme use plain http when true",
+    ),
+    s(
+        "service_name",
+        &["OTEL_SERVICE_NAME"],
+        None,
+        "service.name of the Resource (default node-agent, or service.name from OTEL_RESOURCE_ATTRIBUTES)",
+    ),
+    s(
+        "resource_attributes",
+        &["OTEL_RESOURCE_ATTRIBUTES"],
+        None,
+        "Extra resource attributes, k=v,k2=v2; they win over detected ones",
+    ),
+    s(
+        "log_level",
+        &["LOG_LEVEL", "RUST_LOG"],
+        Some("info"),
+        "error, warn, info, debug, trace, or a tracing filter",
+    ),
+    s(
+        "log_format",
+        &["NODE_AGENT_LOG_FORMAT"],
+        Some("auto"),
+        "auto (text on a terminal, else text), text or json",
+    ),
+    s(
+        "http_listen",
+        &["NODE_AGENT_HTTP_LISTEN"],
+        None,
+        "Address of the local /healthz, /readyz and /metrics endpoint, e.g. 127.0.0.1:9464 (off when unset)",
+    ),
+    s(
+        "spool_dir",
+        &["NODE_AGENT_SPOOL_DIR"],
+        Some("/var/lib/node-agent/spool"),
+        "Directory of the on-disk delivery spool",
+    ),
+    s(
+        "queue_memory_bytes",
+        &["NODE_AGENT_QUEUE_MEMORY_BYTES"],
+        Some("4194304"),
+        "Memory budget of the delivery queue before it spills to disk, bytes",
+    ),
+    s(
+        "spool_max_bytes",
+        &["NODE_AGENT_SPOOL_MAX_BYTES"],
+        Some("268435456"),
+        "Disk budget of the spool; the oldest batches are dropped (and counted) past it, bytes",
+    ),
+    s(
+        "spool_fsync",
+        &["NODE_AGENT_SPOOL_FSYNC"],
+        Some("batch"),
+        "always (fsync every write), batch (fsync once per sampling cycle) or never",
+    ),
+    s(
+        "shutdown_grace_sec",
+        &["NODE_AGENT_SHUTDOWN_GRACE_SEC"],
+        Some("5"),
+        "On SIGTERM, how long to try delivering before the queue is written to the spool, seconds",
+    ),
+    s(
+        "proc_path",
+        &["NODE_AGENT_PROC_PATH", "HOST_PROC"],
+        Some("/proc"),
+        "Where the host's /proc is mounted",
+    ),
+    s(
+        "sys_path",
+        &["NODE_AGENT_SYS_PATH", "HOST_SYS"],
+        Some("/sys"),
+        "Where the host's /sys is mounted",
+    ),
+    s(
+        "rootfs_path",
+        &["NODE_AGENT_ROOTFS_PATH", "HOST_ROOT"],
+        Some("/"),
+        "Where the host's root filesystem is mounted (for machine-id, os-release, filesystems)",
+    ),
+    s(
+        "gpu",
+        &["NODE_AGENT_GPU"],
+        Some("auto"),
+        "auto (NVIDIA through NVML when its library is present, AMD/Intel through sysfs) or off",
+    ),
+    s(
+        "nvml_library",
+        &["NODE_AGENT_NVML_LIBRARY"],
+        None,
+        "Path of libnvidia-ml to open instead of libnvidia-ml.so.1 / libnvidia-ml.so",
+    ),
+    s(
+        "filesystem_timeout_ms",
+        &["NODE_AGENT_FILESYSTEM_TIMEOUT_MS"],
+        Some("1000"),
+        "A mount whose statfs takes longer is reported stale and skipped, milliseconds",
+    ),
+];
+
+/// Look-up of one setting by key.
+pub(crate) fn setting(key: &str) -> &'static Setting {
+    SETTINGS
+        .iter()
+        .find(|s| s.key == key)
+        .unwrap_or_else(|| panic!("undeclared setting {key}"))
+}

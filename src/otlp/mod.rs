@@ -1,0 +1,16 @@
+//! OTLP: what goes on the wire. Samples from the sources become OpenTelemetry messages here,
+//! built from the reference `opentelemetry-proto` types (docs/design.md says why not the SDK's
+//! metric pipeline).
+//!
+//! - [`builder`]: data points, metrics and the request, stamped with the sample's time.
+//! - [`metrics`]: one file per source, mapping its sample to the semantic conventions' names.
+//! - [`resource`]: the node's identity and capabilities as the Resource of every request.
+//!
+//! A new signal (logs) gets its own module next to `metrics`.
+
+pub(crate) mod builder;
+pub(crate) mod logs;
+pub(crate) mod metrics;
+pub(crate) mod resource;
+
+pub(crate) use builder::{MetricsBuilder, attr_str};

@@ -1,0 +1,158 @@
+//! The local HTTP endpoint (off unless `http_listen` is set): `/healthz` (the process answers),
+//! `/readyz` (samplers succeeding recently and delivery not stuck; 503 with a JSON body naming
+//! what is not), `/metrics` (Prometheus text rendered from each sampler's latest OTLP request,
+//! see [`prom`]).
+//!
+//! It is meant for loopback or a pod network: requests are tiny GETs, bodies are ignored, and one
+//! slow client cannot hold more than its own connection (each has a read timeout).
+
+pub(crate) mod prom;
+
+use crate::state::Context;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prost::Message;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Accepts connections until shutdown.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if let Ok(a) = listener.local_addr() {
+        tracing::info!(addr = %a, "serving /healthz, /readyz, /metrics");
+    }
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&ctx, &req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(Duration::from_secs(10))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, ctype)
+        .body(Full::new(body.into()))
+        .expect("static response parts")
+}
+
+fn route(ctx: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+    }
+    match req.uri().path() {
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" => {
+            let (ready, body) = readiness(ctx, crate::sys::clock::now_nanos() / 1_000_000_000);
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            reply(status, "application/json", body.to_string())
+        }
+        "/metrics" => {
+            let latest: Vec<ExportMetricsServiceRequest> = ctx
+                .latest()
+                .into_iter()
+                .filter_map(|b| ExportMetricsServiceRequest::decode(b).ok())
+                .collect();
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                prom::render(&latest),
+            )
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "try /healthz, /readyz or /metrics\n",
+        ),
+    }
+}
+
+/// Ready when every sampler succeeded recently and delivery has not been failing for long.
+pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
+    let cfg = &ctx.cfg;
+    // A sampler is stale after three of its longest intervals (plus slack for a slow pass).
+    let stale_after = (cfg.sample_interval.1 * 3).as_secs() + 10;
+    let mut samplers = serde_json::Map::new();
+    let mut ready = true;
+    let health = ctx.health.snapshot();
+    if health.is_empty() {
+        ready = false;
+    }
+    for (name, h) in &health {
+        let ok = h.last_success > 0 && now.saturating_sub(h.last_success) <= stale_after;
+        ready &= ok;
+        samplers.insert(
+            name.to_string(),
+            serde_json::json!({
+                "ready": ok,
+                "last_success": h.last_success,
+                "errors": h.errors,
+                "last_error": h.last_error,
+            }),
+        );
+    }
+    let e = &ctx.export;
+    // Stuck: every attempt failed for longer than two full backoffs plus a request timeout.
+    let stuck_after = (cfg.queue.backoff_max * 2 + cfg.export.timeout).as_secs() + 10;
+    let failing_since = e.failing_since.load(Ordering::Relaxed);
+    let stuck = failing_since > 0 && now.saturating_sub(failing_since) > stuck_after;
+    ready &= !stuck;
+    let body = serde_json::json!({
+        "ready": ready,
+        "samplers": samplers,
+        "exporter": {
+            "ready": !stuck,
+            "failing_since": failing_since,
+            "last_success": e.last_success.load(Ordering::Relaxed),
+            "last_error": e.last_error.lock().clone(),
+            "queue": {
+                "memory_batches": e.memory_batches.load(Ordering::Relaxed),
+                "memory_bytes": e.memory_bytes.load(Ordering::Relaxed),
+                "disk_batches": e.disk_batches.load(Ordering::Relaxed),
+                "disk_bytes": e.disk_bytes.load(Ordering::Relaxed),
+            },
+            "sent": e.sent.load(Ordering::Relaxed),
+            "retried": e.retried.load(Ordering::Relaxed),
+            "dropped": e.dropped.load(Ordering::Relaxed),
+        },
+    });
+    (ready, body)
+}

@@ -1,0 +1,128 @@
+//! cgroup v2 files: `cpu.stat`, `cpu.max`, `io.stat`, `memory.current` + `memory.stat`.
+//!
+//! `cpu.stat` is a core file on v2 (present even without the `cpu` controller) with
+//! `usage_usec`; `throttled_usec` only appears with the controller. `cpu.max` is
+//! `"<quota|max> <period>"`: the period is read, never assumed to be 100000. `io.stat` has one
+//! line per device that saw I/O (`MAJ:MIN rbytes=… wbytes=… …`), charged to the cgroup including
+//! page-cache writeback, so it sees buffered writes (a world save) as well as direct ones.
+
+use super::{CpuStat, IoBytes};
+
+/// `cpu.stat` of v2 (µs keys) and v1 (`throttled_time` in ns) alike.
+pub(crate) fn parse_cpu_stat(text: &str) -> CpuStat {
+    let mut s = CpuStat::default();
+    for line in text.lines() {
+        let mut it = line.split_ascii_whitespace();
+        let (Some(k), Some(v)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let Ok(v) = v.parse::<u64>() else { continue };
+        match k {
+            "usage_usec" => s.usage_ns = Some(v.saturating_mul(1000)),
+            "throttled_usec" => s.throttled_ns = Some(v.saturating_mul(1000)),
+            "throttled_time" => s.throttled_ns = Some(v),
+            "nr_throttled" => s.nr_throttled = Some(v),
+            "nr_periods" => s.nr_periods = Some(v),
+            _ => {}
+        }
+    }
+    s
+}
+
+/// `cpu.max`: the limit in cores, `None` when unlimited (`max`) or unreadable.
+pub(crate) fn parse_cpu_max(text: &str) -> Option<f64> {
+    let mut it = text.split_ascii_whitespace();
+    let quota = it.next()?;
+    let period: f64 = it.next().and_then(|p| p.parse().ok()).unwrap_or(100_000.0);
+    if quota == "max" || period <= 0.0 {
+        return None;
+    }
+    let q: f64 = quota.parse().ok()?;
+    (q > 0.0).then(|| q / period)
+}
+
+/// Sums `rbytes`/`wbytes` over the devices of `io.stat`.
+pub(crate) fn parse_io_stat(text: &str) -> IoBytes {
+    let mut io = IoBytes::default();
+    for line in text.lines() {
+        for field in line.split_ascii_whitespace().skip(1) {
+            let Some((k, v)) = field.split_once('=') else {
+                continue;
+            };
+            let Ok(v) = v.parse::<u64>() else { continue };
+            match k {
+                "rbytes" => io.read = io.read.saturating_add(v),
+                "wbytes" => io.write = io.write.saturating_add(v),
+                _ => {}
+            }
+        }
+    }
+    io
+}
+
+/// One `key value` field of `memory.stat` (v2 `inactive_file`, v1 `total_inactive_file`).
+pub(crate) fn stat_field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// Docker CLI semantics: usage minus inactive file cache (what Wings shows as `memory_bytes`).
+pub(crate) fn memory_usage(usage: u64, inactive_file: Option<u64>) -> u64 {
+    match inactive_file {
+        Some(i) if i < usage => usage - i,
+        _ => usage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_stat_v2_and_v1() {
+        let v2 = "usage_usec 2823889\nuser_usec 2793431\nsystem_usec 30458\nnr_periods 10\nnr_throttled 4\nthrottled_usec 1500\n";
+        let s = parse_cpu_stat(v2);
+        assert_eq!(s.usage_ns, Some(2_823_889_000));
+        assert_eq!(s.throttled_ns, Some(1_500_000));
+        assert_eq!(s.nr_throttled, Some(4));
+        let v1 = "nr_periods 31\nnr_throttled 28\nthrottled_time 1417563063\n";
+        let s = parse_cpu_stat(v1);
+        assert_eq!((s.usage_ns, s.throttled_ns), (None, Some(1_417_563_063)));
+        assert_eq!(
+            parse_cpu_stat("garbage\nusage_usec x\n"),
+            CpuStat::default()
+        );
+    }
+
+    #[test]
+    fn cpu_max_reads_the_period() {
+        assert_eq!(parse_cpu_max("200000 100000\n"), Some(2.0));
+        assert_eq!(parse_cpu_max("25000 50000\n"), Some(0.5));
+        assert_eq!(parse_cpu_max("max 100000\n"), None);
+        assert_eq!(parse_cpu_max(""), None);
+        assert_eq!(parse_cpu_max("1 0"), None);
+    }
+
+    #[test]
+    fn io_stat_sums_devices() {
+        let t = "254:0 rbytes=1024 wbytes=4096 rios=1 wios=2 dbytes=0 dios=0\n8:0 rbytes=1 wbytes=10 rios=1 wios=1 dbytes=0 dios=0\n";
+        assert_eq!(
+            parse_io_stat(t),
+            IoBytes {
+                read: 1025,
+                write: 4106
+            }
+        );
+        assert_eq!(parse_io_stat("junk wbytes=x\n"), IoBytes::default());
+    }
+
+    #[test]
+    fn memory_like_docker_cli() {
+        let stat = "anon 100\nfile 900\ninactive_file 300\n";
+        assert_eq!(memory_usage(1000, stat_field(stat, "inactive_file")), 700);
+        assert_eq!(memory_usage(100, Some(300)), 100);
+        assert_eq!(stat_field(stat, "missing"), None);
+    }
+}

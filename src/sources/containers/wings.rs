@@ -1,0 +1,440 @@
+//! The Wings local API: which Pterodactyl servers this node hosts, with their names, states,
+//! allocations, images, eggs and limits (docs/containers.md#wings).
+//!
+//! `GET /api/servers` with `Authorization: Bearer <token>`. The token is `WINGS_TOKEN`, else the
+//! `token` of the Wings config file (`/etc/pterodactyl/config.yml`, mode 0600: the agent runs as
+//! root on Wings nodes); the base URL is `WINGS_BASE_URL`, else derived from the same file
+//! (`api.ssl.enabled` → https, `api.host` with 0.0.0.0 read as loopback, `api.port`). A node
+//! without Wings (no token, no file) simply has no Wings source. Answers are bounded in size and
+//! time; the token never appears in logs or errors. `configuration.environment` and `invocation`
+//! are kept for the game-server probes but never exported: they can hold secrets (RCON passwords).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Bodies above this are refused: hundreds of servers with large environments fit easily.
+pub(crate) const MAX_BODY: usize = 32 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WingsError {
+    #[error("wings config {path}: {reason}")]
+    Config { path: String, reason: String },
+    #[error("wings {url}: {reason}")]
+    Request { url: String, reason: String },
+    #[error("wings {url}: HTTP {status} ({hint})")]
+    Status {
+        url: String,
+        status: u16,
+        hint: &'static str,
+    },
+    #[error("wings {url}: unexpected answer: {reason}")]
+    Decode { url: String, reason: String },
+}
+
+/// The parts of the Wings `config.yml` the agent reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ConfigFile {
+    pub(crate) token: Option<String>,
+    pub(crate) api: ApiSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(crate) struct ApiSection {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) ssl: SslSection,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            ssl: SslSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct SslSection {
+    pub(crate) enabled: bool,
+}
+
+impl ConfigFile {
+    pub(crate) fn parse(text: &str) -> Result<ConfigFile, serde_yaml::Error> {
+        serde_yaml::from_str(text)
+    }
+
+    /// `http(s)://<host>:<port>`; a wildcard listen address is reached on loopback.
+    pub(crate) fn base_url(&self) -> String {
+        let scheme = if self.api.ssl.enabled {
+            "https"
+        } else {
+            "http"
+        };
+        let host = match self.api.host.trim() {
+            "" | "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_string(),
+            h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+            h => h.to_string(),
+        };
+        format!("{scheme}://{host}:{}", self.api.port)
+    }
+}
+
+/// Allocations of a server: the default `ip:port` and every port by IP.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Allocations {
+    pub default_ip: String,
+    pub default_port: u16,
+    pub mappings: BTreeMap<String, Vec<u16>>,
+}
+
+impl Allocations {
+    /// Every allocated port, sorted, without duplicates.
+    pub(crate) fn ports(&self) -> Vec<u16> {
+        let mut p: Vec<u16> = self.mappings.values().flatten().copied().collect();
+        p.push(self.default_port);
+        p.retain(|x| *x != 0);
+        p.sort_unstable();
+        p.dedup();
+        p
+    }
+}
+
+/// `configuration.build` (Panel units: MB, MiB, percent of one core).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ServerLimits {
+    pub memory_limit_mb: i64,
+    pub swap_mb: i64,
+    pub io_weight: i64,
+    /// 100 = one core; 0 = unlimited.
+    pub cpu_limit_pct: i64,
+    pub disk_space_mib: i64,
+    pub threads: String,
+    pub oom_disabled: bool,
+}
+
+/// One Wings server. `environment` and `invocation` are secrets-bearing: never export them.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Server {
+    pub uuid: String,
+    pub name: String,
+    /// offline, starting, running, stopping.
+    pub state: String,
+    pub suspended: bool,
+    pub image: String,
+    #[serde(skip)]
+    pub invocation: String,
+    #[serde(skip)]
+    pub environment: BTreeMap<String, String>,
+    pub egg_id: Option<String>,
+    pub allocations: Allocations,
+    pub limits: ServerLimits,
+    /// Wings' own `utilization.cpu_absolute` (100 = one core), for comparison in `check`.
+    pub cpu_absolute: Option<f64>,
+}
+
+fn s(v: &serde_json::Value, path: &[&str]) -> String {
+    let mut cur = v;
+    for k in path {
+        cur = &cur[*k];
+    }
+    match cur {
+        serde_json::Value::String(x) => x.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn i(v: &serde_json::Value, path: &[&str]) -> i64 {
+    let mut cur = v;
+    for k in path {
+        cur = &cur[*k];
+    }
+    cur.as_i64()
+        .or_else(|| cur.as_f64().map(|f| f as i64))
+        .or_else(|| cur.as_str().and_then(|x| x.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn port(v: &serde_json::Value) -> Option<u16> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|x| x.parse().ok()))
+        .and_then(|p| u16::try_from(p).ok())
+}
+
+/// Decodes the `GET /api/servers` array. Elements without `configuration.uuid` are skipped; a
+/// body that is not an array is an error.
+pub(crate) fn parse_servers(body: &[u8]) -> Result<Vec<Server>, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| "expected a JSON array of servers".to_string())?;
+    let mut out = Vec::with_capacity(arr.len());
+    for e in arr {
+        let c = &e["configuration"];
+        let uuid = s(c, &["uuid"]);
+        if uuid.is_empty() {
+            continue;
+        }
+        let mut mappings = BTreeMap::new();
+        if let Some(m) = c["allocations"]["mappings"].as_object() {
+            for (ip, ports) in m {
+                let ports: Vec<u16> = ports
+                    .as_array()
+                    .map(|a| a.iter().filter_map(port).collect())
+                    .unwrap_or_default();
+                mappings.insert(ip.clone(), ports);
+            }
+        }
+        let environment = c["environment"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            serde_json::Value::String(x) => x.clone(),
+                            serde_json::Value::Null => String::new(),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let egg = s(c, &["egg", "id"]);
+        let state = match s(e, &["state"]) {
+            x if x.is_empty() => s(e, &["utilization", "state"]),
+            x => x,
+        };
+        out.push(Server {
+            uuid,
+            name: s(c, &["meta", "name"]),
+            state,
+            suspended: e["is_suspended"].as_bool().unwrap_or(false)
+                || c["suspended"].as_bool().unwrap_or(false),
+            image: s(c, &["container", "image"]),
+            invocation: s(c, &["invocation"]),
+            environment,
+            egg_id: (!egg.is_empty()).then_some(egg),
+            allocations: Allocations {
+                default_ip: s(c, &["allocations", "default", "ip"]),
+                default_port: port(&c["allocations"]["default"]["port"]).unwrap_or(0),
+                mappings,
+            },
+            limits: ServerLimits {
+                memory_limit_mb: i(c, &["build", "memory_limit"]),
+                swap_mb: i(c, &["build", "swap"]),
+                io_weight: i(c, &["build", "io_weight"]),
+                cpu_limit_pct: i(c, &["build", "cpu_limit"]),
+                disk_space_mib: i(c, &["build", "disk_space"]),
+                threads: s(c, &["build", "threads"]),
+                oom_disabled: c["build"]["oom_disabled"].as_bool().unwrap_or(false),
+            },
+            cpu_absolute: e["utilization"]["cpu_absolute"].as_f64(),
+        });
+    }
+    Ok(out)
+}
+
+/// How to reach Wings: explicit settings, else its own config file.
+#[derive(Debug, Clone)]
+pub(crate) struct WingsConfig {
+    /// `WINGS_BASE_URL` (default: from the config file, else http://127.0.0.1:8080).
+    pub(crate) base_url: Option<String>,
+    /// `WINGS_TOKEN` (default: `token` from the config file).
+    pub(crate) token: Option<String>,
+    /// Wings' own config file (`/etc/pterodactyl/config.yml`).
+    pub(crate) config_file: PathBuf,
+    pub(crate) http_timeout: Duration,
+    /// Accept any certificate from Wings (self-signed panels).
+    pub(crate) insecure_tls: bool,
+}
+
+/// A configured Wings API client.
+pub(crate) struct Wings {
+    client: reqwest::Client,
+    pub(crate) base_url: String,
+    token: String,
+}
+
+impl Wings {
+    /// `Ok(None)` when Wings is not configured on this node (no token and no config file).
+    pub(crate) fn from_config(cfg: &WingsConfig) -> Result<Option<Wings>, WingsError> {
+        let file = read_config_file(&cfg.config_file)?;
+        let token = cfg
+            .token
+            .clone()
+            .or_else(|| file.as_ref().and_then(|f| f.token.clone()))
+            .filter(|t| !t.is_empty());
+        let base_url = cfg
+            .base_url
+            .clone()
+            .or_else(|| file.as_ref().map(ConfigFile::base_url));
+        let (token, base_url) = match (token, base_url) {
+            (Some(t), Some(u)) => (t, u),
+            (Some(t), None) => (t, "http://127.0.0.1:8080".to_string()),
+            (None, Some(_)) if cfg.base_url.is_some() => {
+                return Err(WingsError::Config {
+                    path: cfg.config_file.display().to_string(),
+                    reason: "WINGS_BASE_URL is set but no token: set WINGS_TOKEN or make the Wings config file readable".into(),
+                });
+            }
+            _ => return Ok(None),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(cfg.http_timeout)
+            .connect_timeout(Duration::from_secs(5).min(cfg.http_timeout))
+            .user_agent(concat!("node-agent/", env!("CARGO_PKG_VERSION")))
+            .tls_danger_accept_invalid_certs(cfg.insecure_tls)
+            .build()
+            .map_err(|e| WingsError::Request {
+                url: base_url.clone(),
+                reason: format!("HTTP client: {e}"),
+            })?;
+        Ok(Some(Wings {
+            client,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token,
+        }))
+    }
+
+    async fn get(&self, path: &str) -> Result<Vec<u8>, WingsError> {
+        let url = format!("{}{path}", self.base_url);
+        let req_err = |e: reqwest::Error| WingsError::Request {
+            url: url.clone(),
+            reason: e.without_url().to_string(),
+        };
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.token))
+            .map_err(|_| WingsError::Config {
+                path: "WINGS_TOKEN".into(),
+                reason: "the token is not a valid header value".into(),
+            })?;
+        auth.set_sensitive(true);
+        let mut resp = self
+            .client
+            .get(&url)
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(req_err)?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let hint = match status {
+                401 => "no or malformed Authorization header",
+                403 => "wrong token: check WINGS_TOKEN or the Wings config file",
+                404 => "not found",
+                _ => "unexpected status",
+            };
+            return Err(WingsError::Status { url, status, hint });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(req_err)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(WingsError::Decode {
+                    url,
+                    reason: format!("answer larger than {MAX_BODY} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    pub(crate) async fn servers(&self) -> Result<Vec<Server>, WingsError> {
+        let body = self.get("/api/servers").await?;
+        parse_servers(&body).map_err(|reason| WingsError::Decode {
+            url: format!("{}/api/servers", self.base_url),
+            reason,
+        })
+    }
+
+    /// Wings' version from `GET /api/system`.
+    pub(crate) async fn version(&self) -> Result<String, WingsError> {
+        let body = self.get("/api/system").await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| WingsError::Decode {
+                url: format!("{}/api/system", self.base_url),
+                reason: e.to_string(),
+            })?;
+        Ok(s(&v, &["version"]))
+    }
+}
+
+/// Reads the Wings config file; `Ok(None)` when it does not exist.
+pub(crate) fn read_config_file(path: &Path) -> Result<Option<ConfigFile>, WingsError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => ConfigFile::parse(&text)
+            .map(Some)
+            .map_err(|e| WingsError::Config {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(WingsError::Config {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented example (tests/fixtures/wings/servers.json, docs/containers.md#calls).
+    pub(crate) const EXAMPLE: &str = include_str!("../../../tests/fixtures/wings/servers.json");
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let s = parse_servers(EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(s.len(), 1);
+        let s = &s[0];
+        assert_eq!(s.uuid, "d3b07384-d113-4ec6-a2f4-6c3b1f0e8a9f");
+        assert_eq!(s.name, "Survival");
+        assert_eq!(s.state, "running");
+        assert_eq!(s.image, "ghcr.io/pterodactyl/yolks:java_21");
+        assert_eq!(s.limits.cpu_limit_pct, 200);
+        assert_eq!(s.limits.memory_limit_mb, 4096);
+        assert_eq!(s.allocations.default_port, 25565);
+        assert_eq!(s.allocations.ports(), vec![25565]);
+        assert_eq!(s.environment["P_SERVER_ALLOCATION_LIMIT"], "0");
+        assert_eq!(s.cpu_absolute, Some(37.512));
+        assert_eq!(
+            s.egg_id.as_deref(),
+            Some("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
+        );
+        // Secrets never reach serialised output.
+        let json = serde_json::to_string(s).unwrap();
+        assert!(!json.contains("SERVER_JARFILE") && !json.contains("MaxRAMPercentage"));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(parse_servers(b"{\"error\":\"x\"}").is_err());
+        assert!(parse_servers(b"<html>").is_err());
+        assert_eq!(
+            parse_servers(b"[1, {}, {\"configuration\":{}}]").unwrap(),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn config_file_gives_token_and_url() {
+        let f = ConfigFile::parse(
+            "debug: false\nuuid: abc\ntoken_id: tid\ntoken: s3cret\napi:\n  host: 0.0.0.0\n  port: 8443\n  ssl:\n    enabled: true\n    cert: /etc/x.pem\n",
+        )
+        .unwrap();
+        assert_eq!(f.token.as_deref(), Some("s3cret"));
+        assert_eq!(f.base_url(), "https://127.0.0.1:8443");
+        let f = ConfigFile::parse("token: t\n").unwrap();
+        assert_eq!(f.base_url(), "http://127.0.0.1:8080");
+        assert!(ConfigFile::parse("api: [").is_err());
+    }
+}

@@ -1,0 +1,213 @@
+//! Kept-descriptor reads of /proc, /sys and cgroup files.
+//!
+//! On our machines a sampling cycle is dominated by `open` (path lookup in procfs/kernfs), not by
+//! reading or parsing (docs/benchmarks.md#where-a-cycles-time-goes): re-reading a kept descriptor with `pread` at
+//! offset 0 returns fresh values and is 5–10× cheaper. [`ProcFile`] keeps the descriptor and a
+//! reusable buffer, reopens once when a read fails (the file was replaced), and reports the path
+//! in every error.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// An error that carries the file it failed on.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct FileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl FileError {
+    pub(crate) fn new(path: &Path, source: io::Error) -> Self {
+        FileError {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The file is gone (process exited, cgroup removed): the caller should forget it.
+    pub(crate) fn is_gone(&self) -> bool {
+        matches!(
+            self.source.raw_os_error(),
+            Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ESRCH)
+        )
+    }
+}
+
+/// A file that is read again and again through one descriptor.
+#[derive(Debug)]
+pub(crate) struct ProcFile {
+    path: PathBuf,
+    file: Option<File>,
+    buf: Vec<u8>,
+}
+
+/// Files above this size are cut: nothing we parse is anywhere near it, and a bound keeps a
+/// misbehaving file from growing our memory.
+const MAX_FILE_BYTES: usize = 4 << 20;
+/// The first read of a file uses this much, so one `pread` gets a whole typical file; the buffer
+/// is then cut to the file's size plus headroom (most cgroup files are a few bytes to 1 KiB).
+const FIRST_READ_BYTES: usize = 4096;
+const MIN_BUF_BYTES: usize = 128;
+
+impl ProcFile {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
+        ProcFile {
+            path: path.into(),
+            file: None,
+            buf: Vec::new(),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the whole file and returns its bytes (valid until the next read).
+    pub(crate) fn read(&mut self) -> Result<&[u8], FileError> {
+        match self.read_once() {
+            Ok(n) => Ok(&self.buf[..n]),
+            Err(first) => {
+                // A kept descriptor can go stale (the file was replaced); reopen once.
+                if self.file.take().is_some() {
+                    let n = self.read_once()?;
+                    return Ok(&self.buf[..n]);
+                }
+                Err(first)
+            }
+        }
+    }
+
+    /// For files that signal changes through `poll` (`/proc/<pid>/mountinfo` raises
+    /// `POLLPRI|POLLERR` once after each change of the mount table): whether the file must be read
+    /// again. True until it has been opened, and whenever `poll` cannot tell.
+    pub(crate) fn changed(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
+        let Some(f) = &self.file else { return true };
+        let mut p = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n != 0 || p.revents & (libc::POLLPRI | libc::POLLERR | libc::POLLNVAL) != 0
+    }
+
+    /// Reads the file as text (lossless for the ASCII files of procfs and cgroupfs).
+    pub(crate) fn read_str(&mut self) -> Result<&str, FileError> {
+        let n = self.read()?.len();
+        match std::str::from_utf8(&self.buf[..n]) {
+            Ok(s) => Ok(s),
+            Err(_) => Err(FileError::new(
+                &self.path,
+                io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
+            )),
+        }
+    }
+
+    fn read_once(&mut self) -> Result<usize, FileError> {
+        if self.file.is_none() {
+            self.file = Some(File::open(&self.path).map_err(|e| FileError::new(&self.path, e))?);
+        }
+        let file = self.file.as_ref().expect("opened above");
+        let first = self.buf.is_empty();
+        if first {
+            self.buf.resize(FIRST_READ_BYTES, 0);
+        }
+        let mut filled = 0;
+        loop {
+            let n = file
+                .read_at(&mut self.buf[filled..], filled as u64)
+                .map_err(|e| FileError::new(&self.path, e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+            // procfs, sysfs and cgroupfs (seq_file/kernfs) fill the whole buffer unless the file
+            // ends first: a short read is the end, so a file costs one `pread`, not two.
+            if filled < self.buf.len() {
+                break;
+            }
+            if filled == self.buf.len() {
+                if self.buf.len() >= MAX_FILE_BYTES {
+                    break;
+                }
+                let grown = (self.buf.len() * 2).min(MAX_FILE_BYTES);
+                self.buf.resize(grown, 0);
+            }
+        }
+        if first {
+            // Keep a buffer sized to this file (with room to grow) rather than a page per file:
+            // a node with hundreds of containers keeps over a thousand of them.
+            let keep = (filled + filled / 2 + 64)
+                .next_power_of_two()
+                .max(MIN_BUF_BYTES);
+            if keep < self.buf.len() {
+                self.buf.truncate(keep);
+                self.buf.shrink_to_fit();
+            }
+        }
+        Ok(filled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rereads_fresh_content_through_kept_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "one").unwrap();
+        let mut f = ProcFile::new(&p);
+        assert_eq!(f.read_str().unwrap(), "one");
+        std::fs::write(&p, "two, longer").unwrap();
+        assert_eq!(f.read_str().unwrap(), "two, longer");
+    }
+
+    #[test]
+    fn grows_for_big_files_and_reports_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        std::fs::write(&p, vec![b'x'; 10_000]).unwrap();
+        assert_eq!(ProcFile::new(&p).read().unwrap().len(), 10_000);
+        let err = ProcFile::new(dir.path().join("missing"))
+            .read()
+            .unwrap_err();
+        assert!(err.to_string().contains("missing") && err.is_gone());
+    }
+
+    #[test]
+    fn small_files_keep_small_buffers_and_still_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "12345\n").unwrap();
+        let mut f = ProcFile::new(&p);
+        assert_eq!(f.read_str().unwrap(), "12345\n");
+        assert_eq!(f.buf.len(), MIN_BUF_BYTES);
+        let long = "x".repeat(3000);
+        std::fs::write(&p, &long).unwrap();
+        assert_eq!(f.read_str().unwrap(), long);
+    }
+
+    #[test]
+    fn mountinfo_is_read_again_only_after_a_change() {
+        let mut f = ProcFile::new("/proc/self/mountinfo");
+        assert!(f.changed(), "never read: must read");
+        assert!(f.read_str().unwrap().contains(" / "));
+        assert!(!f.changed(), "no mount happened since the read");
+        assert!(!f.changed());
+    }
+
+    #[test]
+    fn reads_proc_stat() {
+        let mut f = ProcFile::new("/proc/stat");
+        assert!(f.read_str().unwrap().starts_with("cpu "));
+        assert!(f.read_str().unwrap().starts_with("cpu "));
+    }
+}

@@ -1,0 +1,20 @@
+//! The integration suite, one binary: each module tests one area of the agent against the real
+//! thing where it runs here (kernel cgroups, a real Docker engine, rotel, real game servers,
+//! Prometheus), through the shared harness in `tests/harness/`. Tests that need their own global
+//! allocator (`cycle_cost`, `probe_hostile`) are binaries of their own.
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+mod cgroup_fixtures;
+mod cgroup_real;
+mod config_cli;
+mod delivery;
+mod docker_real;
+mod e2e_otlp;
+mod gpu;
+mod house;
+mod logs;
+mod pipeline;
+mod probe_e2e;
+mod probes;
