@@ -24,12 +24,20 @@ impl LogSink for Count {
     }
 }
 
-fn rusage() -> (f64, f64, i64) {
+/// CPU seconds (user, system) and the peak resident set in KiB. The peak is the kernel's
+/// `VmHWM`: `ru_maxrss` keeps the peak of the process image before `exec` (a large parent's).
+fn usage() -> (f64, f64, u64) {
     // SAFETY: getrusage fills the struct we pass.
     let mut r: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) };
     let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (s(r.ru_utime), s(r.ru_stime), r.ru_maxrss)
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    (s(r.ru_utime), s(r.ru_stime), hwm)
 }
 
 fn main() {
@@ -39,6 +47,10 @@ fn main() {
         std::process::exit(2);
     };
     let want: u64 = want.parse().expect("a number of records");
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -62,7 +74,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let done = Instant::now();
-    let (user, sys, rss_kib) = rusage();
+    let (user, sys, rss_kib) = usage();
     let report = source.report();
     let first = sink.first.lock().unwrap_or(t0);
     println!(

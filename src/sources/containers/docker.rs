@@ -14,6 +14,8 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 /// The newest API version this client speaks (Docker 25, `State` etc. unchanged since 1.24).
@@ -199,17 +201,53 @@ pub(crate) fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
     Some(secs as u64 * 1_000_000_000 + nanos as u64)
 }
 
+type Conn = hyper::client::conn::http1::Connection<TokioIo<tokio::net::UnixStream>, Empty<Bytes>>;
+
+/// Who moves a connection's bytes.
+enum Driver {
+    /// Its own task (short requests read whole).
+    Task(tokio::task::JoinHandle<()>),
+    /// Whoever reads the body, in the same poll ([`Response::poll_frame`]): a stream that brings
+    /// one small chunk per message (Docker's logs) costs no task hand-off per chunk.
+    Inline(Option<Pin<Box<Conn>>>),
+}
+
 /// A response whose body is still to be read; dropping it closes the connection.
 pub(crate) struct Response {
     pub status: u16,
     pub api: Option<String>,
-    pub body: hyper::body::Incoming,
-    conn: tokio::task::JoinHandle<()>,
+    body: hyper::body::Incoming,
+    conn: Driver,
+}
+
+impl Response {
+    /// The next frame of the body, moving the connection along when it is driven inline.
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        use hyper::body::Body;
+        if let Driver::Inline(slot) = &mut self.conn
+            && let Some(c) = slot
+            && c.as_mut().poll(cx).is_ready()
+        {
+            *slot = None;
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    pub(crate) async fn frame(
+        &mut self,
+    ) -> Option<Result<hyper::body::Frame<Bytes>, hyper::Error>> {
+        std::future::poll_fn(|cx| self.poll_frame(cx)).await
+    }
 }
 
 impl Drop for Response {
     fn drop(&mut self) {
-        self.conn.abort();
+        if let Driver::Task(t) = &self.conn {
+            t.abort();
+        }
     }
 }
 
@@ -235,8 +273,9 @@ impl Docker {
     }
 
     /// Sends one GET and returns once the response headers are in (bounded by the timeout); the
-    /// body is read by the caller, and the connection lives as long as the returned [`Response`].
-    async fn send(&self, path: &str) -> Result<Response, DockerError> {
+    /// body is read by the caller, and the connection lives as long as the returned [`Response`]
+    /// (`inline`: driven by the body's reader, see [`Driver`]).
+    async fn send(&self, path: &str, inline: bool) -> Result<Response, DockerError> {
         let fut = async {
             let stream = tokio::net::UnixStream::connect(&self.socket)
                 .await
@@ -252,9 +291,13 @@ impl Docker {
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(|e| http(e.to_string()))?;
-            let conn = tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            let mut conn = if inline {
+                Driver::Inline(Some(Box::pin(conn)))
+            } else {
+                Driver::Task(tokio::spawn(async move {
+                    let _ = conn.await;
+                }))
+            };
             let req = Request::get(path)
                 .header("Host", "docker")
                 .header(
@@ -263,10 +306,22 @@ impl Docker {
                 )
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| http(e.to_string()))?;
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| http(e.to_string()))?;
+            let sent = sender.send_request(req);
+            tokio::pin!(sent);
+            let resp = loop {
+                match &mut conn {
+                    Driver::Inline(slot @ Some(_)) => {
+                        let c = slot.as_mut().map(|c| c.as_mut());
+                        tokio::select! {
+                            biased;
+                            r = &mut sent => break r,
+                            _ = async { if let Some(c) = c { let _ = c.await; } } => *slot = None,
+                        }
+                    }
+                    _ => break (&mut sent).await,
+                }
+            }
+            .map_err(|e| http(e.to_string()))?;
             let api = resp
                 .headers()
                 .get("Api-Version")
@@ -295,7 +350,7 @@ impl Docker {
     /// One GET; returns status, `Api-Version` header and the body.
     async fn raw_get(&self, path: &str) -> Result<(u16, Option<String>, Bytes), DockerError> {
         let fut = async {
-            let mut resp = self.send(path).await?;
+            let mut resp = self.send(path, false).await?;
             let body = Limited::new(&mut resp.body, MAX_BODY)
                 .collect()
                 .await
@@ -317,20 +372,25 @@ impl Docker {
     /// the body left to the caller, who bounds each read.
     pub(crate) async fn stream(&self, rel: &str) -> Result<Response, DockerError> {
         let path = format!("/v{}{rel}", self.api_version().await?);
-        let mut resp = self.send(&path).await?;
+        let mut resp = self.send(&path, true).await?;
         if resp.status == 200 {
             return Ok(resp);
         }
         let status = resp.status;
-        let body = tokio::time::timeout(
-            self.timeout,
-            Limited::new(&mut resp.body, 64 * 1024).collect(),
-        )
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+        let mut body = Vec::new();
+        let _ = tokio::time::timeout(self.timeout, async {
+            while let Some(Ok(f)) = resp.frame().await {
+                if let Ok(d) = f.into_data() {
+                    body.extend_from_slice(
+                        &d[..d.len().min(64 * 1024 - body.len().min(64 * 1024))],
+                    );
+                }
+                if body.len() >= 64 * 1024 {
+                    break;
+                }
+            }
+        })
+        .await;
         Err(self.status_error(path, status, &body))
     }
 

@@ -4,7 +4,6 @@
 
 use crate::sources::containers::docker::{Docker, DockerError, Response};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -125,7 +124,7 @@ pub(crate) async fn events(docker: &Docker) -> Result<Response, DockerError> {
 /// The next piece of a streaming body: `Ok(None)` at its clean end. Trailers are skipped.
 pub(crate) async fn next_data(resp: &mut Response) -> Result<Option<Bytes>, String> {
     loop {
-        match resp.body.frame().await {
+        match resp.frame().await {
             None => return Ok(None),
             Some(Err(e)) => return Err(e.to_string()),
             Some(Ok(f)) => {
@@ -137,6 +136,25 @@ pub(crate) async fn next_data(resp: &mut Response) -> Result<Option<Bytes>, Stri
             }
         }
     }
+}
+
+/// The next piece if the body has one ready, without waiting: `None` when nothing is there yet.
+pub(crate) async fn ready_data(resp: &mut Response) -> Option<Result<Option<Bytes>, String>> {
+    use std::task::Poll;
+    std::future::poll_fn(|cx| {
+        loop {
+            return match resp.poll_frame(cx) {
+                Poll::Pending => Poll::Ready(None),
+                Poll::Ready(None) => Poll::Ready(Some(Ok(None))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.to_string()))),
+                Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                    Ok(d) if !d.is_empty() => Poll::Ready(Some(Ok(Some(d)))),
+                    _ => continue,
+                },
+            };
+        }
+    })
+    .await
 }
 
 /// Splits the `/events` stream into bounded JSON lines.

@@ -29,6 +29,8 @@ const IDLE: Duration = Duration::from_millis(250);
 const STALL: Duration = Duration::from_secs(30);
 /// After a `die` event, a follow stream still open after this is closed by us.
 const DIE_GRACE: Duration = Duration::from_secs(10);
+/// Bytes already received that are decoded before the lines are handed on.
+const READ_BATCH: usize = 256 * 1024;
 /// Memory charged per record on top of its text (the record, its attributes, the batch).
 pub(crate) const RECORD_OVERHEAD: usize = 160;
 
@@ -272,6 +274,7 @@ async fn pass(
     } else {
         pos.since(tty)
     };
+    tracing::debug!(container = %f.name(), since, follow = !drain, "reading the log");
     let mut resp = match api::logs(&ctx.docker, &f.id, since, !drain).await {
         Ok(r) => r,
         Err(e) if e.is_not_found() => return Pass::Gone,
@@ -297,27 +300,45 @@ async fn pass(
             _ = tokio::time::sleep_until(die_at.unwrap_or_else(tokio::time::Instant::now)), if die_at.is_some() => {
                 return Pass::Ended(None, read_any);
             }
-            r = tokio::time::timeout(if idle { IDLE } else { Duration::MAX }, next) => match r {
-                Err(_) => dec.idle(&mut lines),
-                Ok(Ok(Some(data))) => {
-                    read_any = true;
-                    match dec.feed(&data, &mut lines) {
-                        Ok(()) => {}
-                        Err(DecodeError::Daemon(m)) => {
+            r = tokio::time::timeout(if idle { IDLE } else { Duration::MAX }, next) => {
+                let mut next = match r {
+                    Err(_) => {
+                        dec.idle(&mut lines);
+                        None
+                    }
+                    Ok(r) => Some(r),
+                };
+                // Docker writes one HTTP chunk per message: take what is already there, up to
+                // READ_BATCH bytes, before handing the lines on, so a busy container costs one
+                // hand-off per batch of lines, not per line.
+                let mut room = READ_BATCH;
+                while let Some(r) = next.take() {
+                    match r {
+                        Ok(Some(data)) => {
+                            read_any = true;
+                            match dec.feed(&data, &mut lines) {
+                                Ok(()) => {}
+                                Err(DecodeError::Daemon(m)) => {
+                                    flush(ctx, f, &mut lines, &mut skip, pos, &dec, tty);
+                                    return Pass::Failed(format!("daemon: {m}"));
+                                }
+                                Err(e) => {
+                                    Counters::add(&f.counters.decode_errors, 1);
+                                    return Pass::Failed(e.to_string());
+                                }
+                            }
+                            room = room.saturating_sub(data.len());
+                            if room > 0 {
+                                next = api::ready_data(&mut resp).await;
+                            }
+                        }
+                        Ok(None) => {
                             flush(ctx, f, &mut lines, &mut skip, pos, &dec, tty);
-                            return Pass::Failed(format!("daemon: {m}"));
+                            return Pass::Ended(Some(Box::new((dec, skip))), read_any);
                         }
-                        Err(e) => {
-                            Counters::add(&f.counters.decode_errors, 1);
-                            return Pass::Failed(e.to_string());
-                        }
+                        Err(e) => return Pass::Failed(format!("reading the log stream: {e}")),
                     }
                 }
-                Ok(Ok(None)) => {
-                    flush(ctx, f, &mut lines, &mut skip, pos, &dec, tty);
-                    return Pass::Ended(Some(Box::new((dec, skip))), read_any);
-                }
-                Ok(Err(e)) => return Pass::Failed(format!("reading the log stream: {e}")),
             }
         }
         let e = dec.errors();
