@@ -171,6 +171,10 @@ fn pump(sink: &MemSink) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
 
 #[test]
 fn every_line_exactly_once_across_hard_stops_and_a_container_restart() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let docker = Dockerd::start();
     let image = docker.build_image();
     let state = tempfile::tempdir().unwrap();
@@ -251,19 +255,29 @@ fn every_line_exactly_once_across_hard_stops_and_a_container_restart() {
             .iter()
             .all(|n| state_of(&docker, n) == "exited")
     });
-    wait_until(Duration::from_secs(60), "every log read to its end", || {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
         let r = source.report();
         let drained = r
             .containers
             .iter()
             .filter(|c| c.status == Status::Drained)
             .count();
-        drained == 3 && r.batches_in_flight <= 2
-    });
+        if drained == 3 && r.batches_in_flight <= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "logs not read to their end: {:#?}",
+            r.containers
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     pumping.store(false, Ordering::Relaxed);
     pumper.join().unwrap();
-    sink.pump(0);
+    // The last positions may still be on their way to the sink: answer until none is left.
     wait_until(Duration::from_secs(10), "acknowledgements applied", || {
+        sink.pump(0);
         source.report().batches_in_flight == 0
     });
     eprintln!("batches lost in flight at the two stops: {lost}, {lost2}");
