@@ -404,7 +404,7 @@ fn source_killed_with_sigkill_resumes_exactly() {
         UA,
         true,
         "local",
-        &["TAG=A", &burst, "PAUSE=0.3"],
+        &["TAG=A", &burst, "PAUSE=0.6"],
     );
     let b = server(
         &docker,
@@ -412,12 +412,18 @@ fn source_killed_with_sigkill_resumes_exactly() {
         UB,
         false,
         "local",
-        &["TAG=B", &burst, "PAUSE=0.3"],
+        &["TAG=B", &burst, "PAUSE=0.6"],
     );
     let mut rng = fastrand::Rng::with_seed(9);
     let mut at_kill = vec![];
     for _ in 0..2 {
-        std::thread::sleep(Duration::from_millis(rng.u64(700..1600)));
+        // Kill once this child has delivered something (a slow start on a busy machine must not
+        // turn two kills into one), at a random moment after.
+        let before = at_kill.last().copied().unwrap_or(0);
+        wait_until(Duration::from_secs(60), "the child to deliver", || {
+            support::file_records(&out).len() > before
+        });
+        std::thread::sleep(Duration::from_millis(rng.u64(100..700)));
         proc.signal(libc::SIGKILL);
         proc.wait_timeout(Duration::from_secs(10))
             .expect("child killed");
