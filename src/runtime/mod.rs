@@ -14,6 +14,7 @@
 //! A new loop (a logs follower, the control-plane client) is a file here, started from [`run`].
 
 pub(crate) mod discovery;
+pub mod logs;
 pub mod node;
 pub(crate) mod players;
 pub(crate) mod shutdown;
