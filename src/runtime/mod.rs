@@ -18,6 +18,7 @@
 
 pub(crate) mod control;
 pub(crate) mod discovery;
+pub mod logs;
 pub mod node;
 pub(crate) mod players;
 pub(crate) mod shutdown;

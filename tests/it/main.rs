@@ -15,6 +15,7 @@ mod e2e_otlp;
 mod firstrun;
 mod gpu;
 mod house;
+mod logs;
 mod opamp;
 mod pipeline;
 mod probe_e2e;
