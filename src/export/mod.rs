@@ -10,6 +10,7 @@
 mod config;
 pub mod grpc;
 pub mod http;
+pub mod logs;
 pub(crate) mod queue;
 pub(crate) mod spool;
 

@@ -1,7 +1,7 @@
 //! The local HTTP endpoint (on by default at 127.0.0.1:9464, `http_listen`): `/healthz` (the
 //! process answers), `/readyz` (samplers succeeding recently and delivery not stuck; 503 with a
-//! JSON body naming what is not), `/metrics` (Prometheus text rendered from each sampler's latest
-//! OTLP request, see [`prom`]).
+//! JSON body naming what is not; the OpAMP connection is shown but does not gate readiness),
+//! `/metrics` (Prometheus text rendered from each sampler's latest OTLP request, see [`prom`]).
 //!
 //! It is meant for loopback or a pod network, and it is bounded against whoever can reach it:
 //! - a request head is at most 8 KiB and 32 headers (hyper answers 431 past that), a request
@@ -217,7 +217,7 @@ fn metrics_body(shared: &Shared) -> Bytes {
 pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
     let cfg = &ctx.cfg;
     // A sampler is stale after three of its longest intervals (plus slack for a slow pass).
-    let stale_after = (cfg.sample_interval.1 * 3).as_secs() + 10;
+    let stale_after = (ctx.live().sample_interval.1 * 3).as_secs() + 10;
     let mut samplers = serde_json::Map::new();
     let mut ready = true;
     let health = ctx.health.snapshot();
@@ -261,6 +261,14 @@ pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
             "retried": e.retried.load(Ordering::Relaxed),
             "dropped": e.dropped.load(Ordering::Relaxed),
         },
+        // The control plane, informational: the agent works on without it (offline mode).
+        "opamp": ctx.control_status().map(|mut c| {
+            c.last_error = c.last_error.map(|e| capped(&e, MAX_ERROR_CHARS));
+            if let Some(r) = c.remote_config.as_mut() {
+                r.error = r.error.take().map(|e| capped(&e, MAX_ERROR_CHARS));
+            }
+            c
+        }),
     });
     (ready, body)
 }
