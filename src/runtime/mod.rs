@@ -23,6 +23,9 @@ use crate::sys::limits::raise_fd_limit;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// How long the exit may wait for the spool to take what is not yet on disk.
+const SPOOL_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// Waits for SIGTERM or SIGINT.
 async fn signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -66,7 +69,13 @@ pub async fn run(cfg: Config) -> i32 {
         "node-agent starting"
     );
     let prober = Prober::from_config(&cfg.players);
-    let exporter = Exporter::start(transport, cfg.queue.clone());
+    let exporter = match Exporter::start(transport, cfg.queue.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return 2;
+        }
+    };
     let grace = cfg.shutdown_grace;
     let mut ctx = Context::new(cfg);
     ctx.export = exporter.stats();
@@ -105,21 +114,22 @@ pub async fn run(cfg: Config) -> i32 {
     let _ = players.await;
     discovery.abort();
     let samples = ctx.health.snapshot().get("node").map_or(0, |h| h.passes);
-    // The last sample is queued; give the collector the grace period, then keep the rest on disk.
+    // The last sample is queued. The collector gets the grace period only while it answers;
+    // then what is not yet on disk is written (bounded: a hung disk cannot hold the exit).
     let delivered = exporter.drain(grace).await;
-    let left = exporter.shutdown().await;
+    let left = exporter.shutdown(SPOOL_FLUSH_LIMIT).await;
     if delivered {
         tracing::info!("all batches delivered; exiting");
     } else if left.lost == 0 {
         tracing::warn!(
             spooled = left.persisted,
-            "shutdown grace period over; undelivered batches kept in the spool for the next start"
+            "undelivered batches kept in the spool for the next start"
         );
     } else {
         tracing::error!(
             spooled = left.persisted,
             lost = left.lost,
-            "shutdown grace period over; no spool for the undelivered batches"
+            "shutdown: some undelivered batches could not be spooled (counted as dropped)"
         );
     }
     tracing::info!(samples, "node-agent stopped");
