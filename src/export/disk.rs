@@ -229,7 +229,7 @@ impl Writer {
             }
             Err(e) => {
                 let detail = format!("{}: {}", dir.display(), describe(&e));
-                tracing::error!(signal = signal.name(), error = %detail, "spool cannot be used: running memory-only; an outage longer than the memory budget loses the oldest batches (counted)");
+                tracing::error!(signal = %signal.name(), error = %detail, "spool cannot be used: running memory-only; an outage longer than the memory budget loses the oldest batches (counted)");
                 cell.with(|lane, now| lane.spool_lost(&detail, now));
                 cell.stats.set_spool_state(SpoolState::Unusable(detail));
             }

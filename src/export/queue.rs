@@ -307,7 +307,7 @@ async fn watchdog(inner: std::sync::Weak<Inner>) {
                     "the spool's disk did not answer within {} s of the start",
                     OPEN_TIMEOUT.as_secs()
                 );
-                tracing::error!(signal = cell.stats.signal.name(), error = %detail, "spool cannot be used: running memory-only");
+                tracing::error!(signal = %cell.stats.signal.name(), error = %detail, "spool cannot be used: running memory-only");
                 cell.stats.set_spool_state(SpoolState::Unusable(detail));
             }
         }

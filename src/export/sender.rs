@@ -40,7 +40,7 @@ fn failed(cell: &LaneCell, reason: &str, retry: bool) {
     });
     let mut last = cell.stats.last_error.lock();
     if retry && (first || last.as_deref() != Some(reason)) {
-        tracing::warn!(signal = cell.stats.signal.name(), %reason, "export failed; retrying with backoff");
+        tracing::warn!(signal = %cell.stats.signal.name(), %reason, "export failed; retrying with backoff");
     }
     *last = Some(reason.to_string());
 }
@@ -94,7 +94,7 @@ pub(crate) async fn run(
                 *cell.stats.last_error.lock() = None;
                 if recovered {
                     tracing::info!(
-                        signal = signal.name(),
+                        signal = %signal.name(),
                         "collector reachable again; delivering queued batches"
                     );
                 }
@@ -119,6 +119,7 @@ pub(crate) async fn run(
                         ""
                     },
                 );
+                tracing::warn!(signal = %signal.name(), %reason, "export timed out; retrying");
                 failed(&cell, &reason, true);
                 if pause(policy.pause(None), &mut closed).await {
                     return;
@@ -136,7 +137,7 @@ pub(crate) async fn run(
             Ok(Err(SendError::TooLarge { reason })) => {
                 if parts > 1 {
                     if let Some(cap) = policy.too_large(size) {
-                        tracing::warn!(signal = signal.name(), %reason, bytes = size, merge_limit = cap, "collector refused a request as too large; merging less from now on");
+                        tracing::warn!(signal = %signal.name(), %reason, bytes = size, merge_limit = cap, "collector refused a request as too large; merging less from now on");
                     }
                     cell.with(|l, _| l.active = parts / 2);
                 } else if !cell.with(|l, _| l.split_single(split_request)) {

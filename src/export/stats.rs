@@ -330,9 +330,11 @@ impl LossLine {
         );
         match self.reason {
             DropReason::SpoolFull | DropReason::QueueFull => {
-                tracing::warn!(signal, reason, batches, events, %cause, "batches dropped")
+                tracing::warn!(signal = %signal, reason = %reason, batches, events, %cause, "batches dropped")
             }
-            _ => tracing::error!(signal, reason, batches, events, %cause, "batches dropped"),
+            _ => {
+                tracing::error!(signal = %signal, reason = %reason, batches, events, %cause, "batches dropped")
+            }
         }
     }
 }
