@@ -330,18 +330,19 @@ impl Writer {
         if self.write_blocked_until[i].is_some_and(|t| Instant::now() < t) {
             return did;
         }
-        let mut checked = false;
+        if !cell.with(|l, _| l.wants_write()) {
+            return did;
+        }
+        // Before any pick: batches a vanished directory sends back to memory are older than
+        // whatever would be picked now, and must be written first.
+        if self.check_vanished(i) && self.spools[i].is_none() {
+            return true;
+        }
         for _ in 0..WRITES_PER_TURN {
             let Some(job) = cell.with(|l, _| l.next_write()) else {
                 break;
             };
             did = true;
-            if !checked {
-                checked = true;
-                if self.check_vanished(i) && self.spools[i].is_none() {
-                    break;
-                }
-            }
             if !self.write_one(i, job) {
                 break;
             }

@@ -77,7 +77,7 @@ impl GrpcTransport {
             .map_err(|e| SetupError::new("otlp_endpoint", format!("`{}`: {e}", cfg.endpoint)))?
             .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
             // Each request carries its own (adaptive) timeout; this only caps it.
-            .timeout(max_attempt_timeout(cfg.timeout))
+            .timeout(max_attempt_timeout(cfg.timeout) + Duration::from_secs(1))
             .tcp_keepalive(Some(Duration::from_secs(30)))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10));
@@ -138,7 +138,8 @@ impl GrpcTransport {
             retry_after: None,
         })?;
         let mut request = tonic::Request::new(payload);
-        request.set_timeout(timeout);
+        // The queue bounds the attempt by `timeout`; the server gets a little more to answer.
+        request.set_timeout(timeout + Duration::from_secs(1));
         for (k, v) in &self.metadata {
             request.metadata_mut().insert(k.clone(), v.clone());
         }

@@ -116,7 +116,8 @@ impl HttpTransport {
         let mut request = self
             .client
             .post(url)
-            .timeout(timeout.min(max_attempt_timeout(self.timeout)))
+            // The queue bounds the attempt by `timeout`; this only backs it up.
+            .timeout(timeout.min(max_attempt_timeout(self.timeout)) + Duration::from_secs(1))
             .headers(self.headers.clone())
             .header(reqwest::header::CONTENT_TYPE, content_type);
         let body = if self.gzip {

@@ -543,16 +543,29 @@ impl Lane {
 
     // ---- the disk writer's side ----
 
-    /// The oldest batch that wants writing; marks it `Writing` and hands out a copy.
-    pub(crate) fn next_write(&mut self) -> Option<(u64, Bytes, Bytes, u64)> {
-        if !self.spool_usable || self.opening {
-            return None;
-        }
-        let want = if self.closing {
+    fn write_bound(&self) -> Option<u64> {
+        (self.spool_usable && !self.opening).then_some(if self.closing {
             u64::MAX
         } else {
             self.want_through
-        };
+        })
+    }
+
+    /// Whether some batch wants writing.
+    pub(crate) fn wants_write(&self) -> bool {
+        self.write_bound().is_some_and(|want| {
+            self.inflight
+                .iter()
+                .chain(self.list.iter())
+                .any(|i| i.disk == Disk::No && i.seq <= want)
+        })
+    }
+
+    /// The oldest batch that wants writing; marks it `Writing` and hands out a copy. (The spool
+    /// keeps sequence order because this is always the oldest: a directory found gone is
+    /// handled before the pick, never between the pick and the write.)
+    pub(crate) fn next_write(&mut self) -> Option<(u64, Bytes, Bytes, u64)> {
+        let want = self.write_bound()?;
         let it = self
             .inflight
             .iter_mut()
@@ -596,6 +609,7 @@ impl Lane {
         self.fx.hooks.extend(hooks);
         self.write_error = None;
         // Not found: delivered while it was being written; the commit removes it.
+        debug_assert!(self.disk.back().is_none_or(|r| r.seq < seq), "spool order");
         self.disk.push_back(Rec {
             seq,
             seg,

@@ -83,6 +83,14 @@ pub(crate) async fn run(
             r = tokio::time::timeout(timeout, transport.send(signal, payload, timeout)) => r,
             _ = closed.wait_for(|c| *c) => return,
         };
+        // A transport's own timeout firing at the bound is a timeout too.
+        let result = match result {
+            Ok(Err(SendError::Retryable { .. })) if started.elapsed() >= timeout.mul_f64(0.9) => {
+                Err(())
+            }
+            Ok(r) => Ok(r),
+            Err(_) => Err(()),
+        };
         match result {
             Ok(Ok(())) => {
                 policy.on_success(started.elapsed());

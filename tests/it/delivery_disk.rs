@@ -173,6 +173,9 @@ fn a_frozen_spool_disk_stops_neither_sampling_nor_healthz_nor_delivery_from_memo
         "/readyz 200 after the thaw",
         || readyz(http).0 == 200,
     );
+    wait_until(Duration::from_secs(10), "the all-clear in the log", || {
+        agent.log().contains("spool disk answers again")
+    });
     let (n, log) = agent.stop(Duration::from_secs(30));
     wait_until(Duration::from_secs(20), "every sample", || {
         passes(&receiver).len() as u64 >= n
@@ -282,7 +285,11 @@ fn a_full_tmpfs_a_deleted_spool_and_a_bogus_ack_keep_the_books_exact() {
             .any(|l| l.0 == "unreadable" && l.2.contains("gone")),
         "{log_a}"
     );
-    // A bogus ack: past the end of the spool. It must not make anything be skipped.
+    // The filesystem is full to the last page: make room for the bogus ack (past the end of the
+    // spool). It must not make anything be skipped.
+    run(Command::new("mount")
+        .args(["-o", "remount,size=512k"])
+        .arg(&fs.0));
     std::fs::write(spool.join("metrics/ack"), "99999999 123456\n").unwrap();
     let receiver = Receiver::start_on(port, &[]);
     let http_b = free_port();

@@ -119,7 +119,15 @@ class Handler(OtlpHandler):
         self.reply(200, response.SerializeToString())
 
 
-server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+class Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client that gave up waiting (a timed-out exporter) is not a receiver error.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
+server = Server(("127.0.0.1", args.port), Handler)
 if args.tls_cert:
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
