@@ -69,6 +69,7 @@ struct Inner {
     closed: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     finish: Arc<Finish>,
+    wake: Arc<DiskWake>,
     has_writer: bool,
     disk: Arc<DiskHealth>,
 }
@@ -126,7 +127,7 @@ impl Exporter {
                 cfg.fsync,
                 disk_lanes,
                 health.clone(),
-                wake,
+                wake.clone(),
                 finish.clone(),
             );
             match started.recv_timeout(LOCK_WAIT) {
@@ -162,6 +163,7 @@ impl Exporter {
             closed,
             tasks: Mutex::new(tasks),
             finish,
+            wake,
             has_writer,
             disk: health,
         });
@@ -267,6 +269,7 @@ impl Exporter {
         }
         if inner.has_writer {
             inner.finish.ask();
+            inner.wake.poke();
             let finish = inner.finish.clone();
             let _ = tokio::task::spawn_blocking(move || finish.wait(within)).await;
         }

@@ -22,7 +22,8 @@ pub(crate) struct Policy {
     max_timeout: Duration,
     /// The timeout of the next attempt.
     pub(crate) timeout: Duration,
-    /// Largest request built by merging queued batches.
+    /// Largest request built by merging queued batches; a single batch larger than this is sent
+    /// in parts once the collector has refused one as too large.
     pub(crate) merge_cap: usize,
 }
 

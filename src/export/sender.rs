@@ -66,7 +66,14 @@ pub(crate) async fn run(
         }
         let cap = policy.merge_cap;
         let attempt = cell.with(|l, _| match l.take(cap) {
-            super::lane::Take::Ready => Some((l.request(), l.active, l.active_batches())),
+            super::lane::Take::Ready => {
+                // A batch larger than the collector was found to accept goes in parts at once.
+                while l.active == 1
+                    && l.inflight[0].payload.len() > cap
+                    && l.split_single(split_request)
+                {}
+                Some((l.request(), l.active, l.active_batches()))
+            }
             _ => None,
         });
         let Some((payload, parts, batches)) = attempt else {
@@ -143,10 +150,10 @@ pub(crate) async fn run(
                 }
             }
             Ok(Err(SendError::TooLarge { reason })) => {
+                if let Some(cap) = policy.too_large(size) {
+                    tracing::warn!(signal = %signal.name(), %reason, bytes = size, request_limit = cap, "collector refused a request as too large; sending smaller requests from now on");
+                }
                 if parts > 1 {
-                    if let Some(cap) = policy.too_large(size) {
-                        tracing::warn!(signal = %signal.name(), %reason, bytes = size, merge_limit = cap, "collector refused a request as too large; merging less from now on");
-                    }
                     cell.with(|l, _| l.active = parts / 2);
                 } else if !cell.with(|l, _| l.split_single(split_request)) {
                     let cause =

@@ -2,6 +2,7 @@
 //! batch among good ones (the real rotel collector answers 400), and a collector slower than the
 //! request timeout.
 
+use crate::delivery::{NODE, http_get, prom_value};
 use crate::delivery::{passes, segments, spawn_agent, spool_records};
 use crate::harness::*;
 use std::time::Duration;
@@ -12,14 +13,21 @@ fn a_request_too_large_is_split_until_it_passes_and_nothing_is_lost() {
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let spool = work.path().join("spool");
+    let http = free_port();
+    let listen = format!("127.0.0.1:{http}");
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        // Uncompressed, so the collector's limit applies to the protobuf the agent splits.
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
         ("NODE_AGENT_SPOOL_DIR", spool.to_str().unwrap()),
         ("AGENT_SEND_BACKOFF_MAX_SEC", "0.5"),
+        ("NODE_AGENT_HTTP_LISTEN", listen.as_str()),
+        ("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.2"),
+        ("AGENT_SAMPLE_INTERVAL_MAX_SEC", "0.2"),
     ];
     // A backlog while the collector is down…
-    let a = spawn_agent(work.path(), "agent", &env);
+    let a = Agent::start(work.path(), "agent", &env);
     wait_until(Duration::from_secs(30), "a backlog", || {
         segments(&spool)
             .iter()
@@ -32,8 +40,14 @@ fn a_request_too_large_is_split_until_it_passes_and_nothing_is_lost() {
     let one = spool_records(&segments(&spool)[0])[0].1 as u64 - 16;
     let limit = (one / 3).to_string();
     let receiver = Receiver::start_on(port, &["--max-bytes", &limit]);
+    let taken = prom_value(
+        &http_get(http, "/metrics").1,
+        "node_agent_sampler_passes_total",
+        NODE,
+    )
+    .unwrap() as u64;
     wait_until(Duration::from_secs(60), "the catch-up", || {
-        passes(&receiver).len() >= 40
+        passes(&receiver).iter().any(|p| p.1 >= taken + 5)
     });
     let (n, log) = a.stop(Duration::from_secs(30));
     let got: Vec<u64> = passes(&receiver).iter().map(|p| p.1).collect();
@@ -41,6 +55,11 @@ fn a_request_too_large_is_split_until_it_passes_and_nothing_is_lost() {
     assert!(log.contains("too large"), "{log}");
     assert!(!log.contains("batches dropped"), "{log}");
     let requests = receiver.requests();
+    assert!(
+        requests.len() as u64 >= 3 * n,
+        "every sample went in parts: {} requests for {n} samples",
+        requests.len()
+    );
     assert!(
         requests
             .iter()
