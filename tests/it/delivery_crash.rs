@@ -270,7 +270,7 @@ fn sigterm_with_the_collector_unreachable_spools_at_once_and_exits_fast() {
     );
     let started = Instant::now();
     let (n_b, log_b) = b.stop(Duration::from_secs(40));
-    assert!(log_b.contains("all batches delivered"), "{log_b}");
+    assert!(log_b.contains("all queued samples delivered"), "{log_b}");
     let got = passes(&receiver);
     assert_eq!(got.len() as u64, n + n_b, "{got:?}");
     eprintln!(
