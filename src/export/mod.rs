@@ -19,6 +19,8 @@ pub(crate) mod disk;
 pub mod grpc;
 pub mod http;
 pub(crate) mod lane;
+pub mod logs;
+pub mod logs_sink;
 pub(crate) mod queue;
 pub(crate) mod retry;
 pub(crate) mod sender;

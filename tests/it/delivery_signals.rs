@@ -35,13 +35,9 @@ fn transport(endpoint: &str, protocol: &str) -> Transport {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let layers = node_agent::config::Layers {
-        flags: BTreeMap::new(),
-        env,
-        file: BTreeMap::new(),
-        file_path: None,
-        file_tables: Default::default(),
-    };
+    // Only these settings: the test process's own environment is left out.
+    let mut layers = node_agent::config::Layers::load(BTreeMap::new(), None).unwrap();
+    layers.env = env;
     let cfg = node_agent::config::Config::from_layers(&layers).unwrap();
     Transport::new(&cfg.export).unwrap()
 }

@@ -19,6 +19,8 @@ mod e2e_otlp;
 mod firstrun;
 mod gpu;
 mod house;
+mod logs;
+mod opamp;
 mod pipeline;
 mod probe_e2e;
 mod probes;
