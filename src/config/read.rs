@@ -205,23 +205,10 @@ impl Values<'_> {
     }
 }
 
-/// Accepts absolute http(s) URLs with a host.
+/// Accepts absolute http(s) URLs with a host and a valid port (parsed as a URL: `http://[::1`
+/// is refused). A problem never shows a `user:password@` part.
 pub(crate) fn check_url(v: &str) -> Result<(), Problem> {
-    let rest = v
-        .strip_prefix("http://")
-        .or_else(|| v.strip_prefix("https://"))
-        .ok_or_else(|| Problem(format!("`{v}` does not start with http:// or https://")))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.contains(char::is_whitespace) || host.starts_with(':') {
-        return Err(Problem(format!("`{v}` has no host")));
-    }
-    if let Some((_, port)) = host.rsplit_once(':')
-        && !host.ends_with(']')
-        && port.parse::<u16>().is_err()
-    {
-        return Err(Problem(format!("`{v}` has an invalid port `{port}`")));
-    }
-    Ok(())
+    super::otlp::parse_endpoint(v).map(|_| ())
 }
 
 /// Parses `k=v,k2=v2` (OTEL_EXPORTER_OTLP_HEADERS, OTEL_RESOURCE_ATTRIBUTES) with percent-decoding.
@@ -240,7 +227,7 @@ pub(crate) fn parse_kv_list(v: &str) -> Result<Vec<(String, String)>, Problem> {
     Ok(out)
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

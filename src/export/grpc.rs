@@ -3,11 +3,18 @@
 //! The queue holds encoded requests (that is what the disk spool stores and what merging batches
 //! concatenates), so the gRPC call uses a pass-through codec instead of re-decoding every request
 //! into prost structs just to encode it again.
+//!
+//! Status codes are read as the OTLP specification's table says ("Failures"): `CANCELLED`,
+//! `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE` and `DATA_LOSS` are retried;
+//! `RESOURCE_EXHAUSTED` only when the server sends `RetryInfo` (it can recover); everything else,
+//! `UNKNOWN` included, is not retried: the batch is dropped and counted. A `RetryInfo` delay is
+//! honoured on any retried code. A response's `partial_success` is handled as for OTLP/HTTP.
 
 use super::config::ExportConfig;
-use super::{SendError, SetupError};
+use super::response::{PartialLog, RpcStatus, partial_success};
+use super::{Accepted, SendError, SetupError};
+use crate::sys::text::{PEER_TEXT_MAX, peer_text};
 use bytes::{Buf, BufMut, Bytes};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
 use std::time::Duration;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -53,16 +60,19 @@ impl Decoder for RawDecoder {
     type Item = Bytes;
     type Error = Status;
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        // A collector's response is tiny; cap it anyway.
-        if src.remaining() > 1 << 20 {
-            return Err(Status::resource_exhausted("response larger than 1 MiB"));
-        }
+        // Bounded before it gets here: `max_decoding_message_size` below.
         Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 
+/// The largest response accepted (an `ExportMetricsServiceResponse` is a few bytes).
+const RESPONSE_MAX: usize = 64 * 1024;
+
 pub struct GrpcTransport {
     channel: Channel,
+    /// For log lines and errors (never carries userinfo).
+    endpoint: String,
+    partial: PartialLog,
     gzip: bool,
     metadata: Vec<(
         MetadataKey<tonic::metadata::Ascii>,
@@ -98,36 +108,37 @@ impl GrpcTransport {
         }
         let mut metadata = Vec::new();
         for (k, v) in &cfg.headers {
+            // Neither name nor value is echoed: a misplaced `:` puts the secret in the name.
             let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()).map_err(|_| {
                 SetupError::new(
                     "otlp_headers",
-                    format!("`{k}` is not a valid gRPC metadata key"),
+                    "a name is not a valid gRPC metadata key".into(),
                 )
             })?;
             let value = MetadataValue::try_from(v.as_str()).map_err(|_| {
-                SetupError::new(
-                    "otlp_headers",
-                    format!("the value of `{k}` is not valid ASCII"),
-                )
+                SetupError::new("otlp_headers", "a value is not visible ASCII".into())
             })?;
             metadata.push((key, value));
         }
         Ok(GrpcTransport {
             channel: endpoint.connect_lazy(),
+            endpoint: crate::sys::text::redact_userinfo(&cfg.endpoint).into_owned(),
+            partial: PartialLog::default(),
             gzip: cfg.gzip,
             metadata,
         })
     }
 
-    pub(crate) async fn send(&self, payload: Bytes) -> Result<(), SendError> {
-        let mut client = tonic::client::Grpc::new(self.channel.clone());
+    pub(crate) async fn send(&self, payload: Bytes) -> Result<Accepted, SendError> {
+        let mut client =
+            tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(RESPONSE_MAX);
         if self.gzip {
             client = client
                 .send_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Gzip);
         }
         client.ready().await.map_err(|e| SendError::Retryable {
-            reason: format!("gRPC channel not ready: {e}"),
+            reason: format!("gRPC {}: channel not ready: {e}", self.endpoint),
             retry_after: None,
         })?;
         let mut request = tonic::Request::new(payload);
@@ -139,34 +150,133 @@ impl GrpcTransport {
             .await
         {
             Ok(response) => {
-                if let Ok(r) = ExportMetricsServiceResponse::decode(response.into_inner())
-                    && let Some(p) = r.partial_success
-                    && p.rejected_data_points > 0
-                {
-                    tracing::warn!(rejected = p.rejected_data_points, message = %p.error_message, "collector rejected part of a batch");
-                }
-                Ok(())
+                let body = response.into_inner();
+                let rejected = self
+                    .partial
+                    .note(&self.endpoint, partial_success(&body, false));
+                Ok(Accepted { rejected })
             }
-            Err(status) => Err(classify(&status)),
+            Err(status) => Err(classify(&self.endpoint, &status)),
         }
     }
 }
 
-/// Which gRPC failures are worth retrying (OTLP spec, "Failures").
-fn classify(status: &Status) -> SendError {
-    let reason = format!("gRPC {:?}: {}", status.code(), status.message());
+/// Which gRPC failures are worth retrying, and after how long (OTLP specification, "Failures"
+/// and "OTLP/gRPC Throttling").
+fn classify(endpoint: &str, status: &Status) -> SendError {
+    let details = RpcStatus::decode(status.details()).ok();
+    let retry_delay = details.as_ref().and_then(RpcStatus::retry_delay);
+    let reason = format!(
+        "gRPC {endpoint}: {:?}: {}",
+        status.code(),
+        peer_text(status.message(), PEER_TEXT_MAX)
+    );
     match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::Aborted
         | Code::OutOfRange
         | Code::Unavailable
-        | Code::DataLoss
-        | Code::ResourceExhausted
-        | Code::Unknown => SendError::Retryable {
+        | Code::DataLoss => SendError::Retryable {
             reason,
-            retry_after: None,
+            retry_after: retry_delay,
+        },
+        // The server can recover only when it says when (RetryInfo); otherwise it is a quota
+        // or a size limit that another attempt will hit again.
+        Code::ResourceExhausted if retry_delay.is_some() => SendError::Retryable {
+            reason,
+            retry_after: retry_delay,
         },
         _ => SendError::Permanent { reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::response::ProtoAny;
+
+    fn status(code: Code, retry_secs: Option<i64>) -> Status {
+        let mut details = RpcStatus {
+            code: code as i32,
+            message: "m".into(),
+            details: vec![],
+        };
+        if let Some(s) = retry_secs {
+            // google.rpc.RetryInfo { retry_delay: Duration { seconds } }: field 1 of field 1.
+            let duration = [0x08, s as u8];
+            let mut retry = vec![0x0a, duration.len() as u8];
+            retry.extend_from_slice(&duration);
+            details.details.push(ProtoAny {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                value: retry,
+            });
+        }
+        Status::with_details(code, "m\nforged", Bytes::from(details.encode_to_vec()))
+    }
+
+    #[test]
+    fn codes_follow_the_specification_table() {
+        let retried = [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unavailable,
+            Code::DataLoss,
+        ];
+        for code in [
+            Code::Cancelled,
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::DeadlineExceeded,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::ResourceExhausted,
+            Code::FailedPrecondition,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::Unavailable,
+            Code::DataLoss,
+        ] {
+            let e = classify("e", &status(code, None));
+            assert_eq!(
+                matches!(e, SendError::Retryable { .. }),
+                retried.contains(&code),
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_info_makes_resource_exhausted_retryable_and_sets_the_delay() {
+        match classify("e", &status(Code::ResourceExhausted, Some(3))) {
+            SendError::Retryable {
+                retry_after,
+                reason,
+            } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(3)));
+                assert!(
+                    reason.contains("m\\nforged") && !reason.contains('\n'),
+                    "{reason}"
+                );
+            }
+            e => panic!("{e:?}"),
+        }
+        match classify("e", &status(Code::Unavailable, Some(5))) {
+            SendError::Retryable { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(5)))
+            }
+            e => panic!("{e:?}"),
+        }
+        // RetryInfo does not make a non-retryable code retryable.
+        assert!(matches!(
+            classify("e", &status(Code::Unknown, Some(1))),
+            SendError::Permanent { .. }
+        ));
     }
 }

@@ -8,12 +8,18 @@
 //! ordering invariant and the bounds.
 
 mod config;
+mod console;
 pub mod grpc;
+mod gzip;
 pub mod http;
+mod json;
 pub(crate) mod queue;
+mod response;
 pub(crate) mod spool;
 
-pub(crate) use config::{ExportConfig, ExporterKind, OtlpProtocol, TlsFiles};
+pub(crate) use config::{
+    ConsoleFormat, ExportConfig, ExporterKind, OtlpProtocol, TlsFiles, basic_auth,
+};
 pub use spool::FsyncPolicy;
 
 use bytes::Bytes;
@@ -23,7 +29,16 @@ use std::time::Duration;
 
 pub use queue::{ExportStats, Exporter, QueueConfig};
 
-/// Why a send failed, and whether trying again can help.
+/// A request the endpoint accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    /// Data points the collector rejected inside the accepted request (OTLP partial success):
+    /// not retried, counted.
+    pub(crate) rejected: u64,
+}
+
+/// Why a send failed, and whether trying again can help. The reason may reach the log and
+/// `/readyz`: whatever a peer put in it is already capped and escaped.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum SendError {
     #[error("{reason} (will retry)")]
@@ -54,8 +69,8 @@ impl SetupError {
 pub enum Transport {
     Grpc(grpc::GrpcTransport),
     Http(http::HttpTransport),
-    /// `OTEL_METRICS_EXPORTER=console`: one OTLP/JSON document per line on stdout.
-    Console,
+    /// `OTEL_METRICS_EXPORTER=console`: a readable listing, or OTLP/JSON lines, on stdout.
+    Console(console::Console),
     /// `OTEL_METRICS_EXPORTER=none`: sampled, then discarded.
     Discard,
 }
@@ -65,7 +80,7 @@ impl Transport {
     pub fn new(cfg: &ExportConfig) -> Result<Self, SetupError> {
         Ok(match cfg.exporter {
             ExporterKind::None => Transport::Discard,
-            ExporterKind::Console => Transport::Console,
+            ExporterKind::Console => Transport::Console(console::Console::new(cfg.console_format)),
             ExporterKind::Otlp => match cfg.protocol {
                 OtlpProtocol::Grpc => Transport::Grpc(grpc::GrpcTransport::new(cfg)?),
                 OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => {
@@ -75,36 +90,24 @@ impl Transport {
         })
     }
 
-    pub(crate) async fn send(&self, payload: Bytes) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, payload: Bytes) -> Result<Accepted, SendError> {
         match self {
             Transport::Grpc(t) => t.send(payload).await,
             Transport::Http(t) => t.send(payload).await,
-            Transport::Console => {
-                let req = ExportMetricsServiceRequest::decode(payload).map_err(|e| {
-                    SendError::Permanent {
-                        reason: format!("invalid batch: {e}"),
-                    }
-                })?;
-                let line = serde_json::to_string(&req).unwrap_or_default();
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
-                Ok(())
-            }
-            Transport::Discard => Ok(()),
+            Transport::Console(c) => c.send(payload),
+            Transport::Discard => Ok(Accepted::default()),
         }
     }
 
     /// Whether the endpoint answers: an empty export request must be accepted.
     pub(crate) async fn probe(&self) -> Result<(), SendError> {
         match self {
-            Transport::Grpc(_) | Transport::Http(_) => {
-                self.send(Bytes::from(
+            Transport::Grpc(_) | Transport::Http(_) => self
+                .send(Bytes::from(
                     ExportMetricsServiceRequest::default().encode_to_vec(),
                 ))
                 .await
-            }
+                .map(|_| ()),
             _ => Ok(()),
         }
     }

@@ -11,7 +11,7 @@
 //! unwritable spool), or is still queued. A merged send counts the batches it carried.
 
 use super::spool::{Cursor, FsyncPolicy, Spool};
-use super::{SendError, Transport};
+use super::{Accepted, SendError, Transport};
 use crate::otlp::metrics::agent::DeliveryCounts;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -35,6 +35,8 @@ pub struct ExportStats {
     pub(crate) retried: AtomicU64,
     /// Batches given up on: spool full (oldest first), refused as not retryable, unwritable.
     pub(crate) dropped: AtomicU64,
+    /// Data points a collector rejected inside accepted requests (OTLP partial success).
+    pub(crate) rejected: AtomicU64,
     pub(crate) memory_batches: AtomicU64,
     pub(crate) memory_bytes: AtomicU64,
     pub(crate) disk_batches: AtomicU64,
@@ -55,6 +57,7 @@ impl ExportStats {
             sent: load(&self.sent),
             retried: load(&self.retried),
             dropped: load(&self.dropped),
+            rejected: load(&self.rejected),
             memory_batches: load(&self.memory_batches),
             memory_bytes: load(&self.memory_bytes),
             disk_batches: load(&self.disk_batches),
@@ -422,14 +425,17 @@ enum Next {
     Retry(Option<Duration>),
 }
 
-fn finish(shared: &Shared, result: Result<(), SendError>) -> Next {
+fn finish(shared: &Shared, result: Result<Accepted, SendError>) -> Next {
     let stats = &shared.stats;
     let mut q = shared.state.lock();
     let Some(f) = q.inflight.take() else {
         return Next::Continue;
     };
     let next = match result {
-        Ok(()) => {
+        Ok(accepted) => {
+            stats
+                .rejected
+                .fetch_add(accepted.rejected, Ordering::Relaxed);
             if let (Some(c), Some(s)) = (f.disk, q.spool.as_mut())
                 && !f.cancelled
             {

@@ -14,6 +14,8 @@ pub(crate) struct DeliveryCounts {
     pub(crate) sent: u64,
     pub(crate) retried: u64,
     pub(crate) dropped: u64,
+    /// Data points the collector rejected inside accepted requests (partial success).
+    pub(crate) rejected: u64,
     pub(crate) memory_batches: u64,
     pub(crate) memory_bytes: u64,
     pub(crate) disk_batches: u64,
@@ -78,6 +80,13 @@ pub(crate) fn agent(a: &AgentSample<'_>, b: &mut MetricsBuilder) {
             (export.retried, start_nanos, outcome("retried")),
             (export.dropped, start_nanos, outcome("dropped")),
         ],
+    );
+    b.sum(
+        "node_agent.export.rejected",
+        "{data_point}",
+        "Data points the collector rejected inside requests it accepted (OTLP partial success; not retried)",
+        true,
+        [(export.rejected, start_nanos, vec![])],
     );
     let tier = |t: &str| vec![kv("node_agent.queue.tier", t.to_string())];
     b.sum(
