@@ -17,3 +17,4 @@ mod house;
 mod pipeline;
 mod probe_e2e;
 mod probes;
+mod transports;
