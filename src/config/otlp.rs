@@ -17,7 +17,7 @@
 //!   there is no setting that turns that off.
 
 use super::error::ConfigError;
-use super::read::{Problem, Values, percent_decode};
+use super::read::{Values, parse_endpoint};
 use super::source::Source;
 use crate::export::{
     ConsoleFormat, ExportConfig, ExporterKind, OtlpProtocol, TlsFiles, basic_auth,
@@ -203,41 +203,6 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
         direct_orchestrator,
         console_format,
     })
-}
-
-/// Checks that `v` is an absolute `http`/`https` URL with a host and a valid port; returns it
-/// without its `user:password@` part, and that part percent-decoded. A problem never shows the
-/// password.
-pub(crate) fn parse_endpoint(v: &str) -> Result<(String, Option<(String, String)>), Problem> {
-    let shown = redact_userinfo(v);
-    let url = reqwest::Url::parse(v)
-        .map_err(|e| Problem(format!("`{shown}` is not a valid URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(Problem(format!(
-            "`{shown}` does not start with http:// or https://"
-        )));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(Problem(format!("`{shown}` has no host")));
-    }
-    if v.contains(char::is_whitespace) {
-        return Err(Problem(format!("`{shown}` contains white space")));
-    }
-    let userinfo = (!url.username().is_empty() || url.password().is_some()).then(|| {
-        (
-            percent_decode(url.username()),
-            percent_decode(url.password().unwrap_or("")),
-        )
-    });
-    let scheme_end = v.find("://").map_or(0, |i| i + 3);
-    let authority_end = v[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(v.len(), |i| scheme_end + i);
-    let bare = match v[scheme_end..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &v[..scheme_end], &v[scheme_end + at + 1..]),
-        None => v.to_string(),
-    };
-    Ok((bare, userinfo))
 }
 
 /// Header names must be tokens and values visible text; neither is echoed in the error.
