@@ -151,6 +151,8 @@ pub(crate) fn render_text(req: &ExportMetricsServiceRequest, out: &mut String) {
             }
         }
     }
+    // A blank line between samples.
+    out.push('\n');
 }
 
 /// Appends `line` cut to [`LINE_MAX`] characters, and a newline.
@@ -406,7 +408,8 @@ mod tests {
         assert!(lines[3].ends_with(" 12.5 %"), "{}", lines[3]);
         assert!(lines[4].contains("motd=\"a\\nb xxx"), "{}", lines[4]);
         assert!(lines[4].ends_with(" 3 player"), "{}", lines[4]);
-        assert_eq!(lines.len(), 5);
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[5], "");
         assert!(lines.iter().all(|l| l.chars().count() <= LINE_MAX));
     }
 

@@ -6,6 +6,12 @@
 //! the reason) what it must give up on. Past its memory budget the queue spills to a crash-safe
 //! on-disk spool (`spool.rs`) that is replayed first after a restart. See `queue.rs` for the
 //! ordering invariant and the bounds.
+//!
+//! The transports (`http.rs`, `grpc.rs`, `console.rs`) send one request and classify the answer
+//! as the OTLP specification says: accepted (with the points a partial success rejected),
+//! retryable (with the server's delay), or not. What a collector answers is read in
+//! `response.rs`, OTLP/JSON is written by `json.rs`, gzip by `gzip.rs`; docs/export.md has the
+//! whole picture.
 
 mod config;
 mod console;

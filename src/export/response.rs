@@ -143,11 +143,11 @@ impl PartialLog {
                 tracing::warn!(
                     %endpoint,
                     rejected = p.rejected,
-                    message = %p.message,
+                    collector_message = %p.message,
                     "collector rejected points of an accepted request (partial success; not retried, counted in node_agent.export.rejected; logged again only when the message changes)"
                 );
             } else {
-                tracing::info!(%endpoint, message = %p.message, "collector accepted the request with a warning");
+                tracing::info!(%endpoint, collector_message = %p.message, "collector accepted the request with a warning");
             }
             *last = Some(key);
         }
