@@ -18,7 +18,8 @@ command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v jq >/dev/null || need_apt+=(jq)
-command -v curl >/dev/null || need_apt+=(curl)
+# A real terminal for `node-agent top` (tests/it/top.rs drives it in a tmux pane).
+command -v tmux >/dev/null || need_apt+=(tmux)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -16,6 +16,7 @@
 //! | [`serve`] | the local `/healthz`, `/readyz`, `/metrics` endpoint |
 //! | [`runtime`] | `node-agent run`: the loops, their timing and shutdown |
 //! | [`check`] | `node-agent check`: one pass of everything, as a report |
+//! | [`top`] | `node-agent top`: a live terminal view of the node, its containers and game servers |
 //! | [`cli`] | the command line, generated from the settings table |
 //!
 //! Where things go:
@@ -38,6 +39,7 @@ pub mod serve;
 pub mod sources;
 pub mod state;
 pub mod sys;
+pub mod top;
 
 /// rustls needs one process-wide crypto provider; we build with `ring` only.
 pub fn install_crypto_provider() {

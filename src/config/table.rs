@@ -280,8 +280,8 @@ pub(crate) const SETTINGS: &[Setting] = &[
     s(
         "http_listen",
         &["NODE_AGENT_HTTP_LISTEN"],
-        None,
-        "Address of the local /healthz, /readyz and /metrics endpoint, e.g. 127.0.0.1:9464 (off when unset)",
+        Some("127.0.0.1:9464"),
+        "Address of the local /healthz, /readyz and /metrics endpoint (loopback by default; a busy default port is a warning, a busy configured one an error), or off",
     ),
     s(
         "spool_dir",

@@ -89,7 +89,7 @@ pub struct ExportConfig {
     pub(crate) endpoint: String,
     /// True when an endpoint was set (a setting or direct mode), false for the specification's
     /// default `localhost` endpoint.
-    pub(crate) endpoint_configured: bool,
+    pub(crate) endpoint_explicit: bool,
     /// Request headers (secrets: never printed, see the `Debug` impl).
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) gzip: bool,
@@ -110,7 +110,7 @@ impl fmt::Debug for ExportConfig {
             .field("exporter", &self.exporter)
             .field("protocol", &self.protocol)
             .field("endpoint", &self.endpoint)
-            .field("endpoint_configured", &self.endpoint_configured)
+            .field("endpoint_explicit", &self.endpoint_explicit)
             .field("headers (values redacted)", &header_names)
             .field("gzip", &self.gzip)
             .field("timeout", &self.timeout)
@@ -119,48 +119,6 @@ impl fmt::Debug for ExportConfig {
             .field("direct_orchestrator", &self.direct_orchestrator)
             .field("console_format", &self.console_format)
             .finish()
-    }
-}
-
-/// Where the metrics go, in plain words, for the startup log and `check`: e.g. `OTLP/HTTP
-/// (protobuf, gzip) to http://localhost:4318/v1/metrics (the default endpoint)`.
-impl fmt::Display for ExportConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.exporter {
-            ExporterKind::None => {
-                return f.write_str("nowhere: sampled, not sent (OTEL_METRICS_EXPORTER=none)");
-            }
-            ExporterKind::Console => {
-                return f.write_str(match self.console_format {
-                    ConsoleFormat::Text => "the console: one line per point on stdout",
-                    ConsoleFormat::OtlpJson => {
-                        "the console: one OTLP/JSON request per line on stdout"
-                    }
-                });
-            }
-            ExporterKind::Otlp => {}
-        }
-        let zip = if self.gzip { "gzip" } else { "uncompressed" };
-        match self.protocol {
-            OtlpProtocol::Grpc => write!(f, "OTLP/gRPC ({zip})")?,
-            OtlpProtocol::HttpProtobuf => write!(f, "OTLP/HTTP (protobuf, {zip})")?,
-            OtlpProtocol::HttpJson => write!(f, "OTLP/HTTP (JSON, {zip})")?,
-        }
-        if self.direct_orchestrator {
-            write!(f, " straight to the orchestrator at {}", self.endpoint)?;
-            if self.orchestrator_insecure_tls {
-                f.write_str(" (certificate checks OFF: AGENT_INSECURE_TLS)")?;
-            }
-            Ok(())
-        } else if self.endpoint_configured {
-            write!(f, " to {}", self.endpoint)
-        } else {
-            write!(
-                f,
-                " to {} (the default endpoint; set OTEL_EXPORTER_OTLP_ENDPOINT to send elsewhere)",
-                self.endpoint
-            )
-        }
     }
 }
 
@@ -173,7 +131,7 @@ mod tests {
             exporter: ExporterKind::Otlp,
             protocol: OtlpProtocol::HttpProtobuf,
             endpoint: "http://localhost:4318/v1/metrics".into(),
-            endpoint_configured: false,
+            endpoint_explicit: false,
             headers: vec![("authorization".into(), "Bearer s3cret".into())],
             gzip: true,
             timeout: Duration::from_secs(10),
@@ -182,25 +140,6 @@ mod tests {
             direct_orchestrator: false,
             console_format: ConsoleFormat::Text,
         }
-    }
-
-    #[test]
-    fn display_says_where_in_plain_words() {
-        let mut c = cfg();
-        assert_eq!(
-            c.to_string(),
-            "OTLP/HTTP (protobuf, gzip) to http://localhost:4318/v1/metrics (the default endpoint; set OTEL_EXPORTER_OTLP_ENDPOINT to send elsewhere)"
-        );
-        c.protocol = OtlpProtocol::Grpc;
-        c.endpoint = "https://collector:4317".into();
-        c.endpoint_configured = true;
-        c.gzip = false;
-        assert_eq!(
-            c.to_string(),
-            "OTLP/gRPC (uncompressed) to https://collector:4317"
-        );
-        c.exporter = ExporterKind::Console;
-        assert_eq!(c.to_string(), "the console: one line per point on stdout");
     }
 
     #[test]

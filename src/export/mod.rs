@@ -19,6 +19,7 @@ pub mod grpc;
 mod gzip;
 pub mod http;
 mod json;
+pub mod logs;
 pub(crate) mod queue;
 mod response;
 pub(crate) mod spool;
@@ -74,7 +75,7 @@ impl SetupError {
 /// Where batches go.
 pub enum Transport {
     Grpc(grpc::GrpcTransport),
-    Http(http::HttpTransport),
+    Http(Box<http::HttpTransport>),
     /// `OTEL_METRICS_EXPORTER=console`: a readable listing, or OTLP/JSON lines, on stdout.
     Console(console::Console),
     /// `OTEL_METRICS_EXPORTER=none`: sampled, then discarded.
@@ -90,7 +91,7 @@ impl Transport {
             ExporterKind::Otlp => match cfg.protocol {
                 OtlpProtocol::Grpc => Transport::Grpc(grpc::GrpcTransport::new(cfg)?),
                 OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => {
-                    Transport::Http(http::HttpTransport::new(cfg)?)
+                    Transport::Http(Box::new(http::HttpTransport::new(cfg)?))
                 }
             },
         })

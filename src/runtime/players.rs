@@ -16,7 +16,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 /// Probes until shutdown. Without Wings the server list is empty and static targets are probed
-/// all the same.
+/// all the same. A pass still running at shutdown is dropped: it holds no sample yet.
 pub(crate) async fn players_loop(
     ctx: Arc<Context>,
     mut prober: Prober,
@@ -27,7 +27,11 @@ pub(crate) async fn players_loop(
         let list = targets::from_inventory(&ctx.containers.inventory());
         let started = Instant::now();
         let time = now_nanos();
-        let results = prober.pass(&list).await;
+        // A pass can take a probe timeout (seconds); on shutdown it is abandoned, not awaited.
+        let results = tokio::select! {
+            r = prober.pass(&list) => r,
+            _ = shutdown.changed() => return,
+        };
         if !results.is_empty() {
             ctx.health.record("players", started.elapsed(), None);
             tracing::debug!(summary = %summary(&results), "players pass");

@@ -1,7 +1,7 @@
-//! The local HTTP endpoint (off unless `http_listen` is set): `/healthz` (the process answers),
-//! `/readyz` (samplers succeeding recently and delivery not stuck; 503 with a JSON body naming
-//! what is not), `/metrics` (Prometheus text rendered from each sampler's latest OTLP request,
-//! see [`prom`]).
+//! The local HTTP endpoint (on by default at 127.0.0.1:9464, `http_listen`): `/healthz` (the
+//! process answers), `/readyz` (samplers succeeding recently and delivery not stuck; 503 with a
+//! JSON body naming what is not), `/metrics` (Prometheus text rendered from each sampler's latest
+//! OTLP request, see [`prom`]).
 //!
 //! It is meant for loopback or a pod network: requests are tiny GETs, bodies are ignored, and one
 //! slow client cannot hold more than its own connection (each has a read timeout).

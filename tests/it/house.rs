@@ -12,7 +12,7 @@ fn root() -> PathBuf {
 /// The stages in the order data flows (lib.rs's map): a module may import only the ones before it.
 const STAGES: &[&str] = &[
     "sys", "sources", "otlp", "export", "logging", "config", "state", "serve", "control",
-    "runtime", "check", "cli",
+    "runtime", "check", "top", "cli",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -14,6 +14,8 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 /// The newest API version this client speaks (Docker 25, `State` etc. unchanged since 1.24).
@@ -199,6 +201,56 @@ pub(crate) fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
     Some(secs as u64 * 1_000_000_000 + nanos as u64)
 }
 
+type Conn = hyper::client::conn::http1::Connection<TokioIo<tokio::net::UnixStream>, Empty<Bytes>>;
+
+/// Who moves a connection's bytes.
+enum Driver {
+    /// Its own task (short requests read whole).
+    Task(tokio::task::JoinHandle<()>),
+    /// Whoever reads the body, in the same poll ([`Response::poll_frame`]): a stream that brings
+    /// one small chunk per message (Docker's logs) costs no task hand-off per chunk.
+    Inline(Option<Pin<Box<Conn>>>),
+}
+
+/// A response whose body is still to be read; dropping it closes the connection.
+pub(crate) struct Response {
+    pub status: u16,
+    pub api: Option<String>,
+    body: hyper::body::Incoming,
+    conn: Driver,
+}
+
+impl Response {
+    /// The next frame of the body, moving the connection along when it is driven inline.
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        use hyper::body::Body;
+        if let Driver::Inline(slot) = &mut self.conn
+            && let Some(c) = slot
+            && c.as_mut().poll(cx).is_ready()
+        {
+            *slot = None;
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    pub(crate) async fn frame(
+        &mut self,
+    ) -> Option<Result<hyper::body::Frame<Bytes>, hyper::Error>> {
+        std::future::poll_fn(|cx| self.poll_frame(cx)).await
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        if let Driver::Task(t) = &self.conn {
+            t.abort();
+        }
+    }
+}
+
 /// A Docker Engine API client on a unix socket.
 pub(crate) struct Docker {
     socket: PathBuf,
@@ -220,8 +272,10 @@ impl Docker {
         self.socket.display().to_string()
     }
 
-    /// One GET; returns status, `Api-Version` header and the body.
-    async fn raw_get(&self, path: &str) -> Result<(u16, Option<String>, Bytes), DockerError> {
+    /// Sends one GET and returns once the response headers are in (bounded by the timeout); the
+    /// body is read by the caller, and the connection lives as long as the returned [`Response`]
+    /// (`inline`: driven by the body's reader, see [`Driver`]).
+    async fn send(&self, path: &str, inline: bool) -> Result<Response, DockerError> {
         let fut = async {
             let stream = tokio::net::UnixStream::connect(&self.socket)
                 .await
@@ -237,7 +291,13 @@ impl Docker {
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(|e| http(e.to_string()))?;
-            let conn = tokio::spawn(conn);
+            let mut conn = if inline {
+                Driver::Inline(Some(Box::pin(conn)))
+            } else {
+                Driver::Task(tokio::spawn(async move {
+                    let _ = conn.await;
+                }))
+            };
             let req = Request::get(path)
                 .header("Host", "docker")
                 .header(
@@ -246,31 +306,121 @@ impl Docker {
                 )
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| http(e.to_string()))?;
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| http(e.to_string()))?;
-            let status = resp.status().as_u16();
+            let sent = sender.send_request(req);
+            tokio::pin!(sent);
+            let resp = loop {
+                match &mut conn {
+                    Driver::Inline(slot @ Some(_)) => {
+                        let c = slot.as_mut().map(|c| c.as_mut());
+                        tokio::select! {
+                            biased;
+                            r = &mut sent => break r,
+                            _ = async { if let Some(c) = c { let _ = c.await; } } => *slot = None,
+                        }
+                    }
+                    _ => break (&mut sent).await,
+                }
+            }
+            .map_err(|e| http(e.to_string()))?;
             let api = resp
                 .headers()
                 .get("Api-Version")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let body = Limited::new(resp.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| http(format!("reading the body: {e}")))?
-                .to_bytes();
-            conn.abort();
-            Ok((status, api, body))
+            Ok(Response {
+                status: resp.status().as_u16(),
+                api,
+                body: resp.into_body(),
+                conn,
+            })
         };
         tokio::time::timeout(self.timeout, fut)
             .await
-            .map_err(|_| DockerError::Timeout {
-                socket: self.sock(),
-                path: path.to_string(),
-                secs: self.timeout.as_secs_f64(),
-            })?
+            .map_err(|_| self.timed_out(path))?
+    }
+
+    fn timed_out(&self, path: &str) -> DockerError {
+        DockerError::Timeout {
+            socket: self.sock(),
+            path: path.to_string(),
+            secs: self.timeout.as_secs_f64(),
+        }
+    }
+
+    /// One GET; returns status, `Api-Version` header and the body.
+    async fn raw_get(&self, path: &str) -> Result<(u16, Option<String>, Bytes), DockerError> {
+        let fut = async {
+            let mut resp = self.send(path, false).await?;
+            let body = Limited::new(&mut resp.body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| DockerError::Http {
+                    socket: self.sock(),
+                    path: path.to_string(),
+                    reason: format!("reading the body: {e}"),
+                })?
+                .to_bytes();
+            Ok((resp.status, resp.api.take(), body))
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| self.timed_out(path))?
+    }
+
+    /// A long-lived GET (`/events`, `/containers/{id}/logs?follow=1`) on the negotiated version:
+    /// the headers within the timeout, an error status read (bounded) into a [`DockerError`],
+    /// the body left to the caller, who bounds each read.
+    pub(crate) async fn stream(&self, rel: &str) -> Result<Response, DockerError> {
+        let path = format!("/v{}{rel}", self.api_version().await?);
+        let mut resp = self.send(&path, true).await?;
+        if resp.status == 200 {
+            return Ok(resp);
+        }
+        let status = resp.status;
+        let mut body = Vec::new();
+        let _ = tokio::time::timeout(self.timeout, async {
+            while let Some(Ok(f)) = resp.frame().await {
+                if let Ok(d) = f.into_data() {
+                    body.extend_from_slice(
+                        &d[..d.len().min(64 * 1024 - body.len().min(64 * 1024))],
+                    );
+                }
+                if body.len() >= 64 * 1024 {
+                    break;
+                }
+            }
+        })
+        .await;
+        Err(self.status_error(path, status, &body))
+    }
+
+    fn status_error(&self, path: String, status: u16, body: &[u8]) -> DockerError {
+        #[derive(Deserialize)]
+        struct Msg {
+            message: String,
+        }
+        let message = serde_json::from_slice::<Msg>(body)
+            .map(|m| m.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(200).collect());
+        if status == 400 {
+            // Version out of range (daemon upgraded or downgraded): negotiate again next time.
+            *self.version.lock() = None;
+        }
+        DockerError::Status {
+            socket: self.sock(),
+            path,
+            status,
+            message,
+        }
+    }
+
+    /// The negotiated API version (`GET /_ping` the first time).
+    pub(crate) async fn api_version(&self) -> Result<String, DockerError> {
+        let version = self.version.lock().clone();
+        match version {
+            Some(v) => Ok(v),
+            None => self.ping().await,
+        }
     }
 
     /// `GET /_ping`; negotiates and remembers the API version.
@@ -289,32 +439,15 @@ impl Docker {
         Ok(v)
     }
 
-    async fn get_json<T: for<'de> Deserialize<'de>>(&self, rel: &str) -> Result<T, DockerError> {
-        let version = self.version.lock().clone();
-        let version = match version {
-            Some(v) => v,
-            None => self.ping().await?,
-        };
-        let path = format!("/v{version}{rel}");
+    /// `GET /v<version><rel>` decoded from JSON.
+    pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        rel: &str,
+    ) -> Result<T, DockerError> {
+        let path = format!("/v{}{rel}", self.api_version().await?);
         let (status, _, body) = self.raw_get(&path).await?;
         if status != 200 {
-            #[derive(Deserialize)]
-            struct Msg {
-                message: String,
-            }
-            let message = serde_json::from_slice::<Msg>(&body)
-                .map(|m| m.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
-            if status == 400 {
-                // Version out of range (daemon upgraded or downgraded): negotiate again next time.
-                *self.version.lock() = None;
-            }
-            return Err(DockerError::Status {
-                socket: self.sock(),
-                path,
-                status,
-                message,
-            });
+            return Err(self.status_error(path, status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| DockerError::Decode {
             socket: self.sock(),
