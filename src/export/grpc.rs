@@ -183,10 +183,12 @@ fn classify(endpoint: &str, status: &Status) -> SendError {
         },
         // The server can recover only when it says when (RetryInfo); otherwise it is a quota
         // or a size limit that another attempt will hit again.
-        Code::ResourceExhausted if retry_delay.is_some() => SendError::Retryable {
-            reason,
-            retry_after: retry_delay,
-        },
+        Code::ResourceExhausted if details.as_ref().is_some_and(RpcStatus::has_retry_info) => {
+            SendError::Retryable {
+                reason,
+                retry_after: retry_delay,
+            }
+        }
         _ => SendError::Permanent { reason },
     }
 }
@@ -271,6 +273,11 @@ mod tests {
             SendError::Retryable { retry_after, .. } => {
                 assert_eq!(retry_after, Some(Duration::from_secs(5)))
             }
+            e => panic!("{e:?}"),
+        }
+        // A zero delay still says "recoverable", but the backoff decides when.
+        match classify("e", &status(Code::ResourceExhausted, Some(0))) {
+            SendError::Retryable { retry_after, .. } => assert_eq!(retry_after, None),
             e => panic!("{e:?}"),
         }
         // RetryInfo does not make a non-retryable code retryable.

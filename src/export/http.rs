@@ -241,14 +241,14 @@ async fn read_prefix(mut response: reqwest::Response, cap: usize) -> (Vec<u8>, b
 /// `Retry-After`: delay-seconds or an HTTP date (RFC 9110, 10.2.3).
 fn retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = http_date(v)?;
-    Some(
-        at.duration_since(SystemTime::now())
+    let wait = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => http_date(v)?
+            .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO),
-    )
+    };
+    // "Now" (0, or a date in the past) means "use your backoff", not a tight retry loop.
+    (!wait.is_zero()).then_some(wait)
 }
 
 /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form HTTP requires senders to use.
@@ -311,10 +311,8 @@ mod tests {
             http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777))
         );
-        assert_eq!(
-            retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), None);
+        assert_eq!(retry_after("0"), None);
         assert_eq!(http_date("Sun, 06 Nov 1994 08:49:37 CET"), None);
         let later = SystemTime::now() + Duration::from_secs(120);
         let secs = later

@@ -54,7 +54,13 @@ struct ProtoDuration {
 const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 
 impl RpcStatus {
-    /// The `RetryInfo.retry_delay` among the details, if the server sent one.
+    /// Whether the details carry a `RetryInfo` (for `RESOURCE_EXHAUSTED`: the server can recover).
+    pub(crate) fn has_retry_info(&self) -> bool {
+        self.details.iter().any(|d| d.type_url == RETRY_INFO_TYPE)
+    }
+
+    /// The `RetryInfo.retry_delay` among the details, when the server sent a positive one (a
+    /// zero delay means "use your backoff", not "retry at once in a loop").
     pub(crate) fn retry_delay(&self) -> Option<Duration> {
         self.details
             .iter()
@@ -64,6 +70,7 @@ impl RpcStatus {
                 Duration::from_secs(d.seconds.max(0) as u64)
                     + Duration::from_nanos(d.nanos.clamp(0, 999_999_999) as u64)
             })
+            .filter(|d| !d.is_zero())
     }
 }
 
@@ -210,6 +217,42 @@ mod tests {
         let decoded = RpcStatus::decode(status.encode_to_vec().as_slice()).unwrap();
         assert_eq!(decoded.retry_delay(), Some(Duration::from_millis(2500)));
         assert_eq!(RpcStatus::default().retry_delay(), None);
+    }
+
+    #[test]
+    fn hostile_bytes_never_panic_and_stay_capped() {
+        let mut rng = fastrand::Rng::with_seed(17);
+        let seeds: [&[u8]; 4] = [
+            br#"{"partialSuccess":{"rejectedDataPoints":"-9223372036854775808","errorMessage":"x"}}"#,
+            br#"{"message":"a","code":99999999999}"#,
+            &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x08],
+            &[0x1a, 0x05, 0x0a, 0x03, b'a', b'b', b'c'],
+        ];
+        for i in 0..20_000 {
+            let mut b: Vec<u8> = if i % 2 == 0 {
+                seeds[i % seeds.len()].to_vec()
+            } else {
+                (0..rng.usize(0..300)).map(|_| rng.u8(..)).collect()
+            };
+            for _ in 0..rng.usize(0..4) {
+                if !b.is_empty() {
+                    let at = rng.usize(..b.len());
+                    b[at] = rng.u8(..);
+                }
+            }
+            for json in [false, true] {
+                if let Some(p) = partial_success(&b, json) {
+                    assert!(p.message.chars().count() < PEER_TEXT_MAX + 30);
+                }
+            }
+            for ct in ["application/x-protobuf", "application/json", "text/plain"] {
+                let r = error_body_reason(&b, ct);
+                assert!(r.chars().count() < PEER_TEXT_MAX + 30 && !r.contains('\n'));
+            }
+            if let Ok(s) = RpcStatus::decode(b.as_slice()) {
+                let _ = s.retry_delay();
+            }
+        }
     }
 
     #[test]
