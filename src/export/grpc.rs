@@ -60,12 +60,17 @@ impl Decoder for RawDecoder {
     type Item = Bytes;
     type Error = Status;
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        // Bounded before it gets here: `max_decoding_message_size` below.
-        Ok(Some(src.copy_to_bytes(src.remaining())))
+        // tonic bounds the message (4 MiB by default) before it gets here; keep a prefix only. A
+        // larger answer is still an accepted request: refusing it would make tonic report
+        // OUT_OF_RANGE, a retryable code, and the accepted batch would be sent again forever.
+        let keep = src.remaining().min(RESPONSE_MAX);
+        let head = src.copy_to_bytes(keep);
+        src.advance(src.remaining());
+        Ok(Some(head))
     }
 }
 
-/// The largest response accepted (an `ExportMetricsServiceResponse` is a few bytes).
+/// The most of a response kept (an `ExportMetricsServiceResponse` is a few bytes).
 const RESPONSE_MAX: usize = 64 * 1024;
 
 pub struct GrpcTransport {
@@ -130,8 +135,7 @@ impl GrpcTransport {
     }
 
     pub(crate) async fn send(&self, payload: Bytes) -> Result<Accepted, SendError> {
-        let mut client =
-            tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(RESPONSE_MAX);
+        let mut client = tonic::client::Grpc::new(self.channel.clone());
         if self.gzip {
             client = client
                 .send_compressed(CompressionEncoding::Gzip)

@@ -314,6 +314,7 @@ fn a_huge_hostile_error_body_is_read_only_as_far_as_needed() {
     let (_, log) = a.stop(Duration::from_secs(20));
     // What the peer could write before the agent hung up is what the socket buffers took.
     let written = peer.error_bytes_written();
+    eprintln!("error bodies of {BODY} B: the peer wrote {written:?} B; agent peak RSS {hwm} KiB");
     assert!(written.iter().all(|w| *w < 32 << 20), "{written:?}");
     assert!(hwm < 64 * 1024, "peak RSS {hwm} KiB");
     let refused = log_lines_with(&log, "HTTP 400");
