@@ -14,6 +14,7 @@
 //! | [`logging`], [`config`] | the process's logs; the settings table and its layers, building each stage's own config |
 //! | [`state`] | the shared state of a running agent (inventory, health, capabilities, latest requests) |
 //! | [`serve`] | the local `/healthz`, `/readyz`, `/metrics` endpoint |
+//! | [`control`] | the control plane: an OpAMP client (registration, health, remote configuration) |
 //! | [`runtime`] | `node-agent run`: the loops, their timing and shutdown |
 //! | [`check`] | `node-agent check`: one pass of everything, as a report |
 //! | [`top`] | `node-agent top`: a live terminal view of the node, its containers and game servers |
@@ -31,6 +32,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod export;
 pub mod logging;
 pub mod otlp;

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         match inv.action {
             Action::Check { json } => node_agent::check::run(cfg, json).await,
             Action::Top { once } => node_agent::top::run(cfg, once).await,
-            _ => node_agent::runtime::run(cfg).await,
+            _ => node_agent::runtime::run(cfg, layers).await,
         }
     });
     // Do not wait for blocked helper threads (a hung statfs) at exit.

@@ -177,6 +177,14 @@ pub(crate) async fn build_report(cfg: Config) -> Report {
     let wings_servers = targets::from_inventory(&ctx.containers.inventory());
     let game_servers = game_servers(cfg, &wings_servers, &mut sources).await;
     let endpoint = endpoint_status(cfg).await;
+    if let Some(o) = &cfg.opamp {
+        let (ok, detail) = crate::control::probe(o).await;
+        sources.push(SourceStatus {
+            name: "opamp".into(),
+            ok,
+            detail,
+        });
+    }
     let resource = ctx
         .resource()
         .iter()

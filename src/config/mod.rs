@@ -16,8 +16,10 @@
 pub mod display;
 mod error;
 pub(crate) mod layers;
+pub(crate) mod opamp;
 mod otlp;
 mod read;
+pub(crate) mod remote;
 mod source;
 pub(crate) mod table;
 
@@ -71,6 +73,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `OTEL_SDK_DISABLED`: sample nothing, export nothing.
     pub(crate) sdk_disabled: bool,
+    /// The control plane's client; `None` when no OpAMP endpoint is set.
+    pub(crate) opamp: Option<opamp::OpampConfig>,
 }
 
 impl Config {
@@ -93,6 +97,8 @@ impl Config {
         let proc_path = PathBuf::from(r.string("proc_path").unwrap_or_default());
         let sys_path = PathBuf::from(r.string("sys_path").unwrap_or_default());
         let rootfs_path = PathBuf::from(r.string("rootfs_path").unwrap_or_default());
+        let state_dir = PathBuf::from(r.string("state_dir").unwrap_or_default());
+        let opamp = opamp::opamp_config(&r, state_dir.clone(), node_token.as_ref(), &export.tls)?;
         Ok(Config {
             resource: ResourceConfig {
                 node_id,
@@ -188,6 +194,7 @@ impl Config {
                 "use text or json",
             )?,
             sdk_disabled: r.bool("sdk_disabled")?,
+            opamp,
         })
     }
 }
@@ -212,11 +219,14 @@ fn players_config(
     layers: &Layers,
     node_ip: Option<String>,
 ) -> Result<PlayersConfig, ConfigError> {
-    let targets =
-        ProbeConfig::from_tables(&layers.file_tables).map_err(|e| ConfigError::Section {
-            file: layers.file_path.clone().unwrap_or_default(),
-            problem: e.to_string(),
-        })?;
+    // A bad entry of the remote layer is named as the server's, not the file's.
+    ProbeConfig::from_tables(&layers.remote.tables).map_err(|e| ConfigError::RemoteSection {
+        problem: e.to_string(),
+    })?;
+    let targets = ProbeConfig::from_tables(&layers.tables()).map_err(|e| ConfigError::Section {
+        file: layers.file_path.clone().unwrap_or_default(),
+        problem: e.to_string(),
+    })?;
     let frame_cap = r.u64("probe_max_frame_bytes", 1024)?.min(2_097_151) as usize;
     let mut limits = Limits::from_timeout(r.seconds("minecraft_ping_timeout_sec")?);
     limits.frame_cap = frame_cap;

@@ -11,8 +11,12 @@
 //!   [`shutdown`] gives the collector the grace period only while it answers; what is left goes
 //!   to the spool and the process exits 0. A second signal skips the waiting.
 //!
-//! A new loop (a logs follower, the control-plane client) is a file here, started from [`run`].
+//! - [`control`]: the OpAMP client (when an endpoint is set), started before the samplers so a
+//!   saved remote configuration is in force from the first sample; it says goodbye at shutdown.
+//!
+//! A new loop (a logs follower) is a file here, started from [`run`].
 
+pub(crate) mod control;
 pub(crate) mod discovery;
 pub mod logs;
 pub mod node;
@@ -22,7 +26,7 @@ pub(crate) mod signals;
 pub(crate) mod startup;
 pub(crate) mod timing;
 
-use crate::config::Config;
+use crate::config::{Config, Layers};
 use crate::export::{Exporter, Transport};
 use crate::sources::probe::prober::Prober;
 use crate::state::Context;
@@ -31,8 +35,9 @@ use signals::Signals;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Runs until a signal; returns the process exit code.
-pub async fn run(cfg: Config) -> i32 {
+/// Runs until a signal; returns the process exit code. `layers` are what `cfg` was built from
+/// (the control plane rebuilds the configuration from them with its remote layer).
+pub async fn run(cfg: Config, layers: Layers) -> i32 {
     let fd_limit = raise_fd_limit();
     tracing::debug!(fd_limit, "open-file limit");
     let mut signals = match Signals::install() {
@@ -47,6 +52,7 @@ pub async fn run(cfg: Config) -> i32 {
         signals.next().await;
         return 0;
     }
+    let (cfg, layers, in_force) = control::offline(cfg, layers);
     let transport = match Transport::new(&cfg.export) {
         Ok(t) => t,
         Err(e) => {
@@ -76,6 +82,13 @@ pub async fn run(cfg: Config) -> i32 {
             shutdown_rx.clone(),
         ));
     }
+    let control = match control::start(ctx.clone(), layers, in_force, shutdown_rx.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the OpAMP client");
+            return 2;
+        }
+    };
     let discovery = tokio::spawn(discovery::discovery_loop(ctx.clone(), shutdown_rx.clone()));
     let node = tokio::spawn(node::node_loop(
         ctx.clone(),
@@ -113,6 +126,10 @@ pub async fn run(cfg: Config) -> i32 {
     let samples = ctx.health.snapshot().get("node").map_or(0, |h| h.passes);
     let left = exporter.shutdown().await;
     shutdown::report(ending, &ctx, &exporter.stats(), left.persisted, left.lost);
+    if let Some(c) = control {
+        // The goodbye went out at the first signal, while the queue drained; it is bounded.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(6), c).await;
+    }
     tracing::info!(samples, "node-agent stopped");
     0
 }

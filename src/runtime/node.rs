@@ -1,7 +1,7 @@
 //! The node cycle: one sample of the node, its GPUs, every container and the agent itself, all
 //! stamped with one time and encoded as one OTLP request. `check` runs the same cycle once.
 
-use super::timing::{jittered, sleep_or_shutdown};
+use super::timing::{jittered, pause};
 use crate::export::{ExportStats, Exporter};
 use crate::otlp::MetricsBuilder;
 use crate::otlp::metrics::{self, agent::AgentSample};
@@ -86,7 +86,8 @@ pub(crate) fn containers_cycle(
     sample
 }
 
-/// Samples the node every `sample_interval` (jittered) until shutdown.
+/// Samples the node every `sample_interval` (jittered; the live value, which a remote
+/// configuration may change) until shutdown.
 pub(crate) async fn node_loop(
     ctx: Arc<Context>,
     exporter: Exporter,
@@ -98,7 +99,7 @@ pub(crate) async fn node_loop(
         let payload = node_cycle(&ctx, &mut sampler, &stats);
         ctx.set_latest("node", &payload);
         exporter.enqueue(payload);
-        if sleep_or_shutdown(jittered(ctx.cfg.sample_interval), &mut shutdown).await {
+        if pause(&ctx, |l| jittered(l.sample_interval), &mut shutdown).await {
             return;
         }
     }

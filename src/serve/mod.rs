@@ -1,7 +1,7 @@
 //! The local HTTP endpoint (on by default at 127.0.0.1:9464, `http_listen`): `/healthz` (the
 //! process answers), `/readyz` (samplers succeeding recently and delivery not stuck; 503 with a
-//! JSON body naming what is not), `/metrics` (Prometheus text rendered from each sampler's latest
-//! OTLP request, see [`prom`]).
+//! JSON body naming what is not; the OpAMP connection is shown but does not gate readiness),
+//! `/metrics` (Prometheus text rendered from each sampler's latest OTLP request, see [`prom`]).
 //!
 //! It is meant for loopback or a pod network: requests are tiny GETs, bodies are ignored, and one
 //! slow client cannot hold more than its own connection (each has a read timeout).
@@ -109,7 +109,7 @@ fn route(ctx: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
     let cfg = &ctx.cfg;
     // A sampler is stale after three of its longest intervals (plus slack for a slow pass).
-    let stale_after = (cfg.sample_interval.1 * 3).as_secs() + 10;
+    let stale_after = (ctx.live().sample_interval.1 * 3).as_secs() + 10;
     let mut samplers = serde_json::Map::new();
     let mut ready = true;
     let health = ctx.health.snapshot();
@@ -153,6 +153,8 @@ pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
             "retried": e.retried.load(Ordering::Relaxed),
             "dropped": e.dropped.load(Ordering::Relaxed),
         },
+        // The control plane, informational: the agent works on without it (offline mode).
+        "opamp": ctx.control_status(),
     });
     (ready, body)
 }

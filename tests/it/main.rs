@@ -16,6 +16,7 @@ mod firstrun;
 mod gpu;
 mod house;
 mod logs;
+mod opamp;
 mod pipeline;
 mod probe_e2e;
 mod probes;
