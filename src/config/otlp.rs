@@ -259,6 +259,7 @@ mod tests {
             file: BTreeMap::new(),
             file_path: None,
             file_tables: toml::Table::new(),
+            remote: Default::default(),
         };
         Config::from_layers(&layers)
             .map(|c| c.export)
