@@ -5,7 +5,8 @@ body and a Retry-After, a redirect. It also decodes JSON requests strictly again
 proto set (see strict_json.py). Decoding uses the reference opentelemetry-proto classes.
 
 Usage: otlp_answers.py PORT OUT_FILE [options]
-  --rejected N --message M   answer 200 with partial_success (N rejected points, message M)
+  --rejected N --message M   answer 200 with partial_success (N rejected points, message M;
+                             on /v1/logs: N rejected log records)
   --status CODE              answer CODE (after --fail-first requests, if given)
   --fail-first K             answer --status only to the first K requests, then 200
   --retry-after V            add `Retry-After: V` to error answers
@@ -13,7 +14,8 @@ Usage: otlp_answers.py PORT OUT_FILE [options]
   --location URL             answer 307 with this Location
 Each request appends one JSON line to OUT_FILE: time, path, content type, headers, the node
 sampler's pass numbers and the agent's node_agent.export.rejected value it carries, and for JSON the
-strict decode result. An error body's bytes actually written go to OUT_FILE.written.
+strict decode result; for /v1/logs the bodies of the log records instead of the pass numbers. An
+error body's bytes actually written go to OUT_FILE.written.
 """
 import argparse
 import json
@@ -29,6 +31,8 @@ import strict_json  # noqa: E402
 from otlp_answers_common import summary  # noqa: E402
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (  # noqa: E402
     ExportMetricsServiceRequest, ExportMetricsServiceResponse)
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: E402
+    ExportLogsServiceRequest, ExportLogsServiceResponse)
 from google.protobuf import json_format  # noqa: E402
 
 ap = argparse.ArgumentParser()
@@ -56,14 +60,24 @@ class Handler(OtlpHandler):
         record = {"t": time.time(), "path": self.path, "ctype": ctype,
                   "encoding": self.headers.get("Content-Encoding"),
                   "headers": {k.lower(): v for k, v in self.headers.items()}}
+        logs = self.path.endswith("/v1/logs")
         try:
-            if ctype.startswith("application/json"):
+            if logs:
+                req = ExportLogsServiceRequest()
+                if ctype.startswith("application/json"):
+                    json_format.Parse(body, req, ignore_unknown_fields=False)
+                else:
+                    req.ParseFromString(body)
+                record["logs"] = [r.body.string_value for rl in req.resource_logs
+                                  for sl in rl.scope_logs for r in sl.log_records]
+            elif ctype.startswith("application/json"):
                 record["strict"] = strict_json.check(body)
                 req = ExportMetricsServiceRequest()
                 json_format.Parse(body, req, ignore_unknown_fields=True)
+                record["passes"], record["rejected_metric"] = summary(req)
             else:
                 req = ExportMetricsServiceRequest.FromString(body)
-            record["passes"], record["rejected_metric"] = summary(req)
+                record["passes"], record["rejected_metric"] = summary(req)
         except Exception as e:  # a decode failure is a test failure: record it
             record["decode_error"] = repr(e)
         with lock, open(args.out, "a") as f:
@@ -78,9 +92,12 @@ class Handler(OtlpHandler):
         if failing:
             return self.error_reply()
         json_reply = ctype.startswith("application/json")
-        resp = ExportMetricsServiceResponse()
+        resp = ExportLogsServiceResponse() if logs else ExportMetricsServiceResponse()
         if args.rejected is not None:
-            resp.partial_success.rejected_data_points = args.rejected
+            if logs:
+                resp.partial_success.rejected_log_records = args.rejected
+            else:
+                resp.partial_success.rejected_data_points = args.rejected
             resp.partial_success.error_message = args.message
         if json_reply:
             self.reply(200, json_format.MessageToJson(resp).encode(), "application/json")
