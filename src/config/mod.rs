@@ -173,6 +173,7 @@ impl Config {
                     "use always, batch or never",
                 )?,
                 backoff_max: r.seconds("send_backoff_max_sec")?,
+                logs: None,
             },
             export,
             sample_interval: r.range("sample_interval_min_sec", "sample_interval_max_sec")?,

@@ -23,7 +23,6 @@ use crate::sys::clock::now_nanos;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// The agent's [`AgentHandle`]: the shared state and the layers the configuration came from.
@@ -75,9 +74,12 @@ impl StateHandle {
         // The same rule as /readyz: stuck when every attempt failed for longer than two full
         // backoffs plus a request timeout.
         let stuck_after = (cfg.queue.backoff_max * 2 + cfg.export.timeout).as_secs() + 10;
-        let failing_since = e.failing_since.load(Ordering::Relaxed);
-        let error = e.last_error.lock().clone().unwrap_or_default();
-        if failing_since == 0 {
+        let failing_since = e.snapshot().failing_since;
+        let error = e.last_error().unwrap_or_default();
+        if let Some((d, op)) = e.disk_stalled() {
+            let what = format!("{op}: no answer for {:.0} s", d.as_secs_f64());
+            self.component("exporter", false, "spool disk stalled", &what)
+        } else if failing_since == 0 {
             self.component("exporter", true, "delivering", "")
         } else if now_s.saturating_sub(failing_since) > stuck_after {
             self.component("exporter", false, "stuck", &error)

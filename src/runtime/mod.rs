@@ -35,6 +35,9 @@ use signals::Signals;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// How long the exit may wait for the spool to take what is not yet on disk.
+const SPOOL_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// Runs until a signal; returns the process exit code. `layers` are what `cfg` was built from
 /// (the control plane rebuilds the configuration from them with its remote layer).
 pub async fn run(cfg: Config, layers: Layers) -> i32 {
@@ -69,7 +72,13 @@ pub async fn run(cfg: Config, layers: Layers) -> i32 {
     };
     startup::announce(&cfg, listener.as_ref().and_then(|l| l.local_addr().ok()));
     let prober = Prober::from_config(&cfg.players);
-    let exporter = Exporter::start(transport, cfg.queue.clone());
+    let exporter = match Exporter::start(transport, cfg.queue.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return 2;
+        }
+    };
     let grace = cfg.shutdown_grace;
     let mut ctx = Context::new(cfg);
     ctx.export = exporter.stats();
@@ -124,7 +133,8 @@ pub async fn run(cfg: Config, layers: Layers) -> i32 {
         }
     };
     let samples = ctx.health.snapshot().get("node").map_or(0, |h| h.passes);
-    let left = exporter.shutdown().await;
+    // What is not yet on disk is written now (bounded: a hung disk cannot hold the exit).
+    let left = exporter.shutdown(SPOOL_FLUSH_LIMIT).await;
     shutdown::report(ending, &ctx, &exporter.stats(), left.persisted, left.lost);
     if let Some(c) = control {
         // The goodbye went out at the first signal, while the queue drained; it is bounded.

@@ -6,7 +6,6 @@
 
 use crate::export::{ExportStats, Exporter, ExporterKind};
 use crate::state::Context;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// How the delivery phase of a shutdown ended.
@@ -26,19 +25,14 @@ pub(crate) enum Ending {
 
 /// Unix seconds since the last attempt started failing, when it is failing.
 fn failing_since(stats: &ExportStats) -> Option<u64> {
-    match stats.failing_since.load(Ordering::Relaxed) {
+    match stats.snapshot().failing_since {
         0 => None,
         t => Some(t),
     }
 }
 
 fn last_error(stats: &ExportStats) -> String {
-    stats.last_error.lock().clone().unwrap_or_default()
-}
-
-/// Batches waiting on disk (after the exporter's shutdown: everything that waits).
-fn waiting(stats: &ExportStats) -> u64 {
-    stats.disk_batches.load(Ordering::Relaxed)
+    stats.last_error().unwrap_or_default()
 }
 
 /// Logs what the shutdown will do, as soon as the first signal arrives.
@@ -85,9 +79,9 @@ pub(crate) async fn deliver(exporter: &Exporter, grace: Duration) -> Ending {
     }
 }
 
-/// Logs how the shutdown ended and where the undelivered samples are: `written` batches went from
-/// memory to the spool at this stop, `lost` had no writable spool to go to.
-pub(crate) fn report(ending: Ending, ctx: &Context, stats: &ExportStats, written: u64, lost: u64) {
+/// Logs how the shutdown ended and where the undelivered samples are: `waiting` batches are in the
+/// spool for the next start, `lost` could not be spooled (counted as dropped, `reason=shutdown`).
+pub(crate) fn report(ending: Ending, ctx: &Context, _stats: &ExportStats, waiting: u64, lost: u64) {
     let why = match ending {
         Ending::Delivered => {
             tracing::info!("all queued samples delivered");
@@ -97,7 +91,6 @@ pub(crate) fn report(ending: Ending, ctx: &Context, stats: &ExportStats, written
         Ending::GraceOver => "the shutdown grace period is over",
         Ending::Interrupted => "stopped at once by a second signal",
     };
-    let waiting = waiting(stats);
     let spool = ctx
         .cfg
         .queue
@@ -107,11 +100,11 @@ pub(crate) fn report(ending: Ending, ctx: &Context, stats: &ExportStats, written
         .unwrap_or_default();
     if lost > 0 {
         tracing::error!(
-            "{why}: {lost} undelivered batch(es) lost (no writable spool); {waiting} kept in the spool {spool}"
+            "{why}: {lost} undelivered batch(es) lost (not spooled, counted as dropped); {waiting} kept in the spool {spool}"
         );
     } else {
         tracing::info!(
-            "{why}: {waiting} undelivered batch(es) kept in the spool {spool} ({written} written now); they are sent after the next start"
+            "{why}: {waiting} undelivered batch(es) kept in the spool {spool}; they are sent after the next start"
         );
     }
 }

@@ -21,7 +21,7 @@ pub(crate) mod conns;
 pub(crate) mod prom;
 
 use crate::state::Context;
-use crate::sys::text::capped;
+use crate::sys::text::peer_text;
 use bytes::Bytes;
 use conns::{AcceptErrors, Conns};
 use http_body_util::Full;
@@ -47,6 +47,11 @@ const MAX_HEAD_BYTES: usize = 8192;
 const MAX_HEADERS: usize = 32;
 /// Peer text in `/readyz` (an error message) is cut to this many characters.
 const MAX_ERROR_CHARS: usize = 300;
+
+/// An error message as `/readyz` shows it: escaped and cut (it may quote a peer).
+fn shown(e: &str) -> String {
+    peer_text(e, MAX_ERROR_CHARS)
+}
 
 /// The listen backlog (the kernel caps it at `net.core.somaxconn`): a burst of connections waits
 /// in the kernel's queue for the accept loop instead of having its SYNs dropped, which would
@@ -233,39 +238,36 @@ pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
                 "ready": ok,
                 "last_success": h.last_success,
                 "errors": h.errors,
-                "last_error": h.last_error.as_deref().map(|e| capped(e, MAX_ERROR_CHARS)),
+                "last_error": h.last_error.as_deref().map(shown),
             }),
         );
     }
     let e = &ctx.export;
     // Stuck: every attempt failed for longer than two full backoffs plus a request timeout.
     let stuck_after = (cfg.queue.backoff_max * 2 + cfg.export.timeout).as_secs() + 10;
-    let failing_since = e.failing_since.load(Ordering::Relaxed);
+    let failing_since = e.snapshot().failing_since;
     let stuck = failing_since > 0 && now.saturating_sub(failing_since) > stuck_after;
-    ready &= !stuck;
+    // A spool disk that has not finished an operation for a while (the queue runs from memory).
+    let disk_stalled = e.disk_stalled().is_some();
+    ready &= !stuck && !disk_stalled;
+    let mut exporter = e.to_json();
+    exporter["ready"] = (!stuck && !disk_stalled).into();
+    for at in ["/last_error", "/spool/last_error"] {
+        if let Some(err) = exporter.pointer_mut(at)
+            && let Some(text) = err.as_str()
+        {
+            *err = shown(text).into();
+        }
+    }
     let body = serde_json::json!({
         "ready": ready,
         "samplers": samplers,
-        "exporter": {
-            "ready": !stuck,
-            "failing_since": failing_since,
-            "last_success": e.last_success.load(Ordering::Relaxed),
-            "last_error": e.last_error.lock().as_deref().map(|e| capped(e, MAX_ERROR_CHARS)),
-            "queue": {
-                "memory_batches": e.memory_batches.load(Ordering::Relaxed),
-                "memory_bytes": e.memory_bytes.load(Ordering::Relaxed),
-                "disk_batches": e.disk_batches.load(Ordering::Relaxed),
-                "disk_bytes": e.disk_bytes.load(Ordering::Relaxed),
-            },
-            "sent": e.sent.load(Ordering::Relaxed),
-            "retried": e.retried.load(Ordering::Relaxed),
-            "dropped": e.dropped.load(Ordering::Relaxed),
-        },
+        "exporter": exporter,
         // The control plane, informational: the agent works on without it (offline mode).
         "opamp": ctx.control_status().map(|mut c| {
-            c.last_error = c.last_error.map(|e| capped(&e, MAX_ERROR_CHARS));
+            c.last_error = c.last_error.as_deref().map(shown);
             if let Some(r) = c.remote_config.as_mut() {
-                r.error = r.error.take().map(|e| capped(&e, MAX_ERROR_CHARS));
+                r.error = r.error.as_deref().map(shown);
             }
             c
         }),

@@ -37,8 +37,9 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The metrics spool's segment files under a spool directory.
 fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(dir)
+    std::fs::read_dir(dir.join("metrics"))
         .map(|d| {
             d.map(|e| e.unwrap().path())
                 .filter(|p| p.extension().is_some_and(|e| e == "seg"))

@@ -75,7 +75,7 @@ impl Tmux {
                 "-p",
                 "-t",
                 "top",
-                "#{pane_dead} #{pane_dead_status}",
+                "#{pane_dead} #{pane_dead_status}#{?pane_dead_signal, signal #{pane_dead_signal},}",
             ])
             .output()
             .unwrap();
@@ -88,10 +88,19 @@ impl Tmux {
         self.tmux(&["send-keys", "-t", "top", "q"])
             .status()
             .unwrap();
-        wait_until(Duration::from_secs(5), "top to quit on q", || {
-            self.pane_state().0
+        // tmux marks the pane dead when its terminal closes and learns the exit status when it
+        // reaps the process, a moment later: wait for both.
+        wait_until(Duration::from_secs(10), "top to quit on q", || {
+            let (dead, status) = self.pane_state();
+            dead && !status.is_empty()
         });
-        assert_eq!(self.pane_state().1, "0", "exit status of top");
+        let status = self.pane_state().1;
+        assert_eq!(
+            status,
+            "0",
+            "exit status of top; screen:\n{}",
+            self.capture()
+        );
     }
 }
 
