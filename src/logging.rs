@@ -4,6 +4,7 @@
 //! data. A filter that does not parse is a configuration error ([`check_filter`], exit 2), never a
 //! silent fall-back to `info`.
 
+use crate::sys::text::one_line;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -45,6 +46,27 @@ pub(crate) fn check_filter(filter: &str) -> Result<(), FilterError> {
     Ok(())
 }
 
+/// The longest a field of a text log line gets, in characters: far more than any message the
+/// agent writes, and a 10 MB error a peer sent still makes one short line.
+const FIELD_MAX: usize = 4096;
+
+/// Text-format fields (`message key=value ...`, as tracing writes them) that cannot break the
+/// line: each value passes [`one_line`], so a newline, carriage return or terminal escape in
+/// anything a message quotes (a peer's error, a file name) is written escaped, and a huge value
+/// is cut. JSON lines need no such care: the encoder escapes control characters itself.
+fn one_line_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = one_line(&format!("{value:?}"), FIELD_MAX);
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{}={text}", field.name())
+        }
+    })
+    .delimited(" ")
+}
+
 /// Installs the process's subscriber; `level` is a tracing filter (checked by [`check_filter`]).
 pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(level)
@@ -68,6 +90,7 @@ pub fn init(level: &str, format: LogFormat) {
             .try_init()
     } else {
         builder
+            .fmt_fields(one_line_fields())
             .with_ansi(std::io::stderr().is_terminal())
             .try_init()
     };

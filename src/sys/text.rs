@@ -41,8 +41,24 @@ pub(crate) fn peer_bytes(b: &[u8], max: usize) -> String {
     escape(chars.flatten(), b.len(), max)
 }
 
+/// A formatted log line (its end-of-line excluded) made one line: [`peer_text`] without doubling
+/// backslashes (a literal `\n` in a message cannot start a line, and text that was escaped
+/// before reads the same). Whatever a message quotes, it cannot forge a second line.
+pub(crate) fn one_line(s: &str, max: usize) -> String {
+    escape_with(s.char_indices(), s.len(), max, false)
+}
+
 /// Escapes `(byte offset, char)` pairs of an input of `len` bytes into at most `max` characters.
 fn escape(chars: impl Iterator<Item = (usize, char)>, len: usize, max: usize) -> String {
+    escape_with(chars, len, max, true)
+}
+
+fn escape_with(
+    chars: impl Iterator<Item = (usize, char)>,
+    len: usize,
+    max: usize,
+    backslash: bool,
+) -> String {
     let mut out = String::with_capacity(len.min(max) + 16);
     let mut used = 0usize;
     for (i, c) in chars {
@@ -51,7 +67,7 @@ fn escape(chars: impl Iterator<Item = (usize, char)>, len: usize, max: usize) ->
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '\\' => out.push_str("\\\\"),
+            '\\' if backslash => out.push_str("\\\\"),
             c if needs_escape(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
@@ -127,6 +143,15 @@ mod tests {
             "{s}"
         );
         assert!(s.chars().count() < 60);
+    }
+
+    #[test]
+    fn a_log_line_stays_one_line() {
+        assert_eq!(
+            one_line("WARN error=bad\n2026 INFO forged \\n\x1b[2J", 100),
+            "WARN error=bad\\n2026 INFO forged \\n\\u{1b}[2J"
+        );
+        assert_eq!(one_line("abcdef", 3), "abc…(+3 bytes)");
     }
 
     #[test]
