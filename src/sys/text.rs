@@ -7,6 +7,9 @@
 //! that shows a peer's text passes it through [`peer_text`] (or [`peer_bytes`]) first: control
 //! characters become visible escapes, and the result is at most a fixed number of characters
 //! with a note of how much was cut.
+//!
+//! The log writer adds a last guard of its own ([`one_line_fmt`], for every field of a text
+//! log line), so a message that quotes unescaped text still cannot break its line.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -41,11 +44,37 @@ pub(crate) fn peer_bytes(b: &[u8], max: usize) -> String {
     escape(chars.flatten(), b.len(), max)
 }
 
-/// A formatted log line (its end-of-line excluded) made one line: [`peer_text`] without doubling
-/// backslashes (a literal `\n` in a message cannot start a line, and text that was escaped
-/// before reads the same). Whatever a message quotes, it cannot forge a second line.
-pub(crate) fn one_line(s: &str, max: usize) -> String {
-    escape_with(s.char_indices(), s.len(), max, false)
+/// What `args` formats to, made fit for one log line: [`peer_text`] without doubling backslashes
+/// (a literal `\n` in a message cannot start a line, and text escaped before reads the same), so
+/// whatever a message quotes cannot forge a second line. Formats no more than it can show: a
+/// 10 MB error in a log field costs a few KiB, not another copy of it.
+pub(crate) fn one_line_fmt(args: std::fmt::Arguments<'_>, max: usize) -> String {
+    /// Keeps the first `limit` bytes (on a character boundary) and counts the rest.
+    struct Head {
+        text: String,
+        limit: usize,
+        total: usize,
+    }
+    impl std::fmt::Write for Head {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.total += s.len();
+            let room = self.limit.saturating_sub(self.text.len());
+            let mut cut = room.min(s.len());
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.push_str(&s[..cut]);
+            Ok(())
+        }
+    }
+    // `max` characters are at most 4 × `max` bytes; one more makes the cut visible.
+    let mut head = Head {
+        text: String::new(),
+        limit: max.saturating_mul(4).saturating_add(4),
+        total: 0,
+    };
+    let _ = head.write_fmt(args);
+    escape_with(head.text.char_indices(), head.total, max, false)
 }
 
 /// Escapes `(byte offset, char)` pairs of an input of `len` bytes into at most `max` characters.
@@ -148,10 +177,19 @@ mod tests {
     #[test]
     fn a_log_line_stays_one_line() {
         assert_eq!(
-            one_line("WARN error=bad\n2026 INFO forged \\n\x1b[2J", 100),
+            one_line_fmt(
+                format_args!("WARN error=bad\n2026 INFO forged \\n\x1b[2J"),
+                100
+            ),
             "WARN error=bad\\n2026 INFO forged \\n\\u{1b}[2J"
         );
-        assert_eq!(one_line("abcdef", 3), "abc…(+3 bytes)");
+        assert_eq!(one_line_fmt(format_args!("abcdef"), 3), "abc…(+3 bytes)");
+        let big = "é".repeat(5 << 20);
+        assert_eq!(
+            one_line_fmt(format_args!("{big}\n"), 4),
+            format!("éééé…(+{} bytes)", (10 << 20) + 1 - 8)
+        );
+        assert_eq!(one_line_fmt(format_args!("a\n{}", 1), 10), "a\\n1");
     }
 
     #[test]
