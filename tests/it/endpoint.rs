@@ -192,7 +192,7 @@ fn flood_scenario(nofile: Option<u64>) {
         "flood (nofile {nofile:?}): {probes} /healthz probes, slowest {slowest:?}; RSS during {during} KiB, max {max_rss} KiB, peak (VmHWM) {hwm} KiB; fds {base_fds} before, max {max_fds}"
     );
     // Every probe answered within its 5 s timeout. How fast is measured on the release binary
-    // (docs/benchmarks.md#hostile-clients), not asserted here: a loaded CI machine is no clock.
+    // (docs/benchmarks.md#hostile-clients-and-careless-input), not asserted here: a loaded CI machine is no clock.
     assert!(failures.is_empty(), "/healthz failed: {failures:?}\n{log}");
     assert!(probes >= 10, "only {probes} probes");
     assert!(hwm < RSS_LIMIT_KIB, "peak RSS {hwm} KiB");
