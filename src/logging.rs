@@ -4,7 +4,7 @@
 //! data. A filter that does not parse is a configuration error ([`check_filter`], exit 2), never a
 //! silent fall-back to `info`.
 
-use crate::sys::text::one_line_fmt;
+use crate::sys::text::one_line;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -51,13 +51,13 @@ pub(crate) fn check_filter(filter: &str) -> Result<(), FilterError> {
 const FIELD_MAX: usize = 4096;
 
 /// Text-format fields (`message key=value ...`, as tracing writes them) that cannot break the
-/// line: each value passes [`one_line_fmt`], so a newline, carriage return or terminal escape in
+/// line: each value passes [`one_line`], so a newline, carriage return or terminal escape in
 /// anything a message quotes (a peer's error, a file name) is written escaped, and a huge value
 /// is cut. JSON lines need no such care: the encoder escapes control characters itself.
 fn one_line_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
     use tracing_subscriber::field::MakeExt;
     tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
-        let text = one_line_fmt(format_args!("{value:?}"), FIELD_MAX);
+        let text = one_line(format_args!("{value:?}"), FIELD_MAX);
         if field.name() == "message" {
             write!(w, "{text}")
         } else {

@@ -21,7 +21,7 @@ pub(crate) mod conns;
 pub(crate) mod prom;
 
 use crate::state::Context;
-use crate::sys::text::peer_text;
+use crate::sys::text::one_line;
 use bytes::Bytes;
 use conns::{AcceptErrors, Conns};
 use http_body_util::Full;
@@ -50,7 +50,7 @@ const MAX_ERROR_CHARS: usize = 300;
 
 /// An error message as `/readyz` shows it: escaped and cut (it may quote a peer).
 fn shown(e: &str) -> String {
-    peer_text(e, MAX_ERROR_CHARS)
+    one_line(format_args!("{e}"), MAX_ERROR_CHARS)
 }
 
 /// The listen backlog (the kernel caps it at `net.core.somaxconn`): a burst of connections waits

@@ -8,8 +8,9 @@
 //! characters become visible escapes, and the result is at most a fixed number of characters
 //! with a note of how much was cut.
 //!
-//! The log writer adds a last guard of its own ([`one_line_fmt`], for every field of a text
-//! log line), so a message that quotes unescaped text still cannot break its line.
+//! The log writer and `/readyz` add a last guard of their own ([`one_line`], for every field of
+//! a text log line and every error `/readyz` shows), so a message that quotes unescaped text
+//! still cannot break its line.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -44,11 +45,11 @@ pub(crate) fn peer_bytes(b: &[u8], max: usize) -> String {
     escape(chars.flatten(), b.len(), max)
 }
 
-/// What `args` formats to, made fit for one log line: [`peer_text`] without doubling backslashes
-/// (a literal `\n` in a message cannot start a line, and text escaped before reads the same), so
-/// whatever a message quotes cannot forge a second line. Formats no more than it can show: a
-/// 10 MB error in a log field costs a few KiB, not another copy of it.
-pub(crate) fn one_line_fmt(args: std::fmt::Arguments<'_>, max: usize) -> String {
+/// What `args` formats to, made fit for one log line or one `/readyz` field: [`peer_text`]
+/// without doubling backslashes (a literal `\n` cannot start a line, and a message that quotes
+/// text escaped before reads the same), so whatever a message quotes cannot forge a second line.
+/// Formats no more than it can show: a 10 MB error costs a few KiB, not another copy of it.
+pub(crate) fn one_line(args: std::fmt::Arguments<'_>, max: usize) -> String {
     /// Keeps the first `limit` bytes (on a character boundary) and counts the rest.
     struct Head {
         text: String,
@@ -177,19 +178,19 @@ mod tests {
     #[test]
     fn a_log_line_stays_one_line() {
         assert_eq!(
-            one_line_fmt(
+            one_line(
                 format_args!("WARN error=bad\n2026 INFO forged \\n\x1b[2J"),
                 100
             ),
             "WARN error=bad\\n2026 INFO forged \\n\\u{1b}[2J"
         );
-        assert_eq!(one_line_fmt(format_args!("abcdef"), 3), "abc…(+3 bytes)");
+        assert_eq!(one_line(format_args!("abcdef"), 3), "abc…(+3 bytes)");
         let big = "é".repeat(5 << 20);
         assert_eq!(
-            one_line_fmt(format_args!("{big}\n"), 4),
+            one_line(format_args!("{big}\n"), 4),
             format!("éééé…(+{} bytes)", (10 << 20) + 1 - 8)
         );
-        assert_eq!(one_line_fmt(format_args!("a\n{}", 1), 10), "a\\n1");
+        assert_eq!(one_line(format_args!("a\n{}", 1), 10), "a\\n1");
     }
 
     #[test]
