@@ -2,12 +2,14 @@
 //!
 //! Found with heaptrack and /proc/<pid>/smaps on a run of 0.1 s cycles (docs/benchmarks.md#soak):
 //! the live heap is flat (≈ 370 KiB from the first minute on), yet RSS grew ~100 bytes per cycle
-//! without slowing (the ~13 kB/min at 1 s that was reported). The growth was in glibc's malloc
+//! for over an hour of 1 s cycles before levelling off about 1 MiB higher (the ~13 kB/min at 1 s
+//! that was reported, watched for 30 minutes). The growth was in glibc's malloc
 //! arenas: each thread that allocates (two runtime workers, the GPU thread) gets an arena of its
 //! own, and every cycle's few thousand short-lived allocations, freed on another thread than the
-//! one that made them, left free memory behind that the arenas kept resident. Two settings stop
-//! it: one arena for the whole process (the agent allocates little, so there is nothing to
-//! contend for), and returning free pages to the kernel every [`TRIM_EVERY`] node cycles.
+//! one that made them, left free memory behind that the arenas kept resident. Two settings halve
+//! it and end it sooner (the soak then shows RSS flat after ~4,000 cycles): one arena for the
+//! whole process (the agent allocates little, so there is nothing to contend for), and returning
+//! free pages to the kernel every [`TRIM_EVERY`] node cycles.
 
 /// Node cycles between two trims: once a minute at a 1 s interval; a trim of this heap costs
 /// tens of microseconds.
