@@ -95,10 +95,15 @@ pub(crate) async fn node_loop(
 ) {
     let mut sampler = NodeSampler::new(&ctx.cfg.node, ctx.mounts.clone());
     let stats = exporter.stats();
+    let mut cycles: u64 = 0;
     loop {
         let payload = node_cycle(&ctx, &mut sampler, &stats);
         ctx.set_latest("node", &payload);
         exporter.enqueue(payload);
+        cycles += 1;
+        if cycles.is_multiple_of(crate::sys::memory::TRIM_EVERY) {
+            crate::sys::memory::trim();
+        }
         if pause(&ctx, |l| jittered(l.sample_interval), &mut shutdown).await {
             return;
         }
