@@ -193,8 +193,8 @@ fn an_unwritable_spool_is_said_once_and_the_agent_runs_memory_only() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", closed.as_str()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ("NODE_AGENT_SPOOL_DIR", spool.to_str().unwrap()),
-        ("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.05"),
-        ("AGENT_SAMPLE_INTERVAL_MAX_SEC", "0.05"),
+        ("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.1"),
+        ("AGENT_SAMPLE_INTERVAL_MAX_SEC", "0.1"),
         ("NODE_AGENT_QUEUE_MEMORY_BYTES", "65536"),
     ];
     // `check` says it before anything runs.

@@ -223,8 +223,8 @@ fn a_full_tmpfs_a_deleted_spool_and_a_bogus_ack_keep_the_books_exact() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ("NODE_AGENT_SPOOL_DIR", spool.to_str().unwrap()),
         ("NODE_AGENT_QUEUE_MEMORY_BYTES", "65536"),
-        ("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.05"),
-        ("AGENT_SAMPLE_INTERVAL_MAX_SEC", "0.05"),
+        ("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.1"),
+        ("AGENT_SAMPLE_INTERVAL_MAX_SEC", "0.1"),
         ("AGENT_SEND_BACKOFF_MAX_SEC", "0.5"),
         ("NODE_AGENT_SHUTDOWN_GRACE_SEC", "1"),
     ];

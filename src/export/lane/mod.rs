@@ -66,6 +66,17 @@ pub(crate) struct Item {
     hook: Option<OnSettled>,
     /// Its place in the in-flight buffer, when it is a slice of it.
     range: Option<(usize, usize)>,
+    /// For the last fragment of a batch split before it reached the disk: the whole batch, which
+    /// is what the disk writer stores if delivery stalls (a fragment alone would replay only part
+    /// of it). Dropped as soon as an earlier fragment is settled, so nothing is sent twice.
+    whole: Option<Bytes>,
+}
+
+impl Item {
+    /// Bytes this item holds in memory.
+    fn mem(&self) -> u64 {
+        (self.payload.len() + self.whole.as_ref().map_or(0, |w| w.len())) as u64
+    }
 }
 
 /// A record in the spool.
@@ -213,12 +224,7 @@ impl Lane {
 
     /// Whether delivery is not prompt, so new batches must be written ahead.
     fn degraded(&self) -> bool {
-        let waiting: u64 = self.mem_bytes
-            - self
-                .inflight
-                .iter()
-                .map(|i| i.payload.len() as u64)
-                .sum::<u64>();
+        let waiting: u64 = self.mem_bytes - self.inflight.iter().map(Item::mem).sum::<u64>();
         self.spool_usable
             && (self.failing
                 || self.opening
@@ -258,6 +264,7 @@ impl Lane {
             disk: Disk::No,
             hook,
             range: None,
+            whole: None,
         });
         self.fx.wake_sender = true;
         self.settle_state(now);
@@ -289,7 +296,7 @@ impl Lane {
         while self.mem_bytes > budget {
             if let Some(i) = self.list.iter().position(|it| it.disk == Disk::Stored) {
                 let it = self.list.remove(i).expect("position");
-                self.mem_bytes -= it.payload.len() as u64;
+                self.mem_bytes -= it.mem();
                 self.mem_batches -= it.batches;
                 if let Some(r) = self.index_of_rec(it.seq) {
                     let rec = &mut self.disk[r];
@@ -309,7 +316,7 @@ impl Lane {
             });
             let Some(i) = victim else { break };
             let it = self.list.remove(i).expect("position");
-            self.mem_bytes -= it.payload.len() as u64;
+            self.mem_bytes -= it.mem();
             self.mem_batches -= it.batches;
             let cause = match it.disk {
                 Disk::Never(Never::SpoolDropped) => {
@@ -428,9 +435,30 @@ impl Lane {
     }
 
     fn finish_part(&mut self, it: Item, outcome: Result<(), (DropReason, String)>, now: Instant) {
-        self.mem_bytes -= it.payload.len() as u64;
+        self.mem_bytes -= it.mem();
         self.mem_batches -= it.batches;
         if it.batches == 0 {
+            // Part of the batch is settled: storing the whole batch now would send that part
+            // twice; what the disk writer stores from now on is what remains of it.
+            let rest: Vec<usize> = (0..self.inflight.len())
+                .filter(|&i| self.inflight[i].seq == it.seq)
+                .collect();
+            if let Some(&last) = rest.last()
+                && self.inflight[last].whole.is_some()
+            {
+                let remains = (rest.len() > 1).then(|| {
+                    concat(
+                        &rest
+                            .iter()
+                            .map(|&i| &self.inflight[i].payload)
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                let tail = &mut self.inflight[last];
+                let before = tail.mem();
+                tail.whole = remains;
+                self.mem_bytes = self.mem_bytes - before + tail.mem();
+            }
             if let Err(e) = outcome
                 && self.frag_failed.is_none()
             {
@@ -516,26 +544,35 @@ impl Lane {
             return false;
         };
         let it = self.inflight.remove(0);
-        let disk = match it.disk {
-            Disk::No => Disk::Never(Never::Fragment),
-            d => d,
+        // A batch not yet on disk keeps its whole payload with its last fragment, for the disk
+        // writer (the first fragment is never written on its own).
+        let (head_disk, whole) = match it.disk {
+            Disk::No | Disk::Writing => (
+                Disk::Never(Never::Fragment),
+                Some(it.whole.clone().unwrap_or_else(|| it.payload.clone())),
+            ),
+            d => (d, None),
         };
-        self.mem_bytes = self.mem_bytes - it.payload.len() as u64 + (a.len() + b.len()) as u64;
+        let whole = if it.batches == 0 { None } else { whole };
+        let before = it.mem();
         let head = Item {
             seq: it.seq,
             batches: 0,
             payload: a,
             meta: Bytes::new(),
-            disk,
+            disk: head_disk,
             hook: None,
             range: None,
+            whole: None,
         };
         let tail = Item {
             payload: b,
-            disk,
+            disk: if it.batches == 0 { head_disk } else { it.disk },
             range: None,
+            whole,
             ..it
         };
+        self.mem_bytes = self.mem_bytes - before + head.mem() + tail.mem();
         self.inflight.insert(0, tail);
         self.inflight.insert(0, head);
         self.active = 1;
@@ -545,12 +582,7 @@ impl Lane {
     /// Recomputes every derived counter (tests).
     #[cfg(test)]
     pub(crate) fn check(&self) {
-        let mem: u64 = self
-            .list
-            .iter()
-            .chain(&self.inflight)
-            .map(|i| i.payload.len() as u64)
-            .sum();
+        let mem: u64 = self.list.iter().chain(&self.inflight).map(Item::mem).sum();
         let b: u64 = self
             .list
             .iter()

@@ -244,8 +244,11 @@ fn random_operations_keep_the_books_balanced() {
         let now = Instant::now();
         let mut l = lane(rng.u64(200..2000), rng.bool());
         for step in 0..300 {
-            match rng.u8(0..10) {
-                0..=2 => l.push(rec(step as u8), Bytes::new(), rng.u64(1..3), None, now),
+            match rng.u8(0..11) {
+                0..=2 => {
+                    let payload = Bytes::from(vec![step as u8; 100 * rng.usize(1..4)]);
+                    l.push(payload, Bytes::new(), rng.u64(1..3), None, now)
+                }
                 3 => {
                     if let Some((seq, p, _, b)) = l.next_write() {
                         if rng.bool() {
@@ -299,6 +302,9 @@ fn random_operations_keep_the_books_balanced() {
                     }
                     _ => l.failing = !l.failing,
                 },
+                10 if !l.inflight.is_empty() => {
+                    let _ = l.split_single(halves);
+                }
                 _ => {}
             }
             l.check();
@@ -310,4 +316,79 @@ fn random_operations_keep_the_books_balanced() {
         assert!(c.balanced(), "after shutdown: {c:?}");
         assert_eq!(c.memory_batches, 0);
     }
+}
+
+/// Splits a payload of 100-byte records in two at a record boundary.
+fn halves(p: &[u8]) -> Option<(Bytes, Bytes)> {
+    let n = p.len() / 100;
+    (n > 1).then(|| {
+        let at = n / 2 * 100;
+        (
+            Bytes::copy_from_slice(&p[..at]),
+            Bytes::copy_from_slice(&p[at..]),
+        )
+    })
+}
+
+#[test]
+fn a_batch_split_before_the_collector_failed_is_spooled_whole() {
+    // The batch is larger than the request cap, so it goes in parts from the first attempt; the
+    // collector then fails: the disk must get the whole batch, not nothing (it used to be marked
+    // "never written" and was lost at shutdown).
+    let now = Instant::now();
+    let mut l = lane(100_000, true);
+    let big: Bytes = (0..4u8)
+        .flat_map(|i| vec![i; 100])
+        .collect::<Vec<_>>()
+        .into();
+    l.push(big.clone(), Bytes::new(), 1, None, now);
+    assert_eq!(l.take(1000), Take::Ready);
+    assert!(l.split_single(halves));
+    assert_eq!(attempt(&l), vec![0, 1]);
+    l.attempt_failed(now);
+    let (seq, payload, _, batches) = l.next_write().expect("the batch wants writing");
+    assert_eq!((payload, batches), (big, 1));
+    assert!(
+        l.next_write().is_none(),
+        "one record for the batch, not one per part"
+    );
+    l.stored(seq, 1, 0, 416, batches, now);
+    l.closing = true;
+    let (kept, lost) = l.finish_shutdown(now);
+    assert_eq!((kept, lost), (1, 0));
+    balanced(&mut l);
+}
+
+#[test]
+fn after_its_first_part_is_delivered_only_the_rest_of_a_split_batch_is_spooled() {
+    let now = Instant::now();
+    let mut l = lane(100_000, true);
+    let big: Bytes = (0..4u8)
+        .flat_map(|i| vec![i; 100])
+        .collect::<Vec<_>>()
+        .into();
+    l.push(big, Bytes::new(), 1, None, now);
+    assert_eq!(l.take(1000), Take::Ready);
+    assert!(l.split_single(halves));
+    // Split the first half again: parts [0], [1], [2, 3].
+    assert!(l.split_single(halves));
+    assert_eq!(attempt(&l), vec![0]);
+    l.attempt_sent(now);
+    l.attempt_failed(now);
+    let (seq, payload, _, batches) = l.next_write().expect("the rest wants writing");
+    assert_eq!(
+        payload.chunks(100).map(|c| c[0]).collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "the delivered part is not stored again"
+    );
+    assert!(l.next_write().is_none());
+    l.stored(seq, 1, 0, 316, batches, now);
+    balanced(&mut l);
+    // The second part goes too: only the last remains, and it is on disk already.
+    l.attempt_sent(now);
+    assert!(l.next_write().is_none());
+    l.attempt_sent(now);
+    assert!(l.is_empty() || l.inflight.is_empty());
+    assert_eq!(l.snapshot().sent, 1);
+    balanced(&mut l);
 }

@@ -41,7 +41,7 @@ impl Lane {
         it.disk = Disk::Writing;
         Some((
             it.seq,
-            it.payload.clone(),
+            it.whole.clone().unwrap_or_else(|| it.payload.clone()),
             it.meta.clone(),
             it.batches.max(1),
         ))
@@ -220,6 +220,7 @@ impl Lane {
                         disk: Disk::Stored,
                         hook: None,
                         range: None,
+                        whole: None,
                     });
                 }
                 Err(cause) => {
