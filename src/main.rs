@@ -3,6 +3,7 @@ use node_agent::config::{self, Config, Layers};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    node_agent::tune_allocator();
     let matches = cli::command().get_matches();
     let inv = cli::parse(&matches);
     let layers = match Layers::load(inv.flags, inv.config_file.as_deref()) {

@@ -23,14 +23,17 @@ use std::sync::Arc;
 /// Discovery's latest inventory and the per-container sampler that reads it in the node cycle.
 pub struct Containers {
     inventory: RwLock<Arc<Inventory>>,
+    /// Discovery has published at least one inventory.
+    published: std::sync::atomic::AtomicBool,
     pub(crate) sampler: Mutex<ContainerSampler>,
 }
 
 impl Containers {
-    fn new(proc_path: std::path::PathBuf) -> Containers {
+    fn new(proc_path: std::path::PathBuf, sample_interval: std::time::Duration) -> Containers {
         Containers {
             inventory: RwLock::new(Arc::new(Inventory::default())),
-            sampler: Mutex::new(ContainerSampler::new(proc_path)),
+            published: std::sync::atomic::AtomicBool::new(false),
+            sampler: Mutex::new(ContainerSampler::for_interval(proc_path, sample_interval)),
         }
     }
 
@@ -42,6 +45,13 @@ impl Containers {
     /// Swaps in a new inventory.
     pub fn set(&self, inv: Inventory) {
         *self.inventory.write() = Arc::new(inv);
+        self.published
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether discovery has published an inventory yet.
+    pub(crate) fn published(&self) -> bool {
+        self.published.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -85,7 +95,7 @@ impl Context {
         ));
         Context {
             gpu,
-            containers: Containers::new(cfg.node.proc_path.clone()),
+            containers: Containers::new(cfg.node.proc_path.clone(), cfg.sample_interval.0),
             mounts,
             cfg,
             host,

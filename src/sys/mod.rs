@@ -5,3 +5,4 @@ pub(crate) mod clock;
 pub(crate) mod limits;
 pub mod mountinfo;
 pub(crate) mod procfile;
+pub(crate) mod text;

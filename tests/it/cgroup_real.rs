@@ -18,6 +18,7 @@ use node_agent::sources::containers::{ContainerInfo, Inventory, SourceState};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Cgroups created by the test in every mounted hierarchy it needs; removed on drop.
@@ -74,22 +75,24 @@ impl TestCgroup {
 
     /// The inventories the sampler would get from discovery: one reading the v1 files (hybrid
     /// layout), one reading the v2 cgroup as on a pure-v2 host.
-    fn inventories(&self, pid: i32) -> Vec<(&'static str, Inventory)> {
+    fn inventories(&self, pid: i32) -> Vec<(&'static str, Arc<Inventory>)> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         let from_proc = paths::from_proc(&self.mounts, &text);
         let mut out = vec![];
-        let inv = |layout: Layout, dirs: Dirs| Inventory {
-            layout: Some(layout),
-            docker: SourceState::Ok(String::new()),
-            containers: vec![ContainerInfo {
-                id: "t".into(),
-                name: "t".into(),
-                state: "running".into(),
-                pid: pid as i64,
-                dirs: Some(dirs),
+        let inv = |layout: Layout, dirs: Dirs| {
+            Arc::new(Inventory {
+                layout: Some(layout),
+                docker: SourceState::Ok(String::new()),
+                containers: vec![ContainerInfo {
+                    id: "t".into(),
+                    name: "t".into(),
+                    state: "running".into(),
+                    pid: pid as i64,
+                    dirs: Some(dirs),
+                    ..Default::default()
+                }],
                 ..Default::default()
-            }],
-            ..Default::default()
+            })
         };
         if !self.v1.is_empty() {
             let layout = if self.v2.is_some() {
@@ -165,7 +168,7 @@ fn cpu_usage_matches_the_scheduler_within_003_core() {
     cg.enter(burner.pid());
     writeln!(burner.child.stdin.as_mut().unwrap(), "go").unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let mut samplers: Vec<(&str, Inventory, Sampler)> = cg
+    let mut samplers: Vec<(&str, Arc<Inventory>, Sampler)> = cg
         .inventories(burner.pid())
         .into_iter()
         .map(|(n, inv)| (n, inv, Sampler::new(PathBuf::from("/proc"))))
@@ -218,7 +221,7 @@ fn cpu_usage_matches_the_scheduler_within_003_core() {
 fn write_phase(
     shell: &mut Proc,
     lines: &std::sync::mpsc::Receiver<String>,
-    samplers: &mut [(&'static str, Inventory, Sampler)],
+    samplers: &mut [(&'static str, Arc<Inventory>, Sampler)],
     flags: &str,
 ) -> Vec<(u64, f64)> {
     let mut start = vec![];
@@ -293,7 +296,7 @@ fn disk_writes_buffered_and_direct_within_5_percent() {
             let _ = tx.send(l);
         }
     });
-    let mut samplers: Vec<(&str, Inventory, Sampler)> = cg
+    let mut samplers: Vec<(&str, Arc<Inventory>, Sampler)> = cg
         .inventories(shell.pid())
         .into_iter()
         .map(|(n, inv)| (n, inv, Sampler::new(PathBuf::from("/proc"))))

@@ -28,14 +28,18 @@ fn now_nanos() -> u64 {
         .as_nanos() as u64
 }
 
-/// Every point of metric `name` whose attributes include all of `want`, as (time, value, point).
+/// Every point of metric `name` whose attributes, with those of its resource (one resource per
+/// container), include all of `want`, as (time, value, point with the merged attributes).
 fn points(rx: &Receiver, name: &str, want: &[(&str, &str)]) -> Vec<(u64, f64, Value)> {
     let mut out = vec![];
     for m in rx.metrics() {
         if m["name"] != name {
             continue;
         }
-        for p in m["points"].as_array().cloned().unwrap_or_default() {
+        for mut p in m["points"].as_array().cloned().unwrap_or_default() {
+            let mut attrs = m["resource"].as_object().cloned().unwrap_or_default();
+            attrs.extend(p["attrs"].as_object().cloned().unwrap_or_default());
+            p["attrs"] = Value::Object(attrs);
             if want.iter().all(|(k, v)| p["attrs"][*k] == *v) {
                 let t = p["time"].as_u64().unwrap();
                 let v = p["value"].as_f64().unwrap();
@@ -99,6 +103,23 @@ fn agent_finds_measures_and_follows_wings_containers() {
     );
     let p = &points(&rx, "container.cpu.usage", &[("container.id", &a1)])[0].2;
     assert_eq!(p["attrs"]["container.name"], U1);
+    // One resource per container: the identity is on the resource (with the node's), the points
+    // carry only their own attributes.
+    let m = rx
+        .metrics()
+        .into_iter()
+        .find(|m| {
+            m["name"] == "container.cpu.usage" && m["resource"]["container.id"] == a1.as_str()
+        })
+        .unwrap();
+    assert_eq!(m["resource"]["container.name"], U1);
+    assert!(m["resource"]["service.instance.id"].is_string());
+    assert!(
+        m["resource"].get("host.name").is_none(),
+        "{}",
+        m["resource"]
+    );
+    assert_eq!(m["points"][0]["attrs"], serde_json::json!({}));
     assert_eq!(p["attrs"]["container.image.name"], image.as_str());
     assert_eq!(p["attrs"]["pterodactyl.server.uuid"], U1);
     assert_eq!(p["attrs"]["pterodactyl.server.name"], "Survival");
@@ -216,8 +237,14 @@ fn agent_finds_measures_and_follows_wings_containers() {
     assert!((grew - n).abs() <= 0.05 * n, "write counter grew {grew}");
     assert!((integral - n).abs() <= 0.05 * n, "rate integral {integral}");
 
-    // Capabilities learnt from Docker end up in the resource.
-    let res = rx.metrics().last().unwrap()["resource"].clone();
+    // Capabilities learnt from Docker end up in the node's resource.
+    let res = rx
+        .metrics()
+        .into_iter()
+        .rev()
+        .find(|m| m["name"] == "system.uptime")
+        .unwrap()["resource"]
+        .clone();
     assert_eq!(res["container.runtime.name"], "docker", "{res}");
     assert!(
         res["container.runtime.version"]
