@@ -26,6 +26,8 @@ pub struct Containers {
     /// Discovery has published at least one inventory.
     published: std::sync::atomic::AtomicBool,
     pub(crate) sampler: Mutex<ContainerSampler>,
+    /// The per-container OTLP templates the node cycle patches.
+    pub(crate) encoder: Mutex<crate::otlp::metrics::containers::Encoder>,
 }
 
 impl Containers {
@@ -34,6 +36,7 @@ impl Containers {
             inventory: RwLock::new(Arc::new(Inventory::default())),
             published: std::sync::atomic::AtomicBool::new(false),
             sampler: Mutex::new(ContainerSampler::for_interval(proc_path, sample_interval)),
+            encoder: Mutex::new(Default::default()),
         }
     }
 

@@ -193,7 +193,7 @@ fn cycle_allocations_and_reads_stay_within_2x_of_baseline() {
         node_agent::sources::node::NodeSampler::new(&ctx.cfg.node, ctx.mounts.clone());
     ctx.containers.set(Inventory {
         layout: mounts.layout(),
-        containers,
+        containers: containers.into_iter().map(std::sync::Arc::new).collect(),
         docker: SourceState::Ok("test".into()),
         ..Default::default()
     });

@@ -70,7 +70,13 @@ pub(crate) fn node_cycle_sized(
     );
     let resource = ctx.resource();
     let node = b.into_request(&resource);
-    let mut buf = Vec::with_capacity((*last_len + *last_len / 16).max(node.encoded_len()));
+    // One allocation of the right size: the last request's, or at first a guess per container.
+    let guess = if *last_len > 0 {
+        *last_len + *last_len / 16
+    } else {
+        node.encoded_len() + containers.containers.len() * 2048
+    };
+    let mut buf = Vec::with_capacity(guess.max(node.encoded_len()));
     // A Vec grows as needed: encoding into it cannot fail.
     let _ = node.encode(&mut buf);
     drop(node);
@@ -84,7 +90,10 @@ pub(crate) fn node_cycle_sized(
             }
         })
         .collect();
-    metrics::containers::write_containers(&containers, &identity, time, &mut buf);
+    ctx.containers
+        .encoder
+        .lock()
+        .write(&containers, &identity, time, &mut buf);
     *last_len = buf.len();
     Bytes::from(buf)
 }

@@ -115,17 +115,39 @@ impl ProcFile {
 
     /// Reads the whole file and returns its bytes (valid until the next read).
     pub(crate) fn read(&mut self) -> Result<&[u8], FileError> {
+        let mut own = std::mem::take(&mut self.buf);
+        let r = self.read_into(&mut own, true);
+        self.buf = own;
+        r.map(|n| &self.buf[..n])
+    }
+
+    /// Reads the whole file into `scratch`, a buffer shared by many files (the container
+    /// sampler's: thousands of kept files need no buffer each), and returns it as text.
+    pub(crate) fn read_str_in<'b>(
+        &mut self,
+        scratch: &'b mut Vec<u8>,
+    ) -> Result<&'b str, FileError> {
+        let n = self.read_into(scratch, false)?;
+        std::str::from_utf8(&scratch[..n]).map_err(|_| {
+            FileError::new(
+                &self.path,
+                io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
+            )
+        })
+    }
+
+    fn read_into(&mut self, buf: &mut Vec<u8>, own: bool) -> Result<usize, FileError> {
         if let (Some(d), Some(at)) = (self.fresh_within, self.last_read)
             && at.elapsed() < d
         {
             self.file = None;
         }
-        let result = match self.read_once() {
+        let result = match self.read_once(buf, own) {
             Ok(n) => Ok(n),
             Err(first) => {
                 // A kept descriptor can go stale (the file was replaced); reopen once.
                 if self.file.take().is_some() {
-                    let n = self.read_once();
+                    let n = self.read_once(buf, own);
                     self.replaced |= n.is_ok();
                     n
                 } else {
@@ -139,7 +161,7 @@ impl ProcFile {
         if self.fresh_within.is_some() {
             self.last_read = Some(Instant::now());
         }
-        result.map(|n| &self.buf[..n])
+        result
     }
 
     /// For files that signal changes through `poll` (`/proc/<pid>/mountinfo` raises
@@ -170,19 +192,21 @@ impl ProcFile {
         }
     }
 
-    fn read_once(&mut self) -> Result<usize, FileError> {
+    /// One read of the whole file into `buf`. An own buffer is cut to the file's size after the
+    /// first read; a shared one only grows.
+    fn read_once(&mut self, buf: &mut Vec<u8>, own: bool) -> Result<usize, FileError> {
         if self.file.is_none() {
             self.file = Some(File::open(&self.path).map_err(|e| FileError::new(&self.path, e))?);
         }
         let file = self.file.as_ref().expect("opened above");
-        let first = self.buf.is_empty();
+        let first = buf.is_empty();
         if first {
-            self.buf.resize(FIRST_READ_BYTES, 0);
+            buf.resize(FIRST_READ_BYTES, 0);
         }
         let mut filled = 0;
         loop {
             let n = file
-                .read_at(&mut self.buf[filled..], filled as u64)
+                .read_at(&mut buf[filled..], filled as u64)
                 .map_err(|e| FileError::new(&self.path, e))?;
             if n == 0 {
                 break;
@@ -190,26 +214,26 @@ impl ProcFile {
             filled += n;
             // procfs, sysfs and cgroupfs (seq_file/kernfs) fill the whole buffer unless the file
             // ends first: a short read is the end, so a file costs one `pread`, not two.
-            if filled < self.buf.len() {
+            if filled < buf.len() {
                 break;
             }
-            if filled == self.buf.len() {
-                if self.buf.len() >= MAX_FILE_BYTES {
+            if filled == buf.len() {
+                if buf.len() >= MAX_FILE_BYTES {
                     break;
                 }
-                let grown = (self.buf.len() * 2).min(MAX_FILE_BYTES);
-                self.buf.resize(grown, 0);
+                let grown = (buf.len() * 2).min(MAX_FILE_BYTES);
+                buf.resize(grown, 0);
             }
         }
-        if first {
+        if first && own {
             // Keep a buffer sized to this file (with room to grow) rather than a page per file:
             // a node with hundreds of containers keeps over a thousand of them.
             let keep = (filled + filled / 2 + 64)
                 .next_power_of_two()
                 .max(MIN_BUF_BYTES);
-            if keep < self.buf.len() {
-                self.buf.truncate(keep);
-                self.buf.shrink_to_fit();
+            if keep < buf.len() {
+                buf.truncate(keep);
+                buf.shrink_to_fit();
             }
         }
         Ok(filled)
@@ -282,6 +306,23 @@ mod tests {
         // old inode, so the replaced flag is exercised against the real kernel in tests/it.
         let mut g = ProcFile::new(dir.path().join("missing"));
         assert!(g.read().is_err() && !g.take_replaced());
+    }
+
+    #[test]
+    fn a_shared_buffer_serves_many_files_and_only_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "x".repeat(6000)).unwrap();
+        std::fs::write(&b, "short").unwrap();
+        let mut scratch = Vec::new();
+        let (mut fa, mut fb) = (ProcFile::new(&a), ProcFile::new(&b));
+        assert_eq!(fa.read_str_in(&mut scratch).unwrap().len(), 6000);
+        assert_eq!(fb.read_str_in(&mut scratch).unwrap(), "short");
+        assert_eq!(scratch.len(), 8192);
+        assert!(
+            fa.buf.is_empty() && fb.buf.is_empty(),
+            "no buffer of their own"
+        );
     }
 
     #[test]

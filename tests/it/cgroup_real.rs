@@ -83,14 +83,14 @@ impl TestCgroup {
             Arc::new(Inventory {
                 layout: Some(layout),
                 docker: SourceState::Ok(String::new()),
-                containers: vec![ContainerInfo {
+                containers: vec![Arc::new(ContainerInfo {
                     id: "t".into(),
                     name: "t".into(),
                     state: "running".into(),
                     pid: pid as i64,
                     dirs: Some(dirs),
                     ..Default::default()
-                }],
+                })],
                 ..Default::default()
             })
         };

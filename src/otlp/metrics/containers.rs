@@ -9,16 +9,21 @@
 //! Prometheus needs the identity as labels: the Collector configs promote it
 //! (collector-config/README.md), and so does the agent's own `/metrics`.
 //!
-//! These resources are written straight into the request's bytes ([`write_containers`], through
-//! `builder::Pb`), without building message structs: this is the part of a cycle that grows with
-//! the number of containers. `container.count` and `pterodactyl.server.status` describe the node
+//! These resources are written straight into the request's bytes ([`Encoder`], through
+//! `otlp::pb`), without building message structs, from a template per container that only gets
+//! its numbers patched each cycle: this is the part of a cycle that grows with the number of
+//! containers. `container.count` and `pterodactyl.server.status` describe the node
 //! and stay on the node's resource ([`node_level`]). Counters start when the container's run
 //! started.
 
-use crate::otlp::builder::{MetricWriter, MetricsBuilder, Pb, Value, kv, resource_metrics};
+use crate::otlp::builder::{MetricsBuilder, Value, kv};
+use crate::otlp::pb::{MetricWriter, Pb, SHAPE_SEED, Sink, Skeleton, resource_bytes};
 use crate::sources::cgroup::PRESSURE;
-use crate::sources::containers::ContainerInfo;
 use crate::sources::containers::sampler::{ContainerSample, ContainersSample, SERVER_STATES};
+use crate::sources::containers::{ContainerInfo, Inventory};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// The node's identity attributes every container resource repeats (so that `job` and
 /// `instance` are the node's wherever the resource goes).
@@ -40,6 +45,7 @@ fn identity(c: &ContainerInfo) -> impl Iterator<Item = (&'static str, &str)> {
 
 const READ: Option<(&str, &str)> = Some(("disk.io.direction", "read"));
 const WRITE: Option<(&str, &str)> = Some(("disk.io.direction", "write"));
+const RESOURCE_KEY: &str = "pressure.resource";
 
 /// The metrics of one container.
 fn container(c: &ContainerSample, w: &mut MetricWriter) {
@@ -113,7 +119,7 @@ fn container(c: &ContainerSample, w: &mut MetricWriter) {
         psi().map(|(res, p)| {
             (
                 Value::Double(p.some_total_us as f64 / 1e6),
-                Some(("pressure.resource", res)),
+                Some((RESOURCE_KEY, res)),
             )
         }),
     );
@@ -124,39 +130,131 @@ fn container(c: &ContainerSample, w: &mut MetricWriter) {
         psi().map(|(res, p)| {
             (
                 Value::Double(p.some_avg10 / 100.0),
-                Some(("pressure.resource", res)),
+                Some((RESOURCE_KEY, res)),
             )
         }),
     );
 }
 
-/// Appends one `ResourceMetrics` per measured container to `buf` (the tail of an encoded
-/// request), stamped `time`. `node` holds the node's identity attributes ([`IDENTITY_KEYS`]).
-pub(crate) fn write_containers(
-    s: &ContainersSample,
-    node: &[(&str, &str)],
-    time: u64,
-    buf: &mut Vec<u8>,
-) {
-    for c in &s.containers {
-        let Some(info) = s.inventory.containers.get(c.index) else {
-            continue;
-        };
-        if c.cpu_seconds.is_none() && c.memory_bytes.is_none() && c.io.is_none() {
-            continue;
+/// Writes the per-container resources of each cycle: each container's attributes encoded once
+/// per identity, its metrics from a skeleton shared by the containers of the same shape.
+#[derive(Default)]
+pub(crate) struct Encoder {
+    /// The inventory the resources are aligned with (by index).
+    inventory: Option<Arc<Inventory>>,
+    /// Each container's encoded resource, with the key of the identity it was written for.
+    resources: Vec<Option<(u64, Vec<u8>)>>,
+    keys: Vec<u64>,
+    node_key: u64,
+    skeletons: HashMap<u64, Skeleton>,
+    values: Vec<u64>,
+    /// Resources and skeletons written (not patched) in the last cycle; for tests.
+    pub(crate) written: usize,
+}
+
+/// Shapes kept: a handful in practice (which optional numbers a container has).
+const MAX_SKELETONS: usize = 64;
+
+fn hash_of(parts: &[&str]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in parts {
+        p.hash(&mut h);
+    }
+    h.finish()
+}
+
+impl Encoder {
+    /// Re-aligns the resources with a new inventory, keeping those of containers whose identity
+    /// (and the node's) did not change.
+    fn align(&mut self, inv: &Arc<Inventory>, node_key: u64) {
+        let mut old: HashMap<u64, Vec<u8>> = self.resources.drain(..).flatten().collect();
+        self.keys.clear();
+        for c in &inv.containers {
+            let mut parts = [""; 6];
+            for (slot, (_, v)) in parts.iter_mut().zip(identity(c)) {
+                *slot = v;
+            }
+            let key = hash_of(&parts) ^ node_key;
+            self.keys.push(key);
+            self.resources.push(old.remove(&key).map(|r| (key, r)));
         }
-        resource_metrics(
-            buf,
-            |pb: &mut Pb| {
-                for (k, v) in node {
-                    pb.kv(1, k, v);
+        self.inventory = Some(inv.clone());
+        self.node_key = node_key;
+    }
+
+    /// Appends one `ResourceMetrics` per measured container to `buf` (the tail of an encoded
+    /// request), stamped `time`. `node` holds the node's identity attributes
+    /// ([`IDENTITY_KEYS`]).
+    pub(crate) fn write(
+        &mut self,
+        s: &ContainersSample,
+        node: &[(&str, &str)],
+        time: u64,
+        buf: &mut Vec<u8>,
+    ) {
+        let node_key = node.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, (k, v)| {
+            h.rotate_left(5) ^ hash_of(&[k, v])
+        });
+        if node_key != self.node_key
+            || !self
+                .inventory
+                .as_ref()
+                .is_some_and(|i| Arc::ptr_eq(i, &s.inventory))
+        {
+            self.align(&s.inventory, node_key);
+        }
+        self.written = 0;
+        for c in &s.containers {
+            let Some(info) = s.inventory.containers.get(c.index) else {
+                continue;
+            };
+            if c.cpu_seconds.is_none() && c.memory_bytes.is_none() && c.io.is_none() {
+                continue;
+            }
+            self.values.clear();
+            let mut shape = SHAPE_SEED;
+            container(
+                c,
+                &mut MetricWriter {
+                    sink: Sink::Collect {
+                        values: &mut self.values,
+                        shape: &mut shape,
+                    },
+                    time,
+                },
+            );
+            let key = self.keys[c.index];
+            let resource = match &mut self.resources[c.index] {
+                Some((k, r)) if *k == key => r,
+                slot => {
+                    self.written += 1;
+                    let r = resource_bytes(|pb: &mut Pb| {
+                        for (k, v) in node {
+                            pb.kv(1, k, v);
+                        }
+                        for (k, v) in identity(info) {
+                            pb.kv(1, k, v);
+                        }
+                    });
+                    &mut slot.insert((key, r)).1
                 }
-                for (k, v) in identity(info) {
-                    pb.kv(1, k, v);
+            };
+            if !self.skeletons.contains_key(&shape) {
+                if self.skeletons.len() >= MAX_SKELETONS {
+                    self.skeletons.clear();
                 }
-            },
-            |pb: &mut Pb| container(c, &mut MetricWriter { pb, time }),
-        );
+                self.written += 1;
+                let sk = Skeleton::write(time, |w| container(c, w));
+                debug_assert_eq!(
+                    sk.shape(),
+                    shape,
+                    "written with the shape it was collected with"
+                );
+                self.skeletons.insert(shape, sk);
+            }
+            let emitted = self.skeletons[&shape].emit(resource, shape, &self.values, buf);
+            debug_assert!(emitted, "a skeleton has the shape it is filed under");
+        }
     }
 }
 
@@ -224,14 +322,14 @@ mod tests {
             ..Default::default()
         };
         let inventory = Arc::new(Inventory {
-            containers: vec![ContainerInfo {
+            containers: vec![Arc::new(ContainerInfo {
                 id: "id".into(),
                 name: "u".into(),
                 image: "img".into(),
                 server_uuid: Some("u".into()),
                 server_name: Some("Survival".into()),
                 ..Default::default()
-            }],
+            })],
             servers: vec![Server {
                 uuid: "u".into(),
                 name: "Survival".into(),
@@ -251,15 +349,44 @@ mod tests {
         let mut buf = b
             .into_request(&[kv("service.name", "node-agent")])
             .encode_to_vec();
-        write_containers(
-            &s,
-            &[
-                ("service.name", "node-agent"),
-                ("service.instance.id", "n1"),
-            ],
-            10,
-            &mut buf,
+        let node = [
+            ("service.name", "node-agent"),
+            ("service.instance.id", "n1"),
+        ];
+        let mut enc = Encoder::default();
+        let head = buf.len();
+        enc.write(&s, &node, 10, &mut buf);
+        assert_eq!(enc.written, 2, "its resource and the skeleton of its shape");
+        // The next cycle patches the template: same bytes but the numbers.
+        let mut again = Vec::new();
+        enc.write(&s, &node, 10, &mut again);
+        assert_eq!((enc.written, &again[..]), (0, &buf[head..]));
+        let mut later = s.clone();
+        later.containers[0].cpu_seconds = Some(4.5);
+        let mut patched = Vec::new();
+        enc.write(&later, &node, 20, &mut patched);
+        assert_eq!(enc.written, 0);
+        let p = ExportMetricsServiceRequest::decode(patched.as_slice()).unwrap();
+        let m = &p.resource_metrics[0].scope_metrics[0].metrics;
+        let t = m.iter().find(|m| m.name == "container.cpu.time").unwrap();
+        let Some(Data::Sum(t)) = &t.data else {
+            panic!()
+        };
+        assert_eq!(
+            (t.data_points[0].time_unix_nano, t.data_points[0].value),
+            (
+                20,
+                Some(
+                    opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(
+                        4.5
+                    )
+                )
+            )
         );
+        // A value that appears changes the shape: written again.
+        later.containers[0].pressure[2] = Some(Pressure::default());
+        enc.write(&later, &node, 30, &mut Vec::new());
+        assert_eq!(enc.written, 1, "a skeleton for the new shape");
         let req = ExportMetricsServiceRequest::decode(buf.as_slice()).unwrap();
         assert_eq!(
             req.resource_metrics.len(),

@@ -358,23 +358,30 @@ impl Reader {
     /// Reads the every-cycle files, and the slow ones too when `slow` (the first read always
     /// does). A file that fails leaves its number `None`; the errors say which.
     pub fn read(&mut self) -> (Reading, Vec<FileError>) {
-        self.read_with(true)
+        self.read_with(true, &mut Vec::new())
     }
 
-    pub(crate) fn read_with(&mut self, slow: bool) -> (Reading, Vec<FileError>) {
+    /// [`Reader::read`], through `scratch`, a buffer shared by every reader (thousands of kept
+    /// files need no buffer each).
+    pub(crate) fn read_with(
+        &mut self,
+        slow: bool,
+        scratch: &mut Vec<u8>,
+    ) -> (Reading, Vec<FileError>) {
         let mut r = Reading::default();
         let mut errors = Vec::new();
         let e = &mut errors;
+        let b = scratch;
         match &mut self.cpu {
             Some(CpuSrc::V2(f)) => {
-                if let Some(s) = ok(e, f.read_str()).map(v2::parse_cpu_stat) {
+                if let Some(s) = ok(e, f.read_str_in(b)).map(v2::parse_cpu_stat) {
                     r.cpu_ns = s.usage_ns;
                     r.throttled_ns = s.throttled_ns;
                 }
                 r.recreated |= f.take_replaced();
             }
             Some(CpuSrc::V1(f)) => {
-                r.cpu_ns = ok(e, f.read_str())
+                r.cpu_ns = ok(e, f.read_str_in(b))
                     .and_then(v1::parse_int)
                     .and_then(|v| u64::try_from(v).ok());
                 r.recreated |= f.take_replaced();
@@ -383,14 +390,14 @@ impl Reader {
         }
         let usage = match &mut self.mem {
             Some(m) => {
-                let u = ok(e, m.usage.read_str()).and_then(v1::parse_int);
+                let u = ok(e, m.usage.read_str_in(b)).and_then(v1::parse_int);
                 r.recreated |= m.usage.take_replaced();
                 u
             }
             None => None,
         };
         if slow || r.recreated {
-            self.read_slow(e);
+            self.read_slow(e, b);
         }
         if r.throttled_ns.is_none() {
             r.throttled_ns = self.slow.throttled_ns;
@@ -400,38 +407,39 @@ impl Reader {
         r.memory = usage.map(|u| v2::memory_usage(u.max(0) as u64, self.slow.inactive_file));
         match &mut self.io {
             Some(IoSrc::IoStat(f)) => {
-                r.io = ok(e, f.read_str()).map(v2::parse_io_stat);
+                r.io = ok(e, f.read_str_in(b)).map(v2::parse_io_stat);
                 r.recreated |= f.take_replaced();
             }
-            Some(IoSrc::Tasks(t)) => t.read(&mut r, e, self.keep_cycle),
+            Some(IoSrc::Tasks(t)) => t.read(&mut r, e, self.keep_cycle, b),
             None => {}
         }
         (r, errors)
     }
 
-    fn read_slow(&mut self, e: &mut Vec<FileError>) {
+    fn read_slow(&mut self, e: &mut Vec<FileError>, b: &mut Vec<u8>) {
         if let Some(f) = &mut self.throttle {
             self.slow.throttled_ns =
-                ok(e, f.read_str()).and_then(|t| v2::parse_cpu_stat(t).throttled_ns);
+                ok(e, f.read_str_in(b)).and_then(|t| v2::parse_cpu_stat(t).throttled_ns);
         }
         if let Some(m) = &mut self.mem {
             let key = m.key;
-            self.slow.inactive_file = ok(e, m.stat.read_str()).and_then(|t| v2::stat_field(t, key));
+            self.slow.inactive_file =
+                ok(e, m.stat.read_str_in(b)).and_then(|t| v2::stat_field(t, key));
         }
         match &mut self.limit {
             Some(LimitSrc::V2(f)) => {
-                self.slow.cpu_limit = ok(e, f.read_str()).and_then(v2::parse_cpu_max)
+                self.slow.cpu_limit = ok(e, f.read_str_in(b)).and_then(v2::parse_cpu_max)
             }
             Some(LimitSrc::V1 { quota, period }) => {
-                let q = ok(e, quota.read_str()).and_then(v1::parse_int);
-                let p = ok(e, period.read_str()).and_then(v1::parse_int);
+                let q = ok(e, quota.read_str_in(b)).and_then(v1::parse_int);
+                let p = ok(e, period.read_str_in(b)).and_then(v1::parse_int);
                 self.slow.cpu_limit = q.zip(p).and_then(|(q, p)| v1::cfs_limit(q, p));
             }
             None => {}
         }
         for (slot, f) in self.slow.pressure.iter_mut().zip(&mut self.pressure) {
             if let Some(f) = f {
-                *slot = ok(e, f.read_str()).and_then(psi::parse);
+                *slot = ok(e, f.read_str_in(b)).and_then(psi::parse);
             }
         }
     }
@@ -440,17 +448,34 @@ impl Reader {
 /// Parses the PIDs of a `cgroup.procs` text into `out` (cleared first), sorted.
 fn parse_pids(text: &str, out: &mut Vec<i32>) {
     out.clear();
-    out.extend(
-        text.lines()
-            .filter_map(|l| l.trim().parse::<i32>().ok())
-            .filter(|p| *p > 0),
-    );
-    out.sort_unstable();
+    let mut cur: Option<i32> = Some(0);
+    let mut digits = false;
+    for &c in text.as_bytes().iter().chain(b"\n") {
+        match c {
+            b'0'..=b'9' => {
+                cur = cur.and_then(|v| v.checked_mul(10)?.checked_add(i32::from(c - b'0')));
+                digits = true;
+            }
+            b'\n' => {
+                if let Some(p) = cur.filter(|p| digits && *p > 0) {
+                    out.push(p);
+                }
+                cur = Some(0);
+                digits = false;
+            }
+            b' ' | b'\t' | b'\r' => {}
+            _ => cur = None,
+        }
+    }
+    // v1 lists them sorted, v2 in task order.
+    if !out.is_sorted() {
+        out.sort_unstable();
+    }
 }
 
 impl Tasks {
-    fn read(&mut self, r: &mut Reading, errors: &mut Vec<FileError>, keep: bool) {
-        let text = match self.procs.read_str() {
+    fn read(&mut self, r: &mut Reading, errors: &mut Vec<FileError>, keep: bool, b: &mut Vec<u8>) {
+        let text = match self.procs.read_str_in(b) {
             Ok(t) => t,
             Err(e) => {
                 errors.push(e);
@@ -476,7 +501,7 @@ impl Tasks {
             });
             *seen_pass = pass;
             // A process that exited since cgroup.procs was read is simply not seen.
-            match file.read_str().map(taskio::parse_proc_io) {
+            match file.read_str_in(b).map(taskio::parse_proc_io) {
                 Ok(Some(io)) => self.seen.push(taskio::Observed {
                     pid,
                     ppid: *ppid,
@@ -496,7 +521,7 @@ impl Tasks {
             // cgroup.procs) or processes this agent cannot see (they are still listed).
             let gone = last_error.as_ref().is_some_and(FileError::is_gone);
             let listed_again = gone
-                && self.procs.read_str().is_ok_and(|t| {
+                && self.procs.read_str_in(b).is_ok_and(|t| {
                     let mut again = Vec::new();
                     parse_pids(t, &mut again);
                     again == self.pids
@@ -527,8 +552,10 @@ mod tests {
     #[test]
     fn pids_sorted_and_garbage_skipped() {
         let mut v = vec![9];
-        parse_pids("30\n 10\nx\n0\n-4\n20\n", &mut v);
-        assert_eq!(v, [10, 20, 30]);
+        parse_pids("30\n 10\nx\n0\n-4\n20\n99999999999\n7", &mut v);
+        assert_eq!(v, [7, 10, 20, 30]);
+        parse_pids("", &mut v);
+        assert!(v.is_empty());
     }
 
     /// A v2 cgroup in a temp dir: what each cycle reads and what only slow cycles read.
@@ -552,28 +579,28 @@ mod tests {
         };
         let mut r = Reader::new(Layout::V2, dirs.clone(), Path::new("/proc"));
         assert_eq!(r.file_counts(), (3, 3));
-        let (a, e) = r.read_with(false);
+        let (a, e) = r.read_with(false, &mut Vec::new());
         assert!(e.is_empty(), "{e:?}");
         // Not a slow read (the sampler's first read always is): no inactive file known yet.
         assert_eq!(
             (a.cpu_ns, a.memory, a.cpu_limit),
             (Some(10_000), Some(1000), None)
         );
-        let (a, _) = r.read_with(true);
+        let (a, _) = r.read_with(true, &mut Vec::new());
         assert_eq!((a.memory, a.cpu_limit), (Some(700), Some(0.5)));
         assert_eq!(a.pressure[0].map(|p| p.some_total_us), Some(7));
         std::fs::write(p("memory.stat"), "inactive_file 900\n").unwrap();
         std::fs::write(p("cpu.max"), "max 100000\n").unwrap();
         std::fs::write(p("cpu.stat"), "usage_usec 20\nthrottled_usec 5\n").unwrap();
-        let (b, _) = r.read_with(false);
+        let (b, _) = r.read_with(false, &mut Vec::new());
         // Every-cycle numbers are fresh, slow ones are the last read.
         assert_eq!((b.cpu_ns, b.throttled_ns), (Some(20_000), Some(5_000)));
         assert_eq!((b.memory, b.cpu_limit), (Some(700), Some(0.5)));
-        let (c, _) = r.read_with(true);
+        let (c, _) = r.read_with(true, &mut Vec::new());
         assert_eq!((c.memory, c.cpu_limit), (Some(100), None));
         // Past the budget the files are read the same, through a fresh descriptor each time.
         r.set_keep(false, false);
-        let (t, e) = r.read_with(true);
+        let (t, e) = r.read_with(true, &mut Vec::new());
         assert!(e.is_empty());
         assert_eq!(t.cpu_ns, Some(20_000));
         // A limit known from Docker is not read.

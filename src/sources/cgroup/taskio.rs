@@ -73,21 +73,12 @@ impl TaskBytes {
 
 /// `/proc/<pid>/io`: storage bytes (not `rchar`/`wchar`, which include page-cache hits and pipes).
 pub(crate) fn parse_proc_io(text: &str) -> Option<TaskBytes> {
-    let (mut r, mut w, mut c) = (None, None, None);
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("read_bytes:") {
-            r = v.trim().parse().ok();
-        } else if let Some(v) = line.strip_prefix("write_bytes:") {
-            w = v.trim().parse().ok();
-        } else if let Some(v) = line.strip_prefix("cancelled_write_bytes:") {
-            c = v.trim().parse().ok();
-        }
-    }
+    use super::v2::uint_field;
     Some(TaskBytes {
-        read: r?,
-        write: w?,
+        read: uint_field(text, "read_bytes", b':')?,
+        write: uint_field(text, "write_bytes", b':')?,
         // Present since Linux 2.6.20, like the other two; absent only in a malformed file.
-        cancelled: c.unwrap_or(0),
+        cancelled: uint_field(text, "cancelled_write_bytes", b':').unwrap_or(0),
     })
 }
 

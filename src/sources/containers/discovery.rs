@@ -89,11 +89,12 @@ pub enum SourceState {
     Failed(String),
 }
 
-/// Everything one discovery pass found.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// Everything one discovery pass found. Containers are shared (`Arc`) between passes: an
+/// unchanged container costs a pointer per pass, not a copy.
+#[derive(Debug, Clone, Default)]
 pub struct Inventory {
     pub layout: Option<Layout>,
-    pub containers: Vec<ContainerInfo>,
+    pub containers: Vec<Arc<ContainerInfo>>,
     pub servers: Vec<Server>,
     pub docker: SourceState,
     pub wings: SourceState,
@@ -104,7 +105,7 @@ pub struct Inventory {
 
 /// Joins Wings servers to containers: name = UUID, or `<uuid>_installer`; each server gets the
 /// ID of its container (named by the UUID).
-pub(crate) fn join(containers: &mut [ContainerInfo], servers: &mut [Server]) {
+pub(crate) fn join(containers: &mut [Arc<ContainerInfo>], servers: &mut [Server]) {
     let by_name: HashMap<&str, &str> = containers
         .iter()
         .map(|c| (c.name.as_str(), c.id.as_str()))
@@ -115,18 +116,21 @@ pub(crate) fn join(containers: &mut [ContainerInfo], servers: &mut [Server]) {
     let by_uuid: HashMap<&str, &Server> = servers.iter().map(|s| (s.uuid.as_str(), s)).collect();
     for c in containers {
         let key = c.name.strip_suffix("_installer").unwrap_or(&c.name);
-        match by_uuid.get(key) {
-            Some(s) => {
-                c.server_uuid = Some(s.uuid.clone());
-                c.server_name = Some(s.name.clone());
-            }
+        let (uuid, name) = match by_uuid.get(key) {
+            Some(s) => (Some(s.uuid.as_str()), Some(s.name.as_str())),
             None => {
                 // Without Wings, a Wings-labelled container is still a Pterodactyl server: its
                 // name is the UUID.
                 let labelled = c.labels.get("Service").map(String::as_str) == Some("Pterodactyl");
-                c.server_uuid = labelled.then(|| key.to_string());
-                c.server_name = None;
+                (labelled.then_some(key), None)
             }
+        };
+        // Copied only when the join changed it.
+        if c.server_uuid.as_deref() != uuid || c.server_name.as_deref() != name {
+            let (uuid, name) = (uuid.map(str::to_string), name.map(str::to_string));
+            let c = Arc::make_mut(c);
+            c.server_uuid = uuid;
+            c.server_name = name;
         }
     }
 }
@@ -150,11 +154,13 @@ pub struct Discovery {
     inspect_deadline: Duration,
     /// Unix seconds the last events query ended at: the next one starts there.
     events_since: Option<f64>,
+    /// What the last pass left over, for the source's detail.
+    pass_counts: String,
     proc_path: PathBuf,
     sys_path: PathBuf,
     mount_table: Arc<MountTable>,
     /// Inspected containers by ID, with the list state they were inspected in.
-    cache: HashMap<String, ContainerInfo>,
+    cache: HashMap<String, Arc<ContainerInfo>>,
     last_docker_error: Option<String>,
     last_wings_error: Option<String>,
     wings_version: Option<String>,
@@ -171,6 +177,7 @@ impl Discovery {
                 .map_err(|e| e.to_string()),
             inspect_deadline: cfg.interval.max(cfg.http_timeout),
             events_since: None,
+            pass_counts: String::new(),
             proc_path: cfg.proc_path.clone(),
             sys_path: cfg.sys_path.clone(),
             mount_table,
@@ -211,7 +218,7 @@ impl Discovery {
         &mut self,
         mounts: &Mounts,
         started: Instant,
-    ) -> Result<Option<(Vec<ContainerInfo>, Option<String>)>, String> {
+    ) -> Result<Option<(Vec<Arc<ContainerInfo>>, Option<String>)>, String> {
         let list = match self.docker.list().await {
             Ok(l) => l,
             Err(e) if e.is_absent() => {
@@ -241,7 +248,7 @@ impl Discovery {
             },
             None => self.events_since = Some(until),
         }
-        let mut out: Vec<Option<ContainerInfo>> = Vec::with_capacity(list.len());
+        let mut out: Vec<Option<Arc<ContainerInfo>>> = Vec::with_capacity(list.len());
         let mut to_inspect = Vec::new();
         for s in list {
             if s.id.is_empty() {
@@ -254,7 +261,7 @@ impl Discovery {
             };
             match self.cache.get(&s.id) {
                 Some(c) if c.state == s.state && pid_alive(c) && !updated.contains(&s.id) => {
-                    out.push(Some(c.clone()))
+                    out.push(Some(Arc::clone(c)))
                 }
                 _ => {
                     let c = ContainerInfo {
@@ -269,14 +276,16 @@ impl Discovery {
                     if c.is_running() {
                         to_inspect.push(out.len());
                     }
-                    out.push(Some(c));
+                    out.push(Some(Arc::new(c)));
                 }
             }
         }
         let deadline = started + self.inspect_deadline;
         let (inspected, left, failed) = self.inspect_all(&out, &to_inspect, deadline).await;
         for (i, result) in inspected {
-            let Some(c) = out[i].as_mut() else { continue };
+            let Some(c) = out[i].as_mut().map(Arc::make_mut) else {
+                continue;
+            };
             match result {
                 Ok(ins) => {
                     c.pid = ins.state.pid;
@@ -298,34 +307,40 @@ impl Discovery {
                 && let Some(old) = self.cache.get(&c.id)
                 && old.is_running()
             {
-                out[i] = Some(ContainerInfo {
+                out[i] = Some(Arc::new(ContainerInfo {
                     state: c.state.clone(),
-                    ..old.clone()
-                });
+                    ..(**old).clone()
+                }));
             }
         }
+        // The problem text stays the same while the situation does (it is logged once per
+        // change); the counts go into the source's detail.
+        let mut counts = Vec::new();
         if !left.is_empty() {
             problems.push(format!(
-                "{} of {} containers not inspected within {:.0} s (Docker slow); they are measured once a later pass gets to them",
-                left.len(),
-                to_inspect.len(),
+                "containers not inspected within {:.0} s (Docker slow to answer); they are measured once a later pass gets to them",
                 self.inspect_deadline.as_secs_f64()
+            ));
+            counts.push(format!(
+                "{} of {} not inspected yet",
+                left.len(),
+                to_inspect.len()
             ));
         }
         if let Some((_, e)) = failed.first() {
-            problems.push(format!(
-                "inspect failed for {} containers: {e}",
-                failed.len()
-            ));
+            problems.push(format!("inspect failed: {e}"));
+            counts.push(format!("{} inspects failed", failed.len()));
         }
+        self.pass_counts = counts.join(", ");
         let mut fresh = HashMap::with_capacity(out.len());
         let mut containers = Vec::with_capacity(out.len());
         for mut info in out.into_iter().flatten() {
             // A cgroup that was not there yet (container just starting) is looked for again.
             if info.is_running() && info.dirs.is_none() && info.pid > 0 {
-                info.dirs = self.resolve(mounts, &info.id, info.pid);
+                let dirs = self.resolve(mounts, &info.id, info.pid);
+                Arc::make_mut(&mut info).dirs = dirs;
             }
-            fresh.insert(info.id.clone(), info.clone());
+            fresh.insert(info.id.clone(), Arc::clone(&info));
             containers.push(info);
         }
         self.cache = fresh;
@@ -338,7 +353,7 @@ impl Discovery {
     #[allow(clippy::type_complexity)]
     async fn inspect_all(
         &self,
-        out: &[Option<ContainerInfo>],
+        out: &[Option<Arc<ContainerInfo>>],
         which: &[usize],
         deadline: Instant,
     ) -> (
@@ -427,7 +442,11 @@ impl Discovery {
                 let running = c.iter().filter(|c| c.is_running()).count();
                 inv.docker = SourceState::Ok(match &problem {
                     None => format!("{} containers, {running} running", c.len()),
-                    Some(p) => format!("{} containers, {running} running; {p}", c.len()),
+                    Some(p) => format!(
+                        "{} containers, {running} running ({}); {p}",
+                        c.len(),
+                        self.pass_counts
+                    ),
                 });
                 inv.containers = c;
                 log_change("docker", &mut self.last_docker_error, problem.as_deref());
@@ -501,13 +520,13 @@ mod tests {
             name: "Survival".into(),
             ..Default::default()
         }];
-        let mut cs = vec![
-            c(u, true),
-            c(&format!("{u}_installer"), true),
-            c("redis", false),
-            c("0a1b2c3d-0000-4000-8000-000000000000", true),
+        let mut cs: Vec<Arc<ContainerInfo>> = vec![
+            c(u, true).into(),
+            c(&format!("{u}_installer"), true).into(),
+            c("redis", false).into(),
+            c("0a1b2c3d-0000-4000-8000-000000000000", true).into(),
         ];
-        cs[0].id = "c0".into();
+        Arc::make_mut(&mut cs[0]).id = "c0".into();
         join(&mut cs, &mut servers);
         assert_eq!(servers[0].container_id.as_deref(), Some("c0"));
         assert_eq!(cs[0].server_name.as_deref(), Some("Survival"));

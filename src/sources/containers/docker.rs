@@ -348,12 +348,24 @@ impl Docker {
         limit: usize,
     ) -> Result<(u16, Option<String>, Vec<u8>), DockerError> {
         let fut = async {
-            let stream = tokio::net::UnixStream::connect(&self.socket)
-                .await
-                .map_err(|source| DockerError::Connect {
-                    socket: self.sock(),
-                    source,
-                })?;
+            // A full listen backlog answers EAGAIN: a busy daemon, tried again shortly (within
+            // the request's timeout).
+            let mut backoff = Duration::from_millis(10);
+            let stream = loop {
+                match tokio::net::UnixStream::connect(&self.socket).await {
+                    Ok(s) => break s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                    }
+                    Err(source) => {
+                        return Err(DockerError::Connect {
+                            socket: self.sock(),
+                            source,
+                        });
+                    }
+                }
+            };
             let http = |reason: String| DockerError::Http {
                 socket: self.sock(),
                 path: path.to_string(),

@@ -244,6 +244,8 @@ pub struct Sampler {
     slow_every: u32,
     next_phase: u32,
     descriptors: Descriptors,
+    /// The one read buffer of every container file.
+    scratch: Vec<u8>,
 }
 
 /// Δ / seconds, or `None` when a counter went down (reset) or no time passed.
@@ -284,6 +286,7 @@ impl Sampler {
                 budget: fd_budget(fd_limit),
                 ..Default::default()
             },
+            scratch: Vec::new(),
         }
     }
 
@@ -403,7 +406,7 @@ impl Sampler {
             };
             let slow =
                 track.prev.is_none() || (self.cycle + track.phase).is_multiple_of(self.slow_every);
-            let (r, errs) = track.reader.read_with(slow);
+            let (r, errs) = track.reader.read_with(slow, &mut self.scratch);
             let mut r_io_override = None;
             let at = Instant::now();
             cs.io_source = track.reader.io_source().map(|s| s.as_str());
@@ -442,7 +445,7 @@ impl Sampler {
                 track.restarted = true;
                 // The task counters of the old run are not this run's.
                 if track.reader.reset_task_counters() {
-                    let (again, _) = track.reader.read_with(false);
+                    let (again, _) = track.reader.read_with(false, &mut self.scratch);
                     cs.processes = again.processes;
                     r_io_override = Some(again.io);
                 }
@@ -577,7 +580,7 @@ mod tests {
         Arc::new(Inventory {
             layout: Some(Layout::V2),
             docker: SourceState::Ok(String::new()),
-            containers: vec![ContainerInfo {
+            containers: vec![Arc::new(ContainerInfo {
                 id: id.into(),
                 name: "srv".into(),
                 state: "running".into(),
@@ -588,7 +591,7 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
-            }],
+            })],
             ..Default::default()
         })
     }
@@ -638,8 +641,8 @@ mod tests {
         assert_eq!(fourth.containers[0].start_nanos, 200);
         // Discovery then reports the new PID and Docker's StartedAt: the run keeps its start.
         let mut moved = (*i).clone();
-        moved.containers[0].pid = 2;
-        moved.containers[0].started_nanos = 250;
+        Arc::make_mut(&mut moved.containers[0]).pid = 2;
+        Arc::make_mut(&mut moved.containers[0]).started_nanos = 250;
         let moved = Arc::new(moved);
         let (fifth, _) = s.sample(&moved, 500);
         assert_eq!(fifth.containers[0].start_nanos, 200);
@@ -649,8 +652,8 @@ mod tests {
         );
         // A restart discovery sees first (new PID, StartedAt after the last point).
         let mut again = (*moved).clone();
-        again.containers[0].pid = 3;
-        again.containers[0].started_nanos = 550;
+        Arc::make_mut(&mut again.containers[0]).pid = 3;
+        Arc::make_mut(&mut again.containers[0]).started_nanos = 550;
         let (sixth, _) = s.sample(&Arc::new(again), 600);
         assert_eq!(
             (
