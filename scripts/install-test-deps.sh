@@ -18,9 +18,12 @@ command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v jq >/dev/null || need_apt+=(jq)
-command -v curl >/dev/null || need_apt+=(curl)
+# A real terminal for `node-agent top` (tests/it/top.rs drives it in a tmux pane).
+command -v tmux >/dev/null || need_apt+=(tmux)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
+# Test certificates for the OpAMP TLS tests (tests/it/opamp/mock.rs).
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-test-deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -47,6 +50,11 @@ if [ "${NODE_AGENT_SKIP_NPM:-0}" != 1 ]; then
   if [ ! -d "$peers/npm-java/node_modules/minecraft-protocol" ]; then
     echo "install-test-deps: npm install minecraft-protocol"
     npm install --silent --no-audit --no-fund --prefix "$peers/npm-java" minecraft-protocol@1.54.0 >/dev/null
+  fi
+  # A real OpAMP server (HTTP transport) with a test mode that keeps every AgentToServer it got.
+  if [ ! -d "$peers/npm-opamp/node_modules/@elastic/mockopampserver" ]; then
+    echo "install-test-deps: npm install @elastic/mockopampserver"
+    npm install --silent --no-audit --no-fund --prefix "$peers/npm-opamp" --ignore-scripts @elastic/mockopampserver@0.5.0 >/dev/null
   fi
 fi
 # Grafana dashboard schema (tests/it/pipeline.rs): the JSON Schema generated from npm @grafana/schema's

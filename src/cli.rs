@@ -1,4 +1,4 @@
-//! The command line: `run` (default), `check [--json]`, `config [--json|--markdown]`, and one
+//! The command line: `run` (default), `check [--json]`, `top [--once]`, `config [--json|--markdown]`, and one
 //! global flag per setting, generated from the settings table so that flags, environment names and
 //! docs/configuration.md cannot disagree.
 
@@ -10,6 +10,7 @@ use std::path::PathBuf;
 pub enum Action {
     Run,
     Check { json: bool },
+    Top { once: bool },
     Config { json: bool, markdown: bool },
 }
 
@@ -50,6 +51,11 @@ pub fn command() -> Command {
                 .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("Print one JSON document")),
         )
         .subcommand(
+            Command::new("top")
+                .about("Live view of this node, its containers and game servers in the terminal (q quits); needs no collector")
+                .arg(Arg::new("once").long("once").action(ArgAction::SetTrue).help("Print one screen as plain text and exit")),
+        )
+        .subcommand(
             Command::new("config")
                 .about("Print the effective configuration and where each value comes from (secrets redacted)")
                 .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("Print JSON"))
@@ -78,6 +84,9 @@ pub fn parse(matches: &ArgMatches) -> Invocation {
     let action = match matches.subcommand() {
         Some(("check", m)) => Action::Check {
             json: m.get_flag("json"),
+        },
+        Some(("top", m)) => Action::Top {
+            once: m.get_flag("once"),
         },
         Some(("config", m)) => Action::Config {
             json: m.get_flag("json"),

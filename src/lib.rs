@@ -14,8 +14,10 @@
 //! | [`logging`], [`config`] | the process's logs; the settings table and its layers, building each stage's own config |
 //! | [`state`] | the shared state of a running agent (inventory, health, capabilities, latest requests) |
 //! | [`serve`] | the local `/healthz`, `/readyz`, `/metrics` endpoint |
+//! | [`control`] | the control plane: an OpAMP client (registration, health, remote configuration) |
 //! | [`runtime`] | `node-agent run`: the loops, their timing and shutdown |
 //! | [`check`] | `node-agent check`: one pass of everything, as a report |
+//! | [`top`] | `node-agent top`: a live terminal view of the node, its containers and game servers |
 //! | [`cli`] | the command line, generated from the settings table |
 //!
 //! Where things go:
@@ -30,6 +32,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod export;
 pub mod logging;
 pub mod otlp;
@@ -38,6 +41,7 @@ pub mod serve;
 pub mod sources;
 pub mod state;
 pub mod sys;
+pub mod top;
 
 /// Allocator tuning for a long-running agent: one malloc arena (`sys::limits`). Call first in
 /// `main`, before any thread starts.

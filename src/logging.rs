@@ -23,7 +23,9 @@ pub fn init(level: &str, format: LogFormat) {
         // The HTTP/2 stack logs every connection event at debug; keep it quiet unless asked.
         .add_directive("h2=warn".parse().expect("static directive"))
         .add_directive("hyper=warn".parse().expect("static directive"))
-        .add_directive("rustls=warn".parse().expect("static directive"));
+        .add_directive("rustls=warn".parse().expect("static directive"))
+        // tungstenite (OpAMP WebSocket) traces the whole upgrade request, bearer token included.
+        .add_directive("tungstenite=debug".parse().expect("static directive"));
     let json = matches!(format, LogFormat::Json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

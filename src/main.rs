@@ -21,7 +21,10 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
-    node_agent::logging::init(&cfg.log_level, cfg.log_format);
+    // The live view owns the terminal: log lines would tear through it.
+    if !matches!(inv.action, Action::Top { once: false }) {
+        node_agent::logging::init(&cfg.log_level, cfg.log_format);
+    }
     node_agent::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -38,7 +41,8 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async move {
         match inv.action {
             Action::Check { json } => node_agent::check::run(cfg, json).await,
-            _ => node_agent::runtime::run(cfg).await,
+            Action::Top { once } => node_agent::top::run(cfg, once).await,
+            _ => node_agent::runtime::run(cfg, layers).await,
         }
     });
     // Do not wait for blocked helper threads (a hung statfs) at exit.

@@ -4,14 +4,17 @@
 //! (`parking_lot`): a panic in one loop never turns every other loop's lock into a panic.
 
 use crate::config::Config;
+use crate::config::opamp::TransportKind;
 use crate::export::ExportStats;
 use crate::otlp::resource;
+use crate::otlp::resource::ResourceConfig;
 use crate::sources::agent::Health;
 use crate::sources::containers::Inventory;
 use crate::sources::containers::sampler::Sampler as ContainerSampler;
 use crate::sources::gpu::{GpuSampler, GpuWorker};
 use crate::sources::host::{Capabilities, HostInfo};
 use crate::sources::node::NodeSample;
+use crate::sources::probe::prober::PlayersConfig;
 use crate::sys::clock::now_nanos;
 use crate::sys::mountinfo::{self, MountTable};
 use bytes::Bytes;
@@ -19,6 +22,68 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The settings a running agent changes without a restart (from a remote configuration, see
+/// `config::remote::LIVE`): the loops read them at every iteration instead of `ctx.cfg`, which
+/// holds what is read once at start.
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
+    /// The pause between node samples is drawn from `[min, max]`.
+    pub(crate) sample_interval: (Duration, Duration),
+    pub(crate) discovery_interval: Duration,
+    /// Game-server targets, overrides, probe limits and schedule.
+    pub(crate) players: PlayersConfig,
+    /// The Resource's configured part (attributes, service name, node address).
+    pub(crate) resource: ResourceConfig,
+    // The logs selection joins here when the logs source lands (and its keys join
+    // `config::remote::LIVE`), read by the logs loop at every iteration like the above.
+}
+
+impl Live {
+    pub(crate) fn from_config(cfg: &Config) -> Live {
+        Live {
+            sample_interval: cfg.sample_interval,
+            discovery_interval: cfg.discovery.interval,
+            players: cfg.players.clone(),
+            resource: cfg.resource.clone(),
+        }
+    }
+}
+
+/// Where the control-plane (OpAMP) connection stands, for `/readyz` and `check`. Never holds a
+/// secret: the endpoint is shown without credentials, errors name the URL the same way.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ControlStatus {
+    pub endpoint: String,
+    pub transport: TransportKind,
+    pub instance_uid: String,
+    /// The last exchange succeeded and no failure came after it.
+    pub connected: bool,
+    /// Unix milliseconds of the last successful reply.
+    pub last_contact_unix_ms: Option<u64>,
+    pub last_error: Option<String>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    pub heartbeat_sec: f64,
+    /// The server's capability bits (AcceptsStatus, OffersRemoteConfig, …).
+    pub server_capabilities: u64,
+    pub remote_config: Option<RemoteConfigState>,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    /// Server messages that could not be decoded (ignored).
+    pub malformed: u64,
+}
+
+/// The last remote configuration received and what became of it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RemoteConfigState {
+    /// Hex of the configuration hash.
+    pub hash: String,
+    /// `APPLIED`, `APPLYING` or `FAILED`.
+    pub status: String,
+    pub error: Option<String>,
+}
 
 /// Discovery's latest inventory and the per-container sampler that reads it in the node cycle.
 pub struct Containers {
@@ -78,6 +143,11 @@ pub struct Context {
     pub containers: Containers,
     /// The host's mount table, shared by the node sampler and discovery.
     pub mounts: Arc<MountTable>,
+    /// What may change while the agent runs (see [`Live`]), and a signal when it did.
+    live: RwLock<Arc<Live>>,
+    live_changed: tokio::sync::watch::Sender<()>,
+    /// The control-plane connection's status, when there is a client (it keeps it current).
+    pub(crate) control: Mutex<Option<Arc<Mutex<ControlStatus>>>>,
 }
 
 impl Context {
@@ -97,6 +167,9 @@ impl Context {
             GpuSampler::from_config(&cfg.gpu),
         ));
         Context {
+            live: RwLock::new(Arc::new(Live::from_config(&cfg))),
+            live_changed: tokio::sync::watch::Sender::new(()),
+            control: Mutex::new(None),
             gpu,
             containers: Containers::new(cfg.node.proc_path.clone(), cfg.sample_interval.0),
             mounts,
@@ -112,7 +185,31 @@ impl Context {
 
     /// The OTLP Resource attributes as of now.
     pub(crate) fn resource(&self) -> Vec<KeyValue> {
-        resource::build(&self.cfg.resource, &self.host, &self.caps.read())
+        resource::build(&self.live().resource, &self.host, &self.caps.read())
+    }
+
+    /// Where the control-plane connection stands (`None`: no OpAMP client).
+    pub(crate) fn control_status(&self) -> Option<ControlStatus> {
+        let cell = self.control.lock().clone()?;
+        let status = cell.lock().clone();
+        Some(status)
+    }
+
+    /// The live settings in force (an immutable snapshot).
+    pub(crate) fn live(&self) -> Arc<Live> {
+        self.live.read().clone()
+    }
+
+    /// Puts new live settings in force; the loops re-plan their pause and take them at their
+    /// next iteration.
+    pub(crate) fn set_live(&self, live: Live) {
+        *self.live.write() = Arc::new(live);
+        self.live_changed.send_replace(());
+    }
+
+    /// Wakes when the live settings change.
+    pub(crate) fn live_changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.live_changed.subscribe()
     }
 
     /// Remembers a sampler's latest request for `/metrics`.

@@ -186,6 +186,7 @@ fn cycle_allocations_and_reads_stay_within_2x_of_baseline() {
         file: BTreeMap::new(),
         file_path: None,
         file_tables: Default::default(),
+        remote: Default::default(),
     };
     let cfg = node_agent::config::Config::from_layers(&layers).unwrap();
     let ctx = node_agent::state::Context::new(cfg);

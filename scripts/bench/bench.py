@@ -376,9 +376,11 @@ def run_n(a, n, engine, docker_host, sink, out_dir):
         "NODE_AGENT_LOG_FORMAT": "text",
         "NODE_AGENT_SPOOL_DIR": f"{out_dir}/spool-{n}",
     })
-    for k in ["NODE_AGENT_HTTP_LISTEN", "WINGS_BASE_URL", "WINGS_TOKEN"]:
+    for k in ["WINGS_BASE_URL", "WINGS_TOKEN"]:
         env.pop(k, None)
     shutil.rmtree(f"{out_dir}/spool-{n}", ignore_errors=True)
+    # The local endpoint is on by default; the benchmark measures sampling and export only.
+    env["NODE_AGENT_HTTP_LISTEN"] = "off"
     log = open(f"{out_dir}/agent-{n}.log", "w")
     meters = {k: CpuMeter(f"{k}-{n}") for k in ("agent", "floor", "ne")}
     agent = subprocess.Popen([a.agent, "run"], env=env, stdout=log, stderr=log,

@@ -102,8 +102,10 @@ async fn replay(payload: &str, batches: u64) {
             spool_max_bytes: 0,
             fsync: node_agent::export::FsyncPolicy::Never,
             backoff_max: Duration::from_millis(500),
+            logs: None,
         },
-    );
+    )
+    .expect("exporter");
     // The outage: nothing listens on the port while the backlog builds up.
     for _ in 0..batches {
         exporter.enqueue(payload.clone());

@@ -31,11 +31,31 @@ pub(crate) struct SourceStatus {
     pub(crate) detail: String,
 }
 
+/// What `check` found out about the export destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EndpointState {
+    /// The collector accepted an empty export request.
+    Answers,
+    /// A configured collector did not accept it: a failure (exit 1).
+    Down,
+    /// Nothing configured and nothing answers at the specification's default: a note.
+    NotConfigured,
+    /// `OTEL_METRICS_EXPORTER=console`: samples go to stdout, nothing was sent.
+    Console,
+    /// `OTEL_METRICS_EXPORTER=none`: samples are not exported.
+    Off,
+}
+
 #[derive(Debug, Serialize)]
 pub(crate) struct EndpointStatus {
     pub(crate) exporter: String,
     pub(crate) protocol: String,
     pub(crate) url: String,
+    /// Whether the endpoint was configured (an OTLP endpoint setting or the orchestrator mode)
+    /// rather than the specification's default.
+    pub(crate) configured: bool,
+    pub(crate) state: EndpointState,
     pub(crate) ok: bool,
     pub(crate) error: Option<String>,
 }
@@ -168,6 +188,14 @@ pub(crate) async fn build_report(cfg: Config) -> Report {
     let wings_servers = targets::from_inventory(&ctx.containers.inventory());
     let game_servers = game_servers(cfg, &wings_servers, &mut sources).await;
     let endpoint = endpoint_status(cfg).await;
+    if let Some(o) = &cfg.opamp {
+        let (ok, detail) = crate::control::probe(o).await;
+        sources.push(SourceStatus {
+            name: "opamp".into(),
+            ok,
+            detail,
+        });
+    }
     let resource = ctx
         .resource()
         .iter()
@@ -214,20 +242,30 @@ async fn endpoint_status(cfg: &Config) -> EndpointStatus {
     let mut status = EndpointStatus {
         exporter: e.exporter.name().into(),
         protocol: e.protocol.name().into(),
-        url: e.endpoint.clone(),
+        url: crate::runtime::startup::display_url(&e.endpoint),
+        configured: e.endpoint_explicit,
+        state: EndpointState::Answers,
         ok: true,
         error: None,
     };
-    if e.exporter != ExporterKind::Otlp {
-        return status;
-    }
-    let result = match Transport::new(e) {
-        Ok(t) => t.probe().await.map_err(|err| err.to_string()),
-        Err(err) => Err(err.to_string()),
-    };
-    if let Err(err) = result {
-        status.ok = false;
-        status.error = Some(err);
+    match e.exporter {
+        ExporterKind::Console => status.state = EndpointState::Console,
+        ExporterKind::None => status.state = EndpointState::Off,
+        ExporterKind::Otlp => {
+            let result = match Transport::new(e) {
+                Ok(t) => t.probe().await.map_err(|err| err.to_string()),
+                Err(err) => Err(err.to_string()),
+            };
+            if let Err(err) = result {
+                status.error = Some(err);
+                if e.endpoint_explicit {
+                    status.state = EndpointState::Down;
+                    status.ok = false;
+                } else {
+                    status.state = EndpointState::NotConfigured;
+                }
+            }
+        }
     }
     status
 }

@@ -122,19 +122,44 @@ pub(crate) fn render_text(r: &Report) -> String {
             s.detail
         );
     }
-    let e = &r.endpoint;
-    let _ = writeln!(
-        o,
-        "\nExport: {} {} {}\n  [{}] {}",
-        e.exporter,
-        e.protocol,
-        e.url,
-        if e.ok { " ok " } else { "FAIL" },
-        e.error
-            .as_deref()
-            .unwrap_or("endpoint accepted an empty export request")
-    );
+    render_endpoint(&mut o, &r.endpoint);
     o
+}
+
+/// The export destination: a failure only for a configured collector that does not answer.
+fn render_endpoint(o: &mut String, e: &super::EndpointStatus) {
+    use super::EndpointState as S;
+    let err = e.error.as_deref().unwrap_or("");
+    let _ = writeln!(o, "\nExport");
+    let _ = match e.state {
+        S::Answers => writeln!(
+            o,
+            "  [ ok ] the collector at {} ({}) accepted an empty export request",
+            e.url, e.protocol
+        ),
+        S::Down => writeln!(
+            o,
+            "  [FAIL] the collector at {} ({}) does not answer: {err}\n         \
+             check that it runs and that OTEL_EXPORTER_OTLP_ENDPOINT points at it",
+            e.url, e.protocol
+        ),
+        S::NotConfigured => writeln!(
+            o,
+            "  [note] no collector configured, and nothing answers at the OpenTelemetry default {} \
+             ({err}).\n         `node-agent run` keeps samples in its spool until one does; set \
+             OTEL_EXPORTER_OTLP_ENDPOINT to send to your collector",
+            e.url
+        ),
+        S::Console => writeln!(
+            o,
+            "  [note] console exporter (OTEL_METRICS_EXPORTER=console): samples are printed to \
+             stdout; nothing is sent"
+        ),
+        S::Off => writeln!(
+            o,
+            "  [note] export is off (OTEL_METRICS_EXPORTER=none): samples are only served locally"
+        ),
+    };
 }
 
 fn render_gpus(o: &mut String, gpus: &[crate::sources::gpu::Gpu]) {

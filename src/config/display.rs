@@ -55,6 +55,41 @@ pub fn text(layers: &Layers) -> String {
     out
 }
 
+/// The effective configuration as a TOML document in the `--config` file format (what the OpAMP
+/// client reports): every setting that has a value, secrets redacted, with its source as a
+/// comment, then the sections in force.
+pub fn toml(layers: &Layers) -> String {
+    let mut out =
+        String::from("# effective configuration: flag > environment > remote > file > default\n");
+    if let Some(p) = &layers.file_path {
+        out.push_str(&format!("# config file: {}\n", p.display()));
+    }
+    for r in effective(layers) {
+        if let Some(v) = r.value {
+            let quoted = toml::Value::String(without_userinfo(&v)).to_string();
+            out.push_str(&format!("{} = {quoted} # {}\n", r.key, r.source));
+        }
+    }
+    let tables = layers.tables();
+    if !tables.is_empty() {
+        out.push('\n');
+        out.push_str(&toml::to_string(&tables).unwrap_or_default());
+    }
+    out
+}
+
+/// A URL's user-info (`user:password@`) is a credential: shown as `[redacted]@`.
+fn without_userinfo(v: &str) -> String {
+    let Some((scheme, rest)) = v.split_once("://") else {
+        return v.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://[redacted]@{}", &rest[at + 1..]),
+        None => v.to_string(),
+    }
+}
+
 /// The settings table as Markdown (docs/configuration.md holds exactly this).
 pub fn markdown() -> String {
     let mut out = String::from(

@@ -21,4 +21,8 @@ pub enum ConfigError {
         "invalid section in config file {file}: {problem}. Fix: correct that entry; docs/configuration.md lists the keys of each section"
     )]
     Section { file: PathBuf, problem: String },
+    #[error(
+        "invalid section in the OpAMP remote configuration: {problem}. Fix: correct that entry on the server; docs/configuration.md lists the keys of each section"
+    )]
+    RemoteSection { problem: String },
 }

@@ -1,8 +1,9 @@
 //! The raw layers a value can come from, before typing: command-line flags, the environment, the
 //! TOML file (scalar keys and the structured sections, kept as TOML until each owner checks them)
 //! and the defaults of the table. A value is taken from the first layer that has it: flag >
-//! environment > file > default, and the layer it came from is kept so that `node-agent config`
-//! and every error can say where a value came from.
+//! environment > remote > file > default, and the layer it came from is kept so that
+//! `node-agent config` and every error can say where a value came from. The remote layer is what
+//! a control plane (OpAMP) set, already checked against the local allow-list ([`super::remote`]).
 
 use super::error::ConfigError;
 use super::source::Source;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 pub(crate) const SECTIONS: &[&str] = &["servers", "static_targets"];
 
 /// The raw layers before typing.
+#[derive(Clone)]
 pub struct Layers {
     pub flags: BTreeMap<String, String>,
     pub env: BTreeMap<String, String>,
@@ -22,6 +24,8 @@ pub struct Layers {
     pub file_path: Option<PathBuf>,
     /// Structured tables of the file (game-server overrides, static targets), kept as TOML.
     pub file_tables: toml::Table,
+    /// The control plane's layer (empty unless OpAMP remote configuration is on and in force).
+    pub remote: RemoteLayer,
 }
 
 impl Layers {
@@ -37,6 +41,7 @@ impl Layers {
             file: BTreeMap::new(),
             file_path: None,
             file_tables: toml::Table::new(),
+            remote: RemoteLayer::default(),
         };
         if let Some(path) = config_path {
             layers.read_file(path)?;
@@ -107,9 +112,67 @@ impl Layers {
                 return Some((v.clone(), Source::Env((*name).to_string())));
             }
         }
+        if let Some(v) = self.remote.settings.get(key) {
+            return Some((v.clone(), Source::Remote(key.to_string())));
+        }
         if let Some(v) = self.file.get(key) {
             return Some((v.clone(), Source::File(key.to_string())));
         }
         setting.default.map(|d| (d.to_string(), Source::Default))
+    }
+
+    /// The same layers with `remote` as the remote layer.
+    pub fn with_remote(&self, remote: RemoteLayer) -> Layers {
+        Layers {
+            remote,
+            ..self.clone()
+        }
+    }
+
+    /// The structured sections in force: a section the remote layer sets wins over the file's;
+    /// when both are tables (`[servers]`) they merge entry by entry, the remote entry winning.
+    pub(crate) fn tables(&self) -> toml::Table {
+        let mut out = self.file_tables.clone();
+        for (name, value) in &self.remote.tables {
+            match (out.get_mut(name), value) {
+                (Some(toml::Value::Table(file)), toml::Value::Table(remote)) => {
+                    file.extend(remote.clone());
+                }
+                _ => {
+                    out.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The part of a remote configuration that passed the allow-list, shaped like the file layer:
+/// scalar settings as text and structured sections as TOML. The default is "no remote layer".
+#[derive(Clone, Default, PartialEq)]
+pub struct RemoteLayer {
+    /// The document as the server sent it.
+    pub text: String,
+    pub settings: BTreeMap<String, String>,
+    pub tables: toml::Table,
+}
+
+impl RemoteLayer {
+    /// The setting and section names it sets (for logs and the audit trail; never values).
+    pub fn keys(&self) -> Vec<String> {
+        self.settings
+            .keys()
+            .chain(self.tables.keys())
+            .cloned()
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for RemoteLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // An explicitly allowed secret may be in it: names only.
+        f.debug_struct("RemoteLayer")
+            .field("keys", &self.keys())
+            .finish()
     }
 }

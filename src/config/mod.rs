@@ -16,8 +16,10 @@
 pub mod display;
 mod error;
 pub(crate) mod layers;
+pub(crate) mod opamp;
 mod otlp;
 mod read;
+pub(crate) mod remote;
 mod source;
 pub(crate) mod table;
 
@@ -62,12 +64,17 @@ pub struct Config {
     pub(crate) sample_interval: (Duration, Duration),
     /// On SIGTERM, how long the queue may try to deliver before spooling.
     pub(crate) shutdown_grace: Duration,
-    /// The local /healthz, /readyz, /metrics endpoint.
+    /// The local /healthz, /readyz, /metrics endpoint; `None` when turned off.
     pub(crate) http_listen: Option<SocketAddr>,
+    /// Whether `http_listen` was set rather than defaulted: a busy default port is a warning, a
+    /// busy configured one an error.
+    pub(crate) http_listen_explicit: bool,
     pub log_level: String,
     pub log_format: LogFormat,
     /// `OTEL_SDK_DISABLED`: sample nothing, export nothing.
     pub(crate) sdk_disabled: bool,
+    /// The control plane's client; `None` when no OpAMP endpoint is set.
+    pub(crate) opamp: Option<opamp::OpampConfig>,
 }
 
 impl Config {
@@ -90,6 +97,8 @@ impl Config {
         let proc_path = PathBuf::from(r.string("proc_path").unwrap_or_default());
         let sys_path = PathBuf::from(r.string("sys_path").unwrap_or_default());
         let rootfs_path = PathBuf::from(r.string("rootfs_path").unwrap_or_default());
+        let state_dir = PathBuf::from(r.string("state_dir").unwrap_or_default());
+        let opamp = opamp::opamp_config(&r, state_dir.clone(), node_token.as_ref(), &export.tls)?;
         Ok(Config {
             resource: ResourceConfig {
                 node_id,
@@ -157,21 +166,24 @@ impl Config {
                     "use always, batch or never",
                 )?,
                 backoff_max: r.seconds("send_backoff_max_sec")?,
+                logs: None,
             },
             export,
             sample_interval: r.range("sample_interval_min_sec", "sample_interval_max_sec")?,
             shutdown_grace: r.seconds("shutdown_grace_sec")?,
             http_listen: match r.raw("http_listen") {
                 None => None,
+                Some((v, _)) if ["off", "none", "false"].contains(&v.trim()) => None,
                 Some((v, src)) => Some(v.trim().parse::<SocketAddr>().map_err(|_| {
                     r.invalid(
                         "http_listen",
                         src,
                         format!("`{v}` is not an address:port"),
-                        "use e.g. 127.0.0.1:9464",
+                        "use e.g. 127.0.0.1:9464, or off",
                     )
                 })?),
             },
+            http_listen_explicit: r.source("http_listen") != Source::Default,
             log_level: r.string("log_level").unwrap_or_else(|| "info".into()),
             log_format: r.choice(
                 "log_format",
@@ -183,6 +195,7 @@ impl Config {
                 "use text or json",
             )?,
             sdk_disabled: r.bool("sdk_disabled")?,
+            opamp,
         })
     }
 }
@@ -207,11 +220,14 @@ fn players_config(
     layers: &Layers,
     node_ip: Option<String>,
 ) -> Result<PlayersConfig, ConfigError> {
-    let targets =
-        ProbeConfig::from_tables(&layers.file_tables).map_err(|e| ConfigError::Section {
-            file: layers.file_path.clone().unwrap_or_default(),
-            problem: e.to_string(),
-        })?;
+    // A bad entry of the remote layer is named as the server's, not the file's.
+    ProbeConfig::from_tables(&layers.remote.tables).map_err(|e| ConfigError::RemoteSection {
+        problem: e.to_string(),
+    })?;
+    let targets = ProbeConfig::from_tables(&layers.tables()).map_err(|e| ConfigError::Section {
+        file: layers.file_path.clone().unwrap_or_default(),
+        problem: e.to_string(),
+    })?;
     let frame_cap = r.u64("probe_max_frame_bytes", 1024)?.min(2_097_151) as usize;
     let mut limits = Limits::from_timeout(r.seconds("minecraft_ping_timeout_sec")?);
     limits.frame_cap = frame_cap;

@@ -56,6 +56,7 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
         }
     }
     let mut direct_orchestrator = false;
+    let endpoint_explicit = r.raw("otlp_endpoint").is_some();
     let endpoint = match r.raw("otlp_endpoint") {
         Some((v, src)) => {
             let v = v.trim().to_string();
@@ -140,6 +141,7 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
         timeout,
         tls,
         insecure_skip_verify: d.insecure_tls,
+        endpoint_explicit: endpoint_explicit || direct_orchestrator,
         direct_orchestrator,
     })
 }

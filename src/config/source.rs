@@ -1,4 +1,5 @@
-//! Where a value came from: a flag, an environment variable, the config file, or the default.
+//! Where a value came from: a flag, an environment variable, the remote configuration, the
+//! config file, or the default.
 
 use std::fmt;
 
@@ -8,6 +9,8 @@ pub enum Source {
     Flag(String),
     Env(String),
     File(String),
+    /// The OpAMP server's remote configuration (a layer between the environment and the file).
+    Remote(String),
     Default,
 }
 
@@ -17,6 +20,7 @@ impl fmt::Display for Source {
             Source::Flag(name) => write!(f, "flag --{name}"),
             Source::Env(name) => write!(f, "env {name}"),
             Source::File(key) => write!(f, "file key {key}"),
+            Source::Remote(key) => write!(f, "remote key {key}"),
             Source::Default => write!(f, "default"),
         }
     }

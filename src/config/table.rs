@@ -274,8 +274,14 @@ pub(crate) const SETTINGS: &[Setting] = &[
     s(
         "http_listen",
         &["NODE_AGENT_HTTP_LISTEN"],
-        None,
-        "Address of the local /healthz, /readyz and /metrics endpoint, e.g. 127.0.0.1:9464 (off when unset)",
+        Some("127.0.0.1:9464"),
+        "Address of the local /healthz, /readyz and /metrics endpoint (loopback by default; a busy default port is a warning, a busy configured one an error), or off",
+    ),
+    s(
+        "state_dir",
+        &["NODE_AGENT_STATE_DIR"],
+        Some("/var/lib/node-agent"),
+        "Directory of the agent's own state (OpAMP instance UID, last remote configuration, audit log)",
     ),
     s(
         "spool_dir",
@@ -342,6 +348,82 @@ pub(crate) const SETTINGS: &[Setting] = &[
         &["NODE_AGENT_FILESYSTEM_TIMEOUT_MS"],
         Some("1000"),
         "A mount whose statfs takes longer is reported stale and skipped, milliseconds",
+    ),
+    s(
+        "opamp_endpoint",
+        &["NODE_AGENT_OPAMP_ENDPOINT"],
+        None,
+        "OpAMP server (control plane): http(s)://host:port/v1/opamp (polling) or ws(s)://… (WebSocket); off when unset",
+    ),
+    secret(
+        "opamp_token",
+        &["NODE_AGENT_OPAMP_TOKEN"],
+        "Bearer token for the OpAMP server (default: node_token)",
+    ),
+    secret(
+        "opamp_headers",
+        &["NODE_AGENT_OPAMP_HEADERS"],
+        "Extra OpAMP request headers, k=v,k2=v2 (URL-encoded values)",
+    ),
+    s(
+        "opamp_certificate",
+        &["NODE_AGENT_OPAMP_CERTIFICATE"],
+        None,
+        "PEM file of the CA that signed the OpAMP server's certificate (default: otlp_certificate)",
+    ),
+    s(
+        "opamp_client_certificate",
+        &["NODE_AGENT_OPAMP_CLIENT_CERTIFICATE"],
+        None,
+        "PEM client certificate for mutual TLS with the OpAMP server (default: otlp_client_certificate)",
+    ),
+    s(
+        "opamp_client_key",
+        &["NODE_AGENT_OPAMP_CLIENT_KEY"],
+        None,
+        "PEM private key of the OpAMP client certificate (default: otlp_client_key)",
+    ),
+    s(
+        "opamp_insecure_skip_verify",
+        &["NODE_AGENT_OPAMP_INSECURE_SKIP_VERIFY"],
+        Some("false"),
+        "Do not verify the OpAMP server's certificate (testing only)",
+    ),
+    s(
+        "opamp_heartbeat_sec",
+        &["NODE_AGENT_OPAMP_HEARTBEAT_SEC"],
+        Some("30"),
+        "OpAMP heartbeat (WebSocket) and poll (HTTP) interval, seconds; the server's value wins when it sends one",
+    ),
+    s(
+        "opamp_timeout_sec",
+        &["NODE_AGENT_OPAMP_TIMEOUT_SEC"],
+        Some("30"),
+        "Bound on connecting to the OpAMP server and on each wait for its reply, seconds",
+    ),
+    s(
+        "opamp_max_message_bytes",
+        &["NODE_AGENT_OPAMP_MAX_MESSAGE_BYTES"],
+        Some("4194304"),
+        "Largest OpAMP server message accepted (after gzip), bytes",
+    ),
+    s(
+        "opamp_backoff_max_sec",
+        &["NODE_AGENT_OPAMP_BACKOFF_MAX_SEC"],
+        Some("300"),
+        "Cap of the jittered reconnect backoff towards the OpAMP server, seconds",
+    ),
+    s(
+        "opamp_remote_config",
+        &["NODE_AGENT_OPAMP_REMOTE_CONFIG"],
+        Some("false"),
+        "Accept configuration from the OpAMP server (a layer between the environment and the file)",
+    ),
+    s(
+        "opamp_remote_config_allow",
+        &["NODE_AGENT_OPAMP_REMOTE_CONFIG_ALLOW"],
+        Some("default"),
+        "Settings and sections the OpAMP server may set: default, none, or a comma-separated list of keys (docs/opamp.md)",
     ),
 ];
 

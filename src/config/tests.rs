@@ -22,6 +22,7 @@ fn layers(env: &[(&str, &str)], flags: &[(&str, &str)]) -> Layers {
         file: BTreeMap::new(),
         file_path: None,
         file_tables: toml::Table::new(),
+        remote: Default::default(),
     }
 }
 
@@ -131,4 +132,102 @@ fn secrets_are_redacted() {
         !text.contains("supersecret") && !text.contains("hidden"),
         "{text}"
     );
+}
+
+#[test]
+fn remote_sits_between_env_and_file_and_its_sections_merge_over_the_files() {
+    use super::remote::{AllowList, accept};
+    let mut l = layers(&[("AGENT_SAMPLE_INTERVAL_MAX_SEC", "9")], &[]);
+    l.file.insert("sample_interval_min_sec".into(), "4".into());
+    l.file.insert("discovery_interval_sec".into(), "7".into());
+    l.file_tables = "[servers.\"a\"]\nport = 1\n[servers.\"b\"]\nport = 2\n"
+        .parse()
+        .unwrap();
+    let remote = accept(
+        "sample_interval_min_sec = 2\nsample_interval_max_sec = 3\n[servers.\"b\"]\nport = 3\n",
+        &AllowList::default(),
+    )
+    .unwrap();
+    let l = l.with_remote(remote);
+    assert_eq!(
+        l.get("sample_interval_min_sec"),
+        Some(("2".into(), Source::Remote("sample_interval_min_sec".into())))
+    );
+    // The environment still wins over the server.
+    assert_eq!(l.get("sample_interval_max_sec").unwrap().0, "9");
+    assert_eq!(l.get("discovery_interval_sec").unwrap().0, "7");
+    let t = l.tables();
+    assert_eq!(t["servers"]["a"]["port"].as_integer(), Some(1));
+    assert_eq!(t["servers"]["b"]["port"].as_integer(), Some(3));
+    let c = Config::from_layers(&l).unwrap();
+    assert_eq!(c.sample_interval.0, Duration::from_secs(2));
+    // The effective configuration is TOML that reads back, with sources and no secret.
+    let mut l = l;
+    l.env.insert("NODE_TOKEN".into(), "s3cret-token".into());
+    l.env.insert(
+        "NODE_AGENT_OPAMP_ENDPOINT".into(),
+        "https://agent:s3cret@cp.example/v1/opamp".into(),
+    );
+    let text = super::display::toml(&l);
+    assert!(
+        text.contains("https://[redacted]@cp.example/v1/opamp"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    let back: toml::Table = text.parse().unwrap();
+    assert_eq!(back["sample_interval_min_sec"].as_str(), Some("2"));
+    assert_eq!(back["servers"]["b"]["port"].as_integer(), Some(3));
+    assert!(
+        text.contains("# remote key sample_interval_min_sec"),
+        "{text}"
+    );
+}
+
+#[test]
+fn opamp_settings_are_checked_at_start() {
+    let ok = |env: &[(&str, &str)]| Config::from_layers(&layers(env, &[]));
+    assert!(ok(&[]).unwrap().opamp.is_none());
+    let c = ok(&[
+        ("NODE_AGENT_OPAMP_ENDPOINT", "wss://cp.example/v1/opamp"),
+        ("NODE_TOKEN", "nt"),
+    ])
+    .unwrap()
+    .opamp
+    .unwrap();
+    assert_eq!(c.token.as_deref(), Some("nt"), "node_token is the default");
+    assert!(!c.accept_remote_config);
+    for (env, setting) in [
+        (
+            &[("NODE_AGENT_OPAMP_ENDPOINT", "ftp://x")][..],
+            "opamp_endpoint",
+        ),
+        (
+            &[
+                ("NODE_AGENT_OPAMP_ENDPOINT", "http://x/v1/opamp"),
+                (
+                    "NODE_AGENT_OPAMP_REMOTE_CONFIG_ALLOW",
+                    "default,opamp_token",
+                ),
+            ],
+            "opamp_remote_config_allow",
+        ),
+        (
+            &[
+                ("NODE_AGENT_OPAMP_ENDPOINT", "http://x/v1/opamp"),
+                ("NODE_AGENT_OPAMP_HEADERS", "bad name=s3cret"),
+            ],
+            "opamp_headers",
+        ),
+        (
+            &[
+                ("NODE_AGENT_OPAMP_ENDPOINT", "http://x/v1/opamp"),
+                ("NODE_AGENT_OPAMP_HEARTBEAT_SEC", "0"),
+            ],
+            "opamp_heartbeat_sec",
+        ),
+    ] {
+        let e = ok(env).unwrap_err().to_string();
+        assert!(e.contains(setting), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+    }
 }

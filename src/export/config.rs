@@ -75,4 +75,7 @@ pub struct ExportConfig {
     pub(crate) insecure_skip_verify: bool,
     /// True when the endpoint was derived from ORCHESTRATOR_BASE_URL (the original agent's mode).
     pub(crate) direct_orchestrator: bool,
+    /// False when the endpoint is the specification's default (nothing configured): `check`
+    /// then reports a collector that does not answer as a note, not a failure.
+    pub(crate) endpoint_explicit: bool,
 }

@@ -5,7 +5,8 @@
 //! into prost structs just to encode it again.
 
 use super::config::ExportConfig;
-use super::{SendError, SetupError};
+use super::signal::max_attempt_timeout;
+use super::{SendError, SetupError, Signal};
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
@@ -15,8 +16,6 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
-
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 #[derive(Debug, Clone, Copy, Default)]
 struct RawCodec;
@@ -63,6 +62,7 @@ impl Decoder for RawDecoder {
 
 pub struct GrpcTransport {
     channel: Channel,
+    pub(crate) timeout: Duration,
     gzip: bool,
     metadata: Vec<(
         MetadataKey<tonic::metadata::Ascii>,
@@ -76,7 +76,8 @@ impl GrpcTransport {
         let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
             .map_err(|e| SetupError::new("otlp_endpoint", format!("`{}`: {e}", cfg.endpoint)))?
             .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
-            .timeout(cfg.timeout)
+            // Each request carries its own (adaptive) timeout; this only caps it.
+            .timeout(max_attempt_timeout(cfg.timeout) + Duration::from_secs(1))
             .tcp_keepalive(Some(Duration::from_secs(30)))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10));
@@ -114,12 +115,18 @@ impl GrpcTransport {
         }
         Ok(GrpcTransport {
             channel: endpoint.connect_lazy(),
+            timeout: cfg.timeout,
             gzip: cfg.gzip,
             metadata,
         })
     }
 
-    pub(crate) async fn send(&self, payload: Bytes) -> Result<(), SendError> {
+    pub(crate) async fn send(
+        &self,
+        signal: Signal,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
         let mut client = tonic::client::Grpc::new(self.channel.clone());
         if self.gzip {
             client = client
@@ -131,11 +138,17 @@ impl GrpcTransport {
             retry_after: None,
         })?;
         let mut request = tonic::Request::new(payload);
+        // The queue bounds the attempt by `timeout`; the server gets a little more to answer.
+        request.set_timeout(timeout + Duration::from_secs(1));
         for (k, v) in &self.metadata {
             request.metadata_mut().insert(k.clone(), v.clone());
         }
         match client
-            .unary(request, PathAndQuery::from_static(EXPORT_PATH), RawCodec)
+            .unary(
+                request,
+                PathAndQuery::from_static(signal.grpc_path()),
+                RawCodec,
+            )
             .await
         {
             Ok(response) => {
@@ -152,6 +165,15 @@ impl GrpcTransport {
     }
 }
 
+/// A server's "message larger than the limit" (grpc-go: `ResourceExhausted` "received message
+/// larger than max"; tonic: `OutOfRange` "decoded message length too large").
+fn too_large(status: &Status) -> bool {
+    matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange) && {
+        let m = status.message().to_ascii_lowercase();
+        m.contains("larger than") || m.contains("too large")
+    }
+}
+
 /// Which gRPC failures are worth retrying (OTLP spec, "Failures").
 fn classify(status: &Status) -> SendError {
     let reason = format!("gRPC {:?}: {}", status.code(), status.message());
@@ -163,10 +185,16 @@ fn classify(status: &Status) -> SendError {
         | Code::Unavailable
         | Code::DataLoss
         | Code::ResourceExhausted
-        | Code::Unknown => SendError::Retryable {
-            reason,
-            retry_after: None,
-        },
+        | Code::Unknown
+            if !too_large(status) =>
+        {
+            SendError::Retryable {
+                reason,
+                retry_after: None,
+            }
+        }
+        Code::ResourceExhausted | Code::OutOfRange => SendError::TooLarge { reason },
+        Code::InvalidArgument => SendError::Invalid { reason },
         _ => SendError::Permanent { reason },
     }
 }

@@ -1,8 +1,10 @@
 //! OTLP/HTTP transport, protobuf or JSON, optionally gzip-compressed.
 
 use super::config::{ExportConfig, OtlpProtocol};
-use super::{SendError, SetupError};
+use super::signal::max_attempt_timeout;
+use super::{SendError, SetupError, Signal};
 use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 use std::io::Write;
@@ -10,7 +12,10 @@ use std::time::Duration;
 
 pub struct HttpTransport {
     client: reqwest::Client,
-    url: String,
+    /// Per signal ([`Signal::index`]): the metrics endpoint as configured; the others derived
+    /// from it (`…/v1/metrics` → `…/v1/logs`, else the endpoint's origin + the signal's path).
+    urls: [String; 2],
+    pub(crate) timeout: Duration,
     json: bool,
     gzip: bool,
     headers: reqwest::header::HeaderMap,
@@ -59,22 +64,49 @@ impl HttpTransport {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        let metrics = cfg.endpoint.clone();
+        let base = match metrics.strip_suffix(Signal::Metrics.http_path()) {
+            Some(b) => b.to_string(),
+            None => reqwest::Url::parse(&metrics)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_else(|_| metrics.clone()),
+        };
+        let logs = format!("{base}{}", Signal::Logs.http_path());
         Ok(HttpTransport {
             client: client(cfg)?,
-            url: cfg.endpoint.clone(),
+            urls: [metrics, logs],
+            timeout: cfg.timeout,
             json: cfg.protocol == OtlpProtocol::HttpJson,
             gzip: cfg.gzip,
             headers,
         })
     }
 
-    pub(crate) async fn send(&self, payload: Bytes) -> Result<(), SendError> {
+    /// The URL requests of `signal` go to.
+    pub(crate) fn url(&self, signal: Signal) -> &str {
+        &self.urls[signal.index()]
+    }
+
+    pub(crate) async fn send(
+        &self,
+        signal: Signal,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        let url = self.url(signal);
         let (body, content_type) = if self.json {
-            let req =
-                ExportMetricsServiceRequest::decode(payload).map_err(|e| SendError::Permanent {
-                    reason: format!("batch is not a valid OTLP request: {e}"),
-                })?;
-            let json = serde_json::to_vec(&req).map_err(|e| SendError::Permanent {
+            let invalid = |e: prost::DecodeError| SendError::Invalid {
+                reason: format!("batch is not a valid OTLP request: {e}"),
+            };
+            let json = match signal {
+                Signal::Metrics => ExportMetricsServiceRequest::decode(payload)
+                    .map_err(invalid)
+                    .map(|r| serde_json::to_vec(&r))?,
+                Signal::Logs => ExportLogsServiceRequest::decode(payload)
+                    .map_err(invalid)
+                    .map(|r| serde_json::to_vec(&r))?,
+            }
+            .map_err(|e| SendError::Permanent {
                 reason: format!("JSON encoding: {e}"),
             })?;
             (Bytes::from(json), "application/json")
@@ -83,7 +115,9 @@ impl HttpTransport {
         };
         let mut request = self
             .client
-            .post(&self.url)
+            .post(url)
+            // The queue bounds the attempt by `timeout`; this only backs it up.
+            .timeout(timeout.min(max_attempt_timeout(self.timeout)) + Duration::from_secs(1))
             .headers(self.headers.clone())
             .header(reqwest::header::CONTENT_TYPE, content_type);
         let body = if self.gzip {
@@ -106,7 +140,7 @@ impl HttpTransport {
             .send()
             .await
             .map_err(|e| SendError::Retryable {
-                reason: format!("POST {}: {}", self.url, error_chain(&e)),
+                reason: format!("POST {url}: {}", error_chain(&e)),
                 retry_after: None,
             })?;
         let status = response.status();
@@ -123,8 +157,7 @@ impl HttpTransport {
         let text = response.text().await.unwrap_or_default();
         let snippet: String = text.chars().take(200).collect();
         let reason = format!(
-            "POST {}: HTTP {}{}",
-            self.url,
+            "POST {url}: HTTP {}{}",
             status.as_u16(),
             if snippet.is_empty() {
                 String::new()
@@ -137,6 +170,8 @@ impl HttpTransport {
                 reason,
                 retry_after,
             },
+            413 => SendError::TooLarge { reason },
+            400 => SendError::Invalid { reason },
             _ => SendError::Permanent { reason },
         })
     }

@@ -1,29 +1,52 @@
-//! Delivery: an owned FIFO of encoded OTLP requests and the sender task that drains it.
+//! Delivery: the agent's own queue of encoded OTLP requests, per signal, with a crash-safe disk
+//! spool, and the transports that send them.
 //!
-//! Samplers hand each finished request to [`Exporter::enqueue`], which never waits on the
-//! network. The sender task delivers batches strictly in order, retries what the OTLP
-//! specification calls retryable with exponential backoff and jitter, and counts (and logs with
-//! the reason) what it must give up on. Past its memory budget the queue spills to a crash-safe
-//! on-disk spool (`spool.rs`) that is replayed first after a restart. See `queue.rs` for the
-//! ordering invariant and the bounds.
+//! Producers hand each finished request to [`Exporter::enqueue`] (metrics) or
+//! [`Exporter::submit`] (any signal, with an acknowledgement hook), which never wait on the
+//! network or the disk. The pieces, in the order a batch meets them:
+//! - [`lane`]: one signal's bookkeeping (memory, the spool's index, the request in flight,
+//!   write-ahead, the budgets) and [`stats`], the exact accounting and loss log it keeps;
+//! - [`disk`]: the one thread that does every spool operation ([`spool`]: segment files, the
+//!   record format, the lock), so a hung disk stops nothing else;
+//! - [`sender`]: one task per signal that delivers oldest first, with [`retry`] (backoff,
+//!   timeouts, merge limit) and [`split`] (halving a request a collector refuses as too large);
+//! - [`queue`]: the [`Exporter`] that ties them together, and its shutdown.
+//!
+//! docs/delivery.md says what can be lost when.
 
 mod config;
+pub(crate) mod disk;
 pub mod grpc;
 pub mod http;
+pub(crate) mod lane;
+pub mod logs;
+pub mod logs_sink;
 pub(crate) mod queue;
+pub(crate) mod retry;
+pub(crate) mod sender;
+pub(crate) mod shared;
+pub(crate) mod signal;
+pub(crate) mod split;
 pub(crate) mod spool;
+pub(crate) mod stats;
 
 pub(crate) use config::{ExportConfig, ExporterKind, OtlpProtocol, TlsFiles};
+pub use signal::{LaneBudget, Signal};
 pub use spool::FsyncPolicy;
+pub use spool::lock::LockError;
+pub use stats::{
+    Counts, DISK_STALL_AFTER, DiskHealth, DropReason, ExportStats, OnSettled, Settled, SpoolState,
+};
 
 use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 use std::time::Duration;
 
-pub use queue::{ExportStats, Exporter, QueueConfig};
+pub use queue::{Exporter, Leftover, QueueConfig, StartError};
 
-/// Why a send failed, and whether trying again can help.
+/// Why a send failed, and what can help.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum SendError {
     #[error("{reason} (will retry)")]
@@ -31,6 +54,14 @@ pub(crate) enum SendError {
         reason: String,
         retry_after: Option<Duration>,
     },
+    /// The request is larger than the collector accepts (HTTP 413, gRPC message too large):
+    /// smaller requests will pass.
+    #[error("{reason} (too large)")]
+    TooLarge { reason: String },
+    /// The collector could not accept the content (HTTP 400, gRPC `InvalidArgument`): one batch
+    /// of a merged request may be bad.
+    #[error("{reason} (invalid)")]
+    Invalid { reason: String },
     #[error("{reason} (not retryable)")]
     Permanent { reason: String },
 }
@@ -75,17 +106,28 @@ impl Transport {
         })
     }
 
-    pub(crate) async fn send(&self, payload: Bytes) -> Result<(), SendError> {
+    /// Sends one encoded request of `signal`, giving the collector `timeout` to answer.
+    pub(crate) async fn send(
+        &self,
+        signal: Signal,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
         match self {
-            Transport::Grpc(t) => t.send(payload).await,
-            Transport::Http(t) => t.send(payload).await,
+            Transport::Grpc(t) => t.send(signal, payload, timeout).await,
+            Transport::Http(t) => t.send(signal, payload, timeout).await,
             Transport::Console => {
-                let req = ExportMetricsServiceRequest::decode(payload).map_err(|e| {
-                    SendError::Permanent {
-                        reason: format!("invalid batch: {e}"),
-                    }
-                })?;
-                let line = serde_json::to_string(&req).unwrap_or_default();
+                let invalid = |e: prost::DecodeError| SendError::Invalid {
+                    reason: format!("invalid batch: {e}"),
+                };
+                let line = match signal {
+                    Signal::Metrics => ExportMetricsServiceRequest::decode(payload)
+                        .map_err(invalid)
+                        .map(|r| serde_json::to_string(&r).unwrap_or_default())?,
+                    Signal::Logs => ExportLogsServiceRequest::decode(payload)
+                        .map_err(invalid)
+                        .map(|r| serde_json::to_string(&r).unwrap_or_default())?,
+                };
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{line}");
@@ -96,13 +138,24 @@ impl Transport {
         }
     }
 
+    /// The configured request timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        match self {
+            Transport::Grpc(t) => t.timeout,
+            Transport::Http(t) => t.timeout,
+            _ => Duration::from_secs(10),
+        }
+    }
+
     /// Whether the endpoint answers: an empty export request must be accepted.
     pub(crate) async fn probe(&self) -> Result<(), SendError> {
         match self {
             Transport::Grpc(_) | Transport::Http(_) => {
-                self.send(Bytes::from(
-                    ExportMetricsServiceRequest::default().encode_to_vec(),
-                ))
+                self.send(
+                    Signal::Metrics,
+                    Bytes::from(ExportMetricsServiceRequest::default().encode_to_vec()),
+                    self.timeout(),
+                )
                 .await
             }
             _ => Ok(()),

@@ -11,6 +11,7 @@
 //! A new signal (logs) gets its own module next to `metrics`.
 
 pub(crate) mod builder;
+pub(crate) mod logs;
 pub(crate) mod metrics;
 pub(crate) mod pb;
 pub(crate) mod resource;

@@ -1,7 +1,7 @@
 //! The discovery loop: one pass every `discovery_interval`, published into the shared state
 //! (inventory, capabilities, health).
 
-use super::timing::sleep_or_shutdown;
+use super::timing::pause;
 use crate::sources::containers::{Discovery, Inventory};
 use crate::state::Context;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ pub(crate) async fn discovery_loop(ctx: Arc<Context>, mut shutdown: watch::Recei
         let started = Instant::now();
         let (inv, outcomes) = d.pass().await;
         publish(&ctx, inv, outcomes, started.elapsed());
-        if sleep_or_shutdown(ctx.cfg.discovery.interval, &mut shutdown).await {
+        if pause(&ctx, |l| l.discovery_interval, &mut shutdown).await {
             return;
         }
     }

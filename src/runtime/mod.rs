@@ -5,49 +5,57 @@
 //!   interval; [`discovery`]: Docker and Wings, every discovery interval; [`players`]: the
 //!   game-server probes, every players interval. [`timing`] holds the jitter and the shutdown-aware
 //!   sleep they share.
-//! - On a signal the cycle in progress finishes, its sample is queued, the queue is given the
-//!   grace period to drain, and the process exits 0.
+//! - [`startup`]: the local endpoint's listener (on by default, loopback) and the first log lines,
+//!   which say where metrics can be read and where OTLP goes.
+//! - On a signal ([`signals`]) the cycle in progress finishes, its sample is queued, and
+//!   [`shutdown`] gives the collector the grace period only while it answers; what is left goes
+//!   to the spool and the process exits 0. A second signal skips the waiting.
 //!
-//! A new loop (a logs follower, the control-plane client) is a file here, started from [`run`].
+//! - [`control`]: the OpAMP client (when an endpoint is set), started before the samplers so a
+//!   saved remote configuration is in force from the first sample; it says goodbye at shutdown.
+//!
+//! A new loop (a logs follower) is a file here, started from [`run`].
 
+pub(crate) mod control;
 pub(crate) mod discovery;
+pub mod logs;
 pub mod node;
 pub(crate) mod players;
+pub(crate) mod shutdown;
+pub(crate) mod signals;
+pub(crate) mod startup;
 pub(crate) mod timing;
 
-use crate::config::Config;
+use crate::config::{Config, Layers};
 use crate::export::{Exporter, Transport};
 use crate::sources::probe::prober::Prober;
 use crate::state::Context;
 use crate::sys::limits::raise_fd_limit;
+use signals::Signals;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Waits for SIGTERM or SIGINT.
-async fn signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install the SIGTERM/SIGINT handlers; stopping");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: finishing the cycle and flushing"),
-        _ = int.recv() => tracing::info!("SIGINT: finishing the cycle and flushing"),
-    }
-}
+/// How long the exit may wait for the spool to take what is not yet on disk.
+const SPOOL_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_millis(1500);
 
-/// Runs until a signal; returns the process exit code.
-pub async fn run(cfg: Config) -> i32 {
+/// Runs until a signal; returns the process exit code. `layers` are what `cfg` was built from
+/// (the control plane rebuilds the configuration from them with its remote layer).
+pub async fn run(cfg: Config, layers: Layers) -> i32 {
     let fd_limit = raise_fd_limit();
     tracing::debug!(fd_limit, "open-file limit");
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
     if cfg.sdk_disabled {
         tracing::info!("OTEL_SDK_DISABLED=true: sampling and export are off");
-        signal().await;
+        signals.next().await;
         return 0;
     }
+    let (cfg, layers, in_force) = control::offline(cfg, layers);
     let transport = match Transport::new(&cfg.export) {
         Ok(t) => t,
         Err(e) => {
@@ -55,38 +63,41 @@ pub async fn run(cfg: Config) -> i32 {
             return 2;
         }
     };
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        exporter = ?cfg.export.exporter,
-        protocol = ?cfg.export.protocol,
-        endpoint = %cfg.export.endpoint,
-        direct_orchestrator = cfg.export.direct_orchestrator,
-        interval_min_s = cfg.sample_interval.0.as_secs_f64(),
-        interval_max_s = cfg.sample_interval.1.as_secs_f64(),
-        "node-agent starting"
-    );
+    let listener = match startup::listen(&cfg).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 2;
+        }
+    };
+    startup::announce(&cfg, listener.as_ref().and_then(|l| l.local_addr().ok()));
     let prober = Prober::from_config(&cfg.players);
-    let exporter = Exporter::start(transport, cfg.queue.clone());
+    let exporter = match Exporter::start(transport, cfg.queue.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return 2;
+        }
+    };
     let grace = cfg.shutdown_grace;
     let mut ctx = Context::new(cfg);
     ctx.export = exporter.stats();
     let ctx = Arc::new(ctx);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    if let Some(addr) = ctx.cfg.http_listen {
-        match crate::serve::bind(addr).await {
-            Ok(listener) => {
-                tokio::spawn(crate::serve::serve(
-                    listener,
-                    ctx.clone(),
-                    shutdown_rx.clone(),
-                ));
-            }
-            Err(e) => {
-                tracing::error!(%addr, error = %e, "cannot listen for /healthz, /readyz, /metrics");
-                return 2;
-            }
-        }
+    if let Some(listener) = listener {
+        tokio::spawn(crate::serve::serve(
+            listener,
+            ctx.clone(),
+            shutdown_rx.clone(),
+        ));
     }
+    let control = match control::start(ctx.clone(), layers, in_force, shutdown_rx.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the OpAMP client");
+            return 2;
+        }
+    };
     let discovery = tokio::spawn(discovery::discovery_loop(ctx.clone(), shutdown_rx.clone()));
     let node = tokio::spawn(node::node_loop(
         ctx.clone(),
@@ -99,28 +110,35 @@ pub async fn run(cfg: Config) -> i32 {
         exporter.clone(),
         shutdown_rx.clone(),
     ));
-    signal().await;
+    let first = signals.next().await;
+    shutdown::announce(first, &ctx, &exporter.stats(), grace);
     let _ = shutdown_tx.send(true);
-    let _ = node.await;
-    let _ = players.await;
     discovery.abort();
+    // The cycle in progress finishes and queues its sample, unless a second signal says not to
+    // wait; then the collector gets the grace period while it answers.
+    let ending = tokio::select! {
+        _ = async {
+            let _ = node.await;
+            let _ = players.await;
+        } => tokio::select! {
+            e = shutdown::deliver(&exporter, grace) => e,
+            s = signals.next() => {
+                tracing::info!("{s} again: stopping now");
+                shutdown::Ending::Interrupted
+            }
+        },
+        s = signals.next() => {
+            tracing::info!("{s} again: stopping now, without the sample in progress");
+            shutdown::Ending::Interrupted
+        }
+    };
     let samples = ctx.health.snapshot().get("node").map_or(0, |h| h.passes);
-    // The last sample is queued; give the collector the grace period, then keep the rest on disk.
-    let delivered = exporter.drain(grace).await;
-    let left = exporter.shutdown().await;
-    if delivered {
-        tracing::info!("all batches delivered; exiting");
-    } else if left.lost == 0 {
-        tracing::warn!(
-            spooled = left.persisted,
-            "shutdown grace period over; undelivered batches kept in the spool for the next start"
-        );
-    } else {
-        tracing::error!(
-            spooled = left.persisted,
-            lost = left.lost,
-            "shutdown grace period over; no spool for the undelivered batches"
-        );
+    // What is not yet on disk is written now (bounded: a hung disk cannot hold the exit).
+    let left = exporter.shutdown(SPOOL_FLUSH_LIMIT).await;
+    shutdown::report(ending, &ctx, &exporter.stats(), left.persisted, left.lost);
+    if let Some(c) = control {
+        // The goodbye went out at the first signal, while the queue drained; it is bounded.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(6), c).await;
     }
     tracing::info!(samples, "node-agent stopped");
     0

@@ -3,7 +3,7 @@
 //! the reference message types), then one resource per container written straight into the same
 //! buffer (`otlp::metrics::containers`). `check` runs the same cycle once.
 
-use super::timing::{jittered, sleep_or_shutdown};
+use super::timing::{jittered, pause, sleep_or_shutdown};
 use crate::export::{ExportStats, Exporter};
 use crate::otlp::MetricsBuilder;
 use crate::otlp::metrics::{self, agent::AgentSample};
@@ -124,14 +124,21 @@ pub(crate) fn containers_cycle(
 ) -> ContainersSample {
     let started = Instant::now();
     let inv = ctx.containers.inventory();
-    let (sample, errors) = ctx.containers.sampler.lock().sample(&inv, time);
+    let (sample, errors) = {
+        let mut sampler = ctx.containers.sampler.lock();
+        // The live interval (a remote configuration may change it) sets how often the slow
+        // files are read.
+        sampler.set_interval(ctx.live().sample_interval.0);
+        sampler.sample(&inv, time)
+    };
     let error = (!errors.is_empty()).then(|| errors.join("; "));
     ctx.health.record("containers", started.elapsed(), error);
     metrics::containers::node_level(&sample, b);
     sample
 }
 
-/// Samples the node every `sample_interval` (jittered) until shutdown.
+/// Samples the node every `sample_interval` (jittered; the live value, which a remote
+/// configuration may change) until shutdown.
 pub(crate) async fn node_loop(
     ctx: Arc<Context>,
     exporter: Exporter,
@@ -153,7 +160,7 @@ pub(crate) async fn node_loop(
         let payload = node_cycle_sized(&ctx, &mut sampler, &stats, &mut last_len);
         ctx.set_latest("node", &payload);
         exporter.enqueue(payload);
-        if sleep_or_shutdown(jittered(ctx.cfg.sample_interval), &mut shutdown).await {
+        if pause(&ctx, |l| jittered(l.sample_interval), &mut shutdown).await {
             return;
         }
     }

@@ -1,7 +1,7 @@
-//! The local HTTP endpoint (off unless `http_listen` is set): `/healthz` (the process answers),
-//! `/readyz` (samplers succeeding recently and delivery not stuck; 503 with a JSON body naming
-//! what is not), `/metrics` (Prometheus text rendered from each sampler's latest OTLP request,
-//! see [`prom`]).
+//! The local HTTP endpoint (on by default at 127.0.0.1:9464, `http_listen`): `/healthz` (the
+//! process answers), `/readyz` (samplers succeeding recently and delivery not stuck; 503 with a
+//! JSON body naming what is not; the OpAMP connection is shown but does not gate readiness),
+//! `/metrics` (Prometheus text rendered from each sampler's latest OTLP request, see [`prom`]).
 //!
 //! It is meant for loopback or a pod network: requests are tiny GETs, bodies are ignored, and one
 //! slow client cannot hold more than its own connection (each has a read timeout).
@@ -17,7 +17,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use prost::Message;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -109,7 +108,7 @@ fn route(ctx: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
     let cfg = &ctx.cfg;
     // A sampler is stale after three of its longest intervals (plus slack for a slow pass).
-    let stale_after = (cfg.sample_interval.1 * 3).as_secs() + 10;
+    let stale_after = (ctx.live().sample_interval.1 * 3).as_secs() + 10;
     let mut samplers = serde_json::Map::new();
     let mut ready = true;
     let health = ctx.health.snapshot();
@@ -132,27 +131,19 @@ pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
     let e = &ctx.export;
     // Stuck: every attempt failed for longer than two full backoffs plus a request timeout.
     let stuck_after = (cfg.queue.backoff_max * 2 + cfg.export.timeout).as_secs() + 10;
-    let failing_since = e.failing_since.load(Ordering::Relaxed);
+    let failing_since = e.snapshot().failing_since;
     let stuck = failing_since > 0 && now.saturating_sub(failing_since) > stuck_after;
-    ready &= !stuck;
+    // A spool disk that has not finished an operation for a while (the queue runs from memory).
+    let disk_stalled = e.disk_stalled().is_some();
+    ready &= !stuck && !disk_stalled;
+    let mut exporter = e.to_json();
+    exporter["ready"] = (!stuck && !disk_stalled).into();
     let body = serde_json::json!({
         "ready": ready,
         "samplers": samplers,
-        "exporter": {
-            "ready": !stuck,
-            "failing_since": failing_since,
-            "last_success": e.last_success.load(Ordering::Relaxed),
-            "last_error": e.last_error.lock().clone(),
-            "queue": {
-                "memory_batches": e.memory_batches.load(Ordering::Relaxed),
-                "memory_bytes": e.memory_bytes.load(Ordering::Relaxed),
-                "disk_batches": e.disk_batches.load(Ordering::Relaxed),
-                "disk_bytes": e.disk_bytes.load(Ordering::Relaxed),
-            },
-            "sent": e.sent.load(Ordering::Relaxed),
-            "retried": e.retried.load(Ordering::Relaxed),
-            "dropped": e.dropped.load(Ordering::Relaxed),
-        },
+        "exporter": exporter,
+        // The control plane, informational: the agent works on without it (offline mode).
+        "opamp": ctx.control_status(),
     });
     (ready, body)
 }

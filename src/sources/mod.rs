@@ -16,5 +16,6 @@ pub mod cgroup;
 pub mod containers;
 pub(crate) mod gpu;
 pub(crate) mod host;
+pub mod logs;
 pub mod node;
 pub mod probe;

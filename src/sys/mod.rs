@@ -2,6 +2,8 @@
 //! once, clocks and process limits. Everything above this module reads the host through it.
 
 pub(crate) mod clock;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub(crate) mod limits;
 pub mod mountinfo;
 pub(crate) mod procfile;

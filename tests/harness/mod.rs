@@ -227,7 +227,8 @@ impl Rotel {
     }
 }
 
-/// The agent binary with a clean environment (no OTEL_* of the developer's shell leaking in).
+/// The agent binary with a clean environment (no OTEL_* of the developer's shell leaking in) and
+/// the local endpoint off.
 pub fn agent_command() -> Command {
     let mut cmd = Command::new(agent_bin());
     for (k, _) in std::env::vars() {
@@ -241,6 +242,9 @@ pub fn agent_command() -> Command {
         }
     }
     cmd.env("NODE_AGENT_PEERS", peers_dir());
+    // The local endpoint is on by default at 127.0.0.1:9464; agents of parallel tests would
+    // share that port. A test that wants it sets NODE_AGENT_HTTP_LISTEN (or removes this).
+    cmd.env("NODE_AGENT_HTTP_LISTEN", "off");
     cmd
 }
 

@@ -18,10 +18,10 @@ use std::time::Duration;
 
 const INTERVAL: &str = "0.1";
 /// The node sampler's series in /metrics.
-const NODE: &str = "node_agent_sampler=\"node\"";
+pub(crate) const NODE: &str = "node_agent_sampler=\"node\"";
 
 /// The agent at the test interval, its log in `dir/<name>.log`.
-fn spawn_agent(dir: &Path, name: &str, env: &[(&str, &str)]) -> Agent {
+pub(crate) fn spawn_agent(dir: &Path, name: &str, env: &[(&str, &str)]) -> Agent {
     let mut all = vec![
         ("AGENT_SAMPLE_INTERVAL_MIN_SEC", INTERVAL),
         ("AGENT_SAMPLE_INTERVAL_MAX_SEC", INTERVAL),
@@ -31,7 +31,7 @@ fn spawn_agent(dir: &Path, name: &str, env: &[(&str, &str)]) -> Agent {
 }
 
 /// `(process start, pass number)` of every node sample received, in arrival order.
-fn passes(receiver: &Receiver) -> Vec<(u64, u64)> {
+pub(crate) fn passes(receiver: &Receiver) -> Vec<(u64, u64)> {
     receiver
         .metrics()
         .iter()
@@ -48,25 +48,28 @@ fn passes(receiver: &Receiver) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// The value of `name` with attribute `key=value` in every received sample.
-fn series(receiver: &Receiver, name: &str, key: &str, value: &str) -> Vec<u64> {
+/// The value of `name` with attribute `key=value` in every received sample (summed over the
+/// points that match: `outcome=dropped` has one per reason).
+pub(crate) fn series(receiver: &Receiver, name: &str, key: &str, value: &str) -> Vec<u64> {
     receiver
         .metrics()
         .iter()
         .filter(|m| m["name"] == name)
         .filter_map(|m| {
-            m["points"]
+            let points: Vec<u64> = m["points"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|p| p["attrs"][key] == value)
-                .and_then(|p| p["value"].as_u64())
+                .filter(|p| p["attrs"][key] == value)
+                .filter_map(|p| p["value"].as_u64())
+                .collect();
+            (!points.is_empty()).then(|| points.iter().sum())
         })
         .collect()
 }
 
 /// A plain HTTP/1.1 GET on loopback; returns (status, body).
-fn http_get(port: u16, path: &str) -> (u16, String) {
+pub(crate) fn http_get(port: u16, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(
@@ -88,13 +91,13 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, body)
 }
 
-fn readyz(port: u16) -> (u16, Value) {
+pub(crate) fn readyz(port: u16) -> (u16, Value) {
     let (status, body) = http_get(port, "/readyz");
     (status, serde_json::from_str(&body).unwrap())
 }
 
 /// The value of the first sample of `name` (labels matching `filter`) in a /metrics exposition.
-fn prom_value(text: &str, name: &str, filter: &str) -> Option<f64> {
+pub(crate) fn prom_value(text: &str, name: &str, filter: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(filter))
@@ -102,8 +105,9 @@ fn prom_value(text: &str, name: &str, filter: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// The metrics lane's segment files under a spool directory.
+pub(crate) fn segments(spool: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(spool.join("metrics")) else {
         return Vec::new();
     };
     let mut v: Vec<PathBuf> = entries
@@ -478,14 +482,14 @@ fn full_spool_drops_oldest_first_and_counts_exactly() {
     );
     assert!(disk.iter().all(|&d| d <= DISK), "{disk:?}");
     assert!(
-        log.contains("spool full: dropped the oldest segment"),
+        log.contains("batches dropped") && log.contains("reason=spool_full"),
         "{log}"
     );
 }
 
 /// Reads the spool's records the way the format is documented (magic, length, batches, crc32,
 /// payload): (offset, total length, pass numbers in the record).
-fn spool_records(path: &Path) -> Vec<(usize, usize, Vec<u64>)> {
+pub(crate) fn spool_records(path: &Path) -> Vec<(usize, usize, Vec<u64>)> {
     let bytes = std::fs::read(path).unwrap();
     let mut out = Vec::new();
     let mut off = 0;

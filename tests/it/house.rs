@@ -12,7 +12,7 @@ fn root() -> PathBuf {
 /// The stages in the order data flows (lib.rs's map): a module may import only the ones before it.
 const STAGES: &[&str] = &[
     "sys", "sources", "otlp", "export", "logging", "config", "state", "serve", "control",
-    "runtime", "check", "cli",
+    "runtime", "check", "top", "cli",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -241,6 +241,15 @@ fn no_source_file_over_700_lines_outside_its_tests() {
             continue;
         }
         let text = std::fs::read_to_string(&f).unwrap();
+        // Generated code (prost-build's output starts with a `@generated` marker) is regenerated,
+        // never edited, so its length is not a design choice.
+        if text
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("//") && l.contains("@generated"))
+        {
+            continue;
+        }
         let body = text
             .find("\n#[cfg(test)]\nmod tests")
             .map_or(text.as_str(), |i| &text[..i]);

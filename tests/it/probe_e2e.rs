@@ -10,7 +10,7 @@ use crate::harness::{
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn java_server(port: u16, online: u32, max: u32) -> Proc {
+pub(crate) fn java_server(port: u16, online: u32, max: u32) -> Proc {
     let nm = require(&peers_dir().join("npm-java/node_modules"));
     let p = Proc::spawn(
         "java_slp_server.js",

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 pub(crate) struct DeliveryCounts {
     pub(crate) sent: u64,
     pub(crate) retried: u64,
-    pub(crate) dropped: u64,
+    /// Dropped batches by reason (`spool_full`, `unreadable`, `rejected`, `queue_full`,
+    /// `shutdown`).
+    pub(crate) dropped: [(&'static str, u64); 5],
     pub(crate) memory_batches: u64,
     pub(crate) memory_bytes: u64,
     pub(crate) disk_batches: u64,
@@ -68,16 +70,28 @@ pub(crate) fn agent(a: &AgentSample<'_>, b: &mut MetricsBuilder) {
             .map(|(n, h)| (h.last_success, by_sampler(n))),
     );
     let outcome = |o: &str| vec![kv("outcome", o.to_string())];
+    let dropped = |reason: &str| {
+        vec![
+            kv("outcome", "dropped".to_string()),
+            kv("reason", reason.to_string()),
+        ]
+    };
     b.sum(
         "node_agent.export.batches",
         "{batch}",
-        "Export attempts by outcome: sent, retried (a failed attempt that will be repeated), dropped",
+        "Batches by outcome: sent, retried (a failed attempt that will be repeated), dropped (by reason)",
         true,
         [
             (export.sent, start_nanos, outcome("sent")),
             (export.retried, start_nanos, outcome("retried")),
-            (export.dropped, start_nanos, outcome("dropped")),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            export
+                .dropped
+                .iter()
+                .map(|&(r, n)| (n, start_nanos, dropped(r))),
+        ),
     );
     let tier = |t: &str| vec![kv("node_agent.queue.tier", t.to_string())];
     b.sum(

@@ -11,13 +11,15 @@
 use super::json;
 use crate::sys::text::{PEER_TEXT_MAX, sanitize, sanitize_bytes};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 /// The newest API version this client speaks (Docker 25, `State` etc. unchanged since 1.24).
@@ -228,16 +230,15 @@ pub(crate) fn parse_event_ids(body: &[u8], max: usize) -> Result<Vec<String>, se
 /// Reads a body, refusing it as soon as it passes `limit` bytes (a `Content-Length` above it is
 /// refused before reading).
 async fn read_bounded(
-    body: hyper::body::Incoming,
+    resp: &mut Response,
     limit: usize,
     declared: Option<u64>,
 ) -> Result<Vec<u8>, String> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(format!("answer larger than {limit} bytes"));
     }
-    let mut body = body;
     let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = resp.frame().await {
         let frame = frame.map_err(|e| format!("reading the body: {e}"))?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > limit {
@@ -319,6 +320,58 @@ pub(crate) fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
     Some(secs as u64 * 1_000_000_000 + nanos as u64)
 }
 
+type Conn = hyper::client::conn::http1::Connection<TokioIo<tokio::net::UnixStream>, Empty<Bytes>>;
+
+/// Who moves a connection's bytes.
+enum Driver {
+    /// Its own task (short requests read whole).
+    Task(tokio::task::JoinHandle<()>),
+    /// Whoever reads the body, in the same poll ([`Response::poll_frame`]): a stream that brings
+    /// one small chunk per message (Docker's logs) costs no task hand-off per chunk.
+    Inline(Option<Pin<Box<Conn>>>),
+}
+
+/// A response whose body is still to be read; dropping it closes the connection.
+pub(crate) struct Response {
+    pub status: u16,
+    pub api: Option<String>,
+    /// `Content-Length`, when the answer has one.
+    pub length: Option<u64>,
+    body: hyper::body::Incoming,
+    conn: Driver,
+}
+
+impl Response {
+    /// The next frame of the body, moving the connection along when it is driven inline.
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        use hyper::body::Body;
+        if let Driver::Inline(slot) = &mut self.conn
+            && let Some(c) = slot
+            && c.as_mut().poll(cx).is_ready()
+        {
+            *slot = None;
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    pub(crate) async fn frame(
+        &mut self,
+    ) -> Option<Result<hyper::body::Frame<Bytes>, hyper::Error>> {
+        std::future::poll_fn(|cx| self.poll_frame(cx)).await
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        if let Driver::Task(t) = &self.conn {
+            t.abort();
+        }
+    }
+}
+
 /// A Docker Engine API client on a unix socket.
 pub(crate) struct Docker {
     socket: PathBuf,
@@ -340,13 +393,10 @@ impl Docker {
         self.socket.display().to_string()
     }
 
-    /// One GET; returns status, `Api-Version` header and the body (at most `limit` bytes; of an
-    /// error answer only its first bytes).
-    async fn raw_get(
-        &self,
-        path: &str,
-        limit: usize,
-    ) -> Result<(u16, Option<String>, Vec<u8>), DockerError> {
+    /// Sends one GET and returns once the response headers are in (bounded by the timeout); the
+    /// body is read by the caller, and the connection lives as long as the returned [`Response`]
+    /// (`inline`: driven by the body's reader, see [`Driver`]).
+    async fn send(&self, path: &str, inline: bool) -> Result<Response, DockerError> {
         let fut = async {
             // A full listen backlog answers EAGAIN: a busy daemon, tried again shortly (within
             // the request's timeout).
@@ -374,7 +424,13 @@ impl Docker {
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(|e| http(e.to_string()))?;
-            let conn = tokio::spawn(conn);
+            let mut conn = if inline {
+                Driver::Inline(Some(Box::pin(conn)))
+            } else {
+                Driver::Task(tokio::spawn(async move {
+                    let _ = conn.await;
+                }))
+            };
             let req = Request::get(path)
                 .header("Host", "docker")
                 .header(
@@ -383,51 +439,125 @@ impl Docker {
                 )
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| http(e.to_string()))?;
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| http(e.to_string()))?;
-            let status = resp.status().as_u16();
+            let sent = sender.send_request(req);
+            tokio::pin!(sent);
+            let resp = loop {
+                match &mut conn {
+                    Driver::Inline(slot @ Some(_)) => {
+                        let c = slot.as_mut().map(|c| c.as_mut());
+                        tokio::select! {
+                            biased;
+                            r = &mut sent => break r,
+                            _ = async { if let Some(c) = c { let _ = c.await; } } => *slot = None,
+                        }
+                    }
+                    _ => break (&mut sent).await,
+                }
+            }
+            .map_err(|e| http(e.to_string()))?;
             let api = resp
                 .headers()
                 .get("Api-Version")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let declared = resp
+            let length = resp
                 .headers()
                 .get(hyper::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            let body = if status == 200 {
-                read_bounded(resp.into_body(), limit, declared)
-                    .await
-                    .map_err(http)?
-            } else {
-                // Enough of an error answer for its message; the rest is not read.
-                let mut b = resp.into_body();
-                let mut out = Vec::new();
-                while out.len() < ERROR_BODY {
-                    match b.frame().await {
-                        Some(Ok(f)) => {
-                            if let Ok(d) = f.into_data() {
-                                out.extend_from_slice(&d[..d.len().min(ERROR_BODY - out.len())]);
-                            }
-                        }
-                        _ => break,
-                    }
-                }
-                out
-            };
-            conn.abort();
-            Ok((status, api, body))
+            Ok(Response {
+                status: resp.status().as_u16(),
+                api,
+                length,
+                body: resp.into_body(),
+                conn,
+            })
         };
         tokio::time::timeout(self.timeout, fut)
             .await
-            .map_err(|_| DockerError::Timeout {
-                socket: self.sock(),
-                path: path.to_string(),
-                secs: self.timeout.as_secs_f64(),
-            })?
+            .map_err(|_| self.timed_out(path))?
+    }
+
+    fn timed_out(&self, path: &str) -> DockerError {
+        DockerError::Timeout {
+            socket: self.sock(),
+            path: path.to_string(),
+            secs: self.timeout.as_secs_f64(),
+        }
+    }
+
+    /// One GET; returns status, `Api-Version` header and the body (at most `limit` bytes, refused
+    /// as soon as it passes them; of an error answer only its first bytes).
+    async fn raw_get(
+        &self,
+        path: &str,
+        limit: usize,
+    ) -> Result<(u16, Option<String>, Vec<u8>), DockerError> {
+        let fut = async {
+            let mut resp = self.send(path, false).await?;
+            let body = if resp.status == 200 {
+                let declared = resp.length;
+                read_bounded(&mut resp, limit, declared)
+                    .await
+                    .map_err(|reason| DockerError::Http {
+                        socket: self.sock(),
+                        path: path.to_string(),
+                        reason,
+                    })?
+            } else {
+                error_prefix(&mut resp).await
+            };
+            Ok((resp.status, resp.api.take(), body))
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| self.timed_out(path))?
+    }
+
+    /// A long-lived GET (`/events`, `/containers/{id}/logs?follow=1`) on the negotiated version:
+    /// the headers within the timeout, an error status read (bounded) into a [`DockerError`],
+    /// the body left to the caller, who bounds each read.
+    pub(crate) async fn stream(&self, rel: &str) -> Result<Response, DockerError> {
+        let path = format!("/v{}{rel}", self.api_version().await?);
+        let mut resp = self.send(&path, true).await?;
+        if resp.status == 200 {
+            return Ok(resp);
+        }
+        let status = resp.status;
+        let body = tokio::time::timeout(self.timeout, error_prefix(&mut resp))
+            .await
+            .unwrap_or_default();
+        Err(self.status_error(path, status, &body))
+    }
+
+    fn status_error(&self, path: String, status: u16, body: &[u8]) -> DockerError {
+        #[derive(Deserialize)]
+        struct Msg {
+            message: String,
+        }
+        // The message is the peer's text: capped and escaped (it reaches the log and /readyz).
+        let message = serde_json::from_slice::<Msg>(body)
+            .map(|m| sanitize(&m.message, PEER_TEXT_MAX))
+            .unwrap_or_else(|_| sanitize_bytes(body, PEER_TEXT_MAX));
+        if status == 400 {
+            // Version out of range (daemon upgraded or downgraded): negotiate again next time.
+            *self.version.lock() = None;
+        }
+        DockerError::Status {
+            socket: self.sock(),
+            path,
+            status,
+            message,
+        }
+    }
+
+    /// The negotiated API version (`GET /_ping` the first time).
+    pub(crate) async fn api_version(&self) -> Result<String, DockerError> {
+        let version = self.version.lock().clone();
+        match version {
+            Some(v) => Ok(v),
+            None => self.ping().await,
+        }
     }
 
     /// `GET /_ping`; negotiates and remembers the API version.
@@ -446,34 +576,12 @@ impl Docker {
         Ok(v)
     }
 
-    /// A GET under the negotiated version; the body of a 200, or the error.
+    /// A GET under the negotiated version: the body of a 200, or the error.
     async fn get_body(&self, rel: &str, budget: Budget) -> Result<(String, Vec<u8>), DockerError> {
-        let version = self.version.lock().clone();
-        let version = match version {
-            Some(v) => v,
-            None => self.ping().await?,
-        };
-        let path = format!("/v{version}{rel}");
+        let path = format!("/v{}{rel}", self.api_version().await?);
         let (status, _, body) = self.raw_get(&path, budget.bytes).await?;
         if status != 200 {
-            #[derive(Deserialize)]
-            struct Msg {
-                message: String,
-            }
-            // The message is the peer's text: capped and escaped (it reaches the log and /readyz).
-            let message = serde_json::from_slice::<Msg>(&body)
-                .map(|m| sanitize(&m.message, PEER_TEXT_MAX))
-                .unwrap_or_else(|_| sanitize_bytes(&body, PEER_TEXT_MAX));
-            if status == 400 {
-                // Version out of range (daemon upgraded or downgraded): negotiate again next time.
-                *self.version.lock() = None;
-            }
-            return Err(DockerError::Status {
-                socket: self.sock(),
-                path,
-                status,
-                message,
-            });
+            return Err(self.status_error(path, status, &body));
         }
         Ok((path, body))
     }
@@ -487,7 +595,15 @@ impl Docker {
         }
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(
+    /// `GET /v<version><rel>` decoded from JSON, within the budget of one object ([`ONE`]).
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        rel: &str,
+    ) -> Result<T, DockerError> {
+        self.get_json_within(rel, ONE).await
+    }
+
+    async fn get_json_within<T: serde::de::DeserializeOwned>(
         &self,
         rel: &str,
         budget: Budget,
@@ -501,7 +617,7 @@ impl Docker {
         #[derive(Deserialize)]
         struct List(#[serde(deserialize_with = "json::bounded_vec")] Vec<Summary>);
         Ok(self
-            .get_json::<List>("/containers/json?all=true", LIST)
+            .get_json_within::<List>("/containers/json?all=true", LIST)
             .await?
             .0)
     }
@@ -511,11 +627,11 @@ impl Docker {
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             .collect();
-        self.get_json(&format!("/containers/{id}/json"), ONE).await
+        self.get_json(&format!("/containers/{id}/json")).await
     }
 
     pub(crate) async fn info(&self) -> Result<EngineInfo, DockerError> {
-        self.get_json("/info", ONE).await
+        self.get_json("/info").await
     }
 
     /// IDs of the containers updated (`docker update`, a Wings resource change) between `since`
@@ -532,6 +648,22 @@ impl Docker {
         let (path, body) = self.get_body(&rel, EVENTS).await?;
         parse_event_ids(&body, EVENTS.items).map_err(|e| self.decode_error(path, e))
     }
+}
+
+/// The first bytes of an error answer (enough for its message); the rest is not read.
+async fn error_prefix(resp: &mut Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < ERROR_BODY {
+        match resp.frame().await {
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    out.extend_from_slice(&d[..d.len().min(ERROR_BODY - out.len())]);
+                }
+            }
+            _ => break,
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -270,6 +270,11 @@ impl Sampler {
         )
     }
 
+    /// Follows a new sample interval (the slow files stay at most about 10 s old).
+    pub(crate) fn set_interval(&mut self, interval: std::time::Duration) {
+        self.slow_every = slow_every(interval);
+    }
+
     /// `slow_every`: slow-changing files are read every this many cycles. `fd_limit`: the
     /// process's open-file limit; container files keep at most 7/8 of it open.
     pub(crate) fn with(proc_path: PathBuf, slow_every: u32, fd_limit: u64) -> Sampler {

@@ -79,78 +79,15 @@ pub const TARGETS: [Target; 5] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    /// One mutation of `seed`: flip, insert, delete, truncate, splice or overwrite with an
-    /// interesting value.
-    fn mutate(rng: &mut fastrand::Rng, seed: &[u8]) -> Vec<u8> {
-        let mut v = seed.to_vec();
-        for _ in 0..rng.usize(1..6) {
-            let len = v.len();
-            match rng.u8(0..7) {
-                0 if len > 0 => {
-                    let i = rng.usize(..len);
-                    v[i] ^= 1 << rng.u8(0..8);
-                }
-                1 => {
-                    let i = rng.usize(..=len);
-                    v.insert(i, rng.u8(..));
-                }
-                2 if len > 0 => {
-                    v.remove(rng.usize(..len));
-                }
-                3 if len > 0 => v.truncate(rng.usize(..len)),
-                4 if len > 0 => {
-                    let i = rng.usize(..len);
-                    v[i] = [0x00, 0x7f, 0x80, 0xff, b';', b'\\', 0x0a][rng.usize(..7)];
-                }
-                5 if len > 1 => {
-                    let (a, b) = (rng.usize(..len), rng.usize(..len));
-                    let chunk = v[a.min(b)..a.max(b)].to_vec();
-                    let at = rng.usize(..=len);
-                    v.splice(at..at, chunk);
-                }
-                _ => v.extend((0..rng.usize(0..16)).map(|_| rng.u8(..))),
-            }
-        }
-        v
-    }
-
-    fn corpus(target: &str) -> Vec<Vec<u8>> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/corpus")
-            .join(target);
-        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-            .collect();
-        seeds.sort();
-        seeds
-    }
+    use crate::sys::fuzz::{corpus, replay};
 
     /// The seed corpus plus 4000 mutations per target (fixed seed: reproducible), and random
     /// bytes, through every parser. Runs on stable in every `cargo test`.
     #[test]
     fn corpus_and_mutations_never_panic() {
+        const INTERESTING: &[u8] = &[0x00, 0x7f, 0x80, 0xff, b';', b'\\', 0x0a];
         for (name, f) in TARGETS {
-            let seeds = corpus(name);
-            assert!(!seeds.is_empty(), "no seeds for {name}");
-            let mut ok_seeds = 0;
-            for s in &seeds {
-                f(s);
-                ok_seeds += 1;
-            }
-            let mut rng = fastrand::Rng::with_seed(0x5eed_0000 + name.len() as u64);
-            for i in 0..4000 {
-                let input = if i % 10 == 9 {
-                    (0..rng.usize(0..256)).map(|_| rng.u8(..)).collect()
-                } else {
-                    let pick = rng.usize(..seeds.len());
-                    mutate(&mut rng, &seeds[pick])
-                };
-                f(&input);
-            }
-            assert_eq!(ok_seeds, seeds.len());
+            replay(name, 0x5eed_0000 + name.len() as u64, 4000, INTERESTING, f);
         }
     }
 

@@ -1,0 +1,310 @@
+use super::*;
+use crate::export::stats::{DropReason, Settled};
+use parking_lot::Mutex;
+
+fn lane(memory: u64, spool: bool) -> Lane {
+    let mut l = Lane::new(
+        Signal::Metrics,
+        LaneBudget {
+            memory_bytes: memory,
+            spool_max_bytes: 1 << 20,
+        },
+        spool,
+        Arc::default(),
+    );
+    if spool {
+        l.recovered(Vec::new(), Instant::now());
+    }
+    l
+}
+
+fn rec(i: u8) -> Bytes {
+    Bytes::from(vec![i; 100])
+}
+
+fn balanced(l: &mut Lane) {
+    l.check();
+    let c = l.snapshot();
+    assert!(c.balanced(), "{c:?}");
+}
+
+/// Writes everything that wants writing, at fake places.
+fn write_all(l: &mut Lane, now: Instant) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while let Some((seq, p, _, b)) = l.next_write() {
+        let off = seqs.len() as u64 * 200;
+        l.stored(seq, 1, off, p.len() as u64 + 16, b, now);
+        seqs.push(seq);
+    }
+    seqs
+}
+
+/// The first byte of each batch of the attempt.
+fn attempt(l: &Lane) -> Vec<u8> {
+    l.request().chunks(100).map(|c| c[0]).collect()
+}
+
+#[test]
+fn prompt_delivery_touches_no_disk() {
+    let now = Instant::now();
+    let mut l = lane(10_000, true);
+    for i in 0..3 {
+        l.push(rec(i), Bytes::new(), 1, None, now);
+    }
+    assert!(l.next_write().is_none(), "memory is the fast path");
+    assert_eq!(l.take(1000), Take::Ready);
+    assert_eq!(attempt(&l), vec![0, 1, 2]);
+    l.attempt_sent(now);
+    assert!(l.is_empty());
+    assert_eq!(l.snapshot().sent, 3);
+    balanced(&mut l);
+}
+
+#[test]
+fn a_failure_writes_everything_ahead_in_order_and_hooks_hear_spooled() {
+    let now = Instant::now();
+    let mut l = lane(10_000, true);
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..3 {
+        let h = heard.clone();
+        l.push(
+            rec(i),
+            Bytes::new(),
+            1,
+            Some(Box::new(move |s| h.lock().push((i, s)))),
+            now,
+        );
+    }
+    assert_eq!(l.take(150), Take::Ready);
+    assert_eq!(attempt(&l), vec![0]);
+    l.attempt_failed(now);
+    // The in-flight batch first, then the rest, then every new one at once.
+    assert_eq!(
+        write_all(&mut l, now),
+        vec![FIRST_NEW_SEQ, FIRST_NEW_SEQ + 1, FIRST_NEW_SEQ + 2]
+    );
+    l.push(rec(3), Bytes::new(), 1, None, now);
+    assert_eq!(write_all(&mut l, now), vec![FIRST_NEW_SEQ + 3]);
+    for fx in l.take_effects().hooks {
+        (fx.0)(fx.1);
+    }
+    assert_eq!(
+        *heard.lock(),
+        (0..3).map(|i| (i, Settled::Spooled)).collect::<Vec<_>>()
+    );
+    assert_eq!(l.unprotected(), 0);
+    // Delivered: the commit covers exactly what was sent.
+    l.attempt_sent(now);
+    assert_eq!(l.plan_commit(), Some(Some((1, 200))));
+    balanced(&mut l);
+}
+
+#[test]
+fn memory_budget_evicts_spooled_batches_and_reads_them_back_in_order() {
+    let now = Instant::now();
+    let mut l = lane(350, true);
+    l.failing = true;
+    for i in 0..10 {
+        l.push(rec(i), Bytes::new(), 1, None, now);
+        write_all(&mut l, now);
+        l.settle_state(now);
+        balanced(&mut l);
+        assert!(l.snapshot().memory_bytes <= 350);
+    }
+    let c = l.snapshot();
+    assert_eq!((c.memory_batches, c.disk_batches), (3, 7));
+    let mut got = Vec::new();
+    loop {
+        match l.take(250) {
+            Take::Ready => {
+                got.extend(attempt(&l));
+                l.attempt_sent(now);
+                let _ = l.plan_commit();
+            }
+            Take::NeedRead => {
+                let plan = l.plan_read();
+                assert!(!plan.is_empty());
+                let results = plan
+                    .iter()
+                    .map(|r| (*r, Ok(rec((r.seq - FIRST_NEW_SEQ) as u8))))
+                    .collect();
+                l.read_done(results, now);
+            }
+            Take::Wait => break,
+        }
+        balanced(&mut l);
+    }
+    assert_eq!(got, (0..10).collect::<Vec<u8>>());
+    assert_eq!(l.snapshot().sent, 10);
+    assert!(l.disk.is_empty());
+}
+
+#[test]
+fn without_a_spool_the_oldest_are_dropped_and_counted() {
+    let now = Instant::now();
+    let mut l = lane(350, false);
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..6 {
+        let h = heard.clone();
+        l.push(
+            rec(i),
+            Bytes::new(),
+            1,
+            Some(Box::new(move |s| h.lock().push((i, s)))),
+            now,
+        );
+        balanced(&mut l);
+    }
+    for fx in l.take_effects().hooks {
+        (fx.0)(fx.1);
+    }
+    let d = Settled::Dropped(DropReason::QueueFull);
+    assert_eq!(*heard.lock(), vec![(0, d), (1, d), (2, d)]);
+    assert_eq!(l.snapshot().dropped_total(), 3);
+    assert_eq!(l.take(1000), Take::Ready);
+    assert_eq!(attempt(&l), vec![3, 4, 5]);
+}
+
+#[test]
+fn a_stalled_disk_holds_batches_within_twice_the_budget_then_drops() {
+    let now = Instant::now();
+    let mut l = lane(1000, true);
+    l.failing = true;
+    for i in 0..30 {
+        l.push(rec(i), Bytes::new(), 1, None, now);
+        assert!(l.snapshot().memory_bytes <= 2000);
+        balanced(&mut l);
+    }
+    // Nothing was written (the writer is stuck); past twice the budget the oldest went.
+    assert_eq!(l.snapshot().dropped[DropReason::QueueFull as usize], 10);
+}
+
+#[test]
+fn lost_segments_count_what_only_they_held() {
+    let now = Instant::now();
+    let mut l = lane(250, true);
+    l.failing = true;
+    for i in 0..6 {
+        l.push(rec(i), Bytes::new(), 1, None, now);
+        write_all(&mut l, now);
+        l.settle_state(now);
+    }
+    let c = l.snapshot();
+    assert_eq!((c.memory_batches, c.disk_batches), (2, 4));
+    // The directory vanishes: 4 disk-only batches are lost, the 2 cached ones written again.
+    assert_eq!(l.vanished(None, "gone", now), 4);
+    assert_eq!(l.snapshot().dropped[DropReason::Unreadable as usize], 4);
+    assert_eq!(write_all(&mut l, now).len(), 2);
+    balanced(&mut l);
+    // Then the budget drops the segment holding them: they stay in memory, not spooled again.
+    assert_eq!(l.drop_segment(1, "full", now), 0);
+    assert!(write_all(&mut l, now).is_empty());
+    l.push(rec(9), Bytes::new(), 1, None, now);
+    l.push(rec(10), Bytes::new(), 1, None, now);
+    write_all(&mut l, now);
+    l.settle_state(now);
+    assert!(l.snapshot().dropped[DropReason::SpoolFull as usize] >= 1);
+    balanced(&mut l);
+}
+
+#[test]
+fn a_split_batch_counts_once_and_a_refused_half_drops_it() {
+    let now = Instant::now();
+    let mut l = lane(10_000, false);
+    l.push(Bytes::from_static(b"aabb"), Bytes::new(), 1, None, now);
+    l.push(Bytes::from_static(b"ccdd"), Bytes::new(), 1, None, now);
+    let halves = |p: &[u8]| {
+        Some((
+            Bytes::copy_from_slice(&p[..2]),
+            Bytes::copy_from_slice(&p[2..]),
+        ))
+    };
+    assert_eq!(l.take(4), Take::Ready);
+    assert!(l.split_single(halves));
+    assert_eq!(l.request().as_ref(), b"aa");
+    l.attempt_sent(now);
+    assert_eq!(l.snapshot().sent, 0, "half a batch is not a batch");
+    assert_eq!(l.request().as_ref(), b"bb");
+    l.attempt_sent(now);
+    assert_eq!(l.snapshot().sent, 1);
+    balanced(&mut l);
+    assert_eq!(l.take(4), Take::Ready);
+    assert!(l.split_single(halves));
+    l.attempt_dropped(1, DropReason::Rejected, "bad half", now);
+    l.attempt_sent(now);
+    let c = l.snapshot();
+    assert_eq!((c.sent, c.dropped_total()), (1, 1));
+    balanced(&mut l);
+}
+
+#[test]
+fn random_operations_keep_the_books_balanced() {
+    let mut rng = fastrand::Rng::with_seed(7);
+    for round in 0..50 {
+        let now = Instant::now();
+        let mut l = lane(rng.u64(200..2000), rng.bool());
+        for step in 0..300 {
+            match rng.u8(0..10) {
+                0..=2 => l.push(rec(step as u8), Bytes::new(), rng.u64(1..3), None, now),
+                3 => {
+                    if let Some((seq, p, _, b)) = l.next_write() {
+                        if rng.bool() {
+                            l.stored(seq, 1 + step / 20, step * 200, p.len() as u64 + 16, b, now);
+                        } else {
+                            l.write_failed(seq, "EIO".into(), now);
+                        }
+                    }
+                }
+                4 => {
+                    let t = l.take(rng.usize(100..600));
+                    if t == Take::NeedRead {
+                        let plan = l.plan_read();
+                        let res = plan
+                            .iter()
+                            .map(|r| {
+                                (
+                                    *r,
+                                    if rng.u8(0..5) == 0 {
+                                        Err("bad".into())
+                                    } else {
+                                        Ok(rec(1))
+                                    },
+                                )
+                            })
+                            .collect();
+                        l.read_done(res, now);
+                    }
+                }
+                5 if !l.inflight.is_empty() => l.attempt_sent(now),
+                6 if !l.inflight.is_empty() => l.attempt_failed(now),
+                7 if !l.inflight.is_empty() => {
+                    let n = rng.usize(1..=l.active.max(1));
+                    l.attempt_dropped(n, DropReason::Rejected, "no", now)
+                }
+                8 => {
+                    let _ = l.plan_commit();
+                }
+                9 => match rng.u8(0..3) {
+                    0 => {
+                        let seg = l.disk.front().map(|r| r.seg);
+                        if let Some(s) = seg {
+                            l.drop_segment(s, "full", now);
+                        }
+                    }
+                    1 => {
+                        l.vanished(None, "gone", now);
+                    }
+                    _ => l.failing = !l.failing,
+                },
+                _ => {}
+            }
+            l.check();
+            let c = l.snapshot();
+            assert!(c.balanced(), "round {round} step {step}: {c:?}");
+        }
+        let (_, _) = l.finish_shutdown(now);
+        let c = l.snapshot();
+        assert!(c.balanced(), "after shutdown: {c:?}");
+        assert_eq!(c.memory_batches, 0);
+    }
+}
