@@ -260,6 +260,13 @@ impl Sampler {
         Sampler::with(proc_path, 1, limit)
     }
 
+    /// [`Sampler::new`] under the open-file limit `fd_limit` (tests of the descriptor budget).
+    pub fn with_fd_limit(proc_path: PathBuf, fd_limit: u64) -> Sampler {
+        let mut s = Sampler::with(proc_path, 1, fd_limit);
+        s.descriptors.budget = fd_budget_exact(fd_limit);
+        s
+    }
+
     /// The sampler of a node cycle every `interval` (the shortest): slow-changing files are read
     /// every ⌈10 s / interval⌉ cycles (at most every 10th), so they are at most about 10 s old.
     pub(crate) fn for_interval(proc_path: PathBuf, interval: std::time::Duration) -> Sampler {
@@ -570,8 +577,12 @@ fn note_error(errors: &mut Vec<String>, name: &str, problem: &str) {
 /// Container files keep at most 7/8 of the open-file limit open (at least 64): the rest is for
 /// sockets, the spool and everything else the agent opens.
 pub(crate) fn fd_budget(limit: u64) -> usize {
+    fd_budget_exact(limit).max(64)
+}
+
+fn fd_budget_exact(limit: u64) -> usize {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    (limit - limit / 8).max(64)
+    limit - limit / 8
 }
 
 #[cfg(test)]
