@@ -377,10 +377,11 @@ fn a_process_that_joins_later_is_seen_at_short_intervals() {
             .unwrap();
     let init = Proc::spawn("init", Command::new("sleep").arg("600"));
     cg.enter(init.pid());
-    let mut samplers: Vec<(&str, Arc<Inventory>, Sampler)> = inventories_with_v1_procs(&cg, init.pid())
-        .into_iter()
-        .map(|(n, inv)| (n, inv, Sampler::new(PathBuf::from("/proc"))))
-        .collect();
+    let mut samplers: Vec<(&str, Arc<Inventory>, Sampler)> =
+        inventories_with_v1_procs(&cg, init.pid())
+            .into_iter()
+            .map(|(n, inv)| (n, inv, Sampler::new(PathBuf::from("/proc"))))
+            .collect();
     let before: Vec<u64> = sample_all(&mut samplers)
         .iter()
         .map(|c| c.io.expect("disk bytes").write)
@@ -409,7 +410,10 @@ fn a_process_that_joins_later_is_seen_at_short_intervals() {
     let mut seen = vec![0usize; samplers.len()];
     let deadline = Instant::now() + Duration::from_secs(60);
     while exec.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the exec'd process did not finish");
+        assert!(
+            Instant::now() < deadline,
+            "the exec'd process did not finish"
+        );
         std::thread::sleep(Duration::from_millis(300));
         for (i, c) in sample_all(&mut samplers).iter().enumerate() {
             seen[i] = seen[i].max(c.processes.unwrap_or(0));
@@ -417,9 +421,12 @@ fn a_process_that_joins_later_is_seen_at_short_intervals() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let after = sample_all(&mut samplers);
-    for (((label, _, _), c), (b, seen)) in samplers.iter().zip(&after).zip(before.iter().zip(&seen)) {
+    for (((label, _, _), c), (b, seen)) in samplers.iter().zip(&after).zip(before.iter().zip(&seen))
+    {
         let grew = c.io.unwrap().write - b;
-        eprintln!("{label}: a later process seen ({seen} processes at most), writes grew {grew} B of {N}");
+        eprintln!(
+            "{label}: a later process seen ({seen} processes at most), writes grew {grew} B of {N}"
+        );
         assert!(*seen >= 2, "{label}: the joining process was never listed");
         assert!(
             (grew as f64 - N as f64).abs() <= 0.05 * N as f64,

@@ -238,7 +238,7 @@ impl Reader {
                     let procs = ProcFile::new(p);
                     IoSrc::Tasks(Box::new(Tasks {
                         procs: if v1 {
-                            procs
+                            procs.fresh_within(V1_PIDLIST_FRESH)
                         } else {
                             procs
                         },

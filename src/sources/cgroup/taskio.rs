@@ -78,7 +78,7 @@ pub(crate) fn parse_proc_io(text: &str) -> Option<TaskBytes> {
         read: uint_field(text, "read_bytes", b':')?,
         write: uint_field(text, "write_bytes", b':')?,
         // Present since Linux 2.6.20, like the other two; absent only in a malformed file.
-        cancelled: 0,
+        cancelled: uint_field(text, "cancelled_write_bytes", b':').unwrap_or(0),
     })
 }
 
