@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod agent;
+pub mod answers;
 pub mod docker;
 pub mod prometheus;
 pub mod wings;

@@ -558,6 +558,7 @@ fn agent_console_sample(dir: &Path) -> PathBuf {
         agent_command()
             .arg("run")
             .env("OTEL_METRICS_EXPORTER", "console")
+            .env("NODE_AGENT_CONSOLE_FORMAT", "otlp-json")
             .env("AGENT_SAMPLE_INTERVAL_MIN_SEC", "1")
             .env("AGENT_SAMPLE_INTERVAL_MAX_SEC", "1")
             .env("NODE_AGENT_SPOOL_DIR", dir.join("spool"))

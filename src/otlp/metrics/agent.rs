@@ -16,6 +16,8 @@ pub(crate) struct DeliveryCounts {
     /// Dropped batches by reason (`spool_full`, `unreadable`, `rejected`, `queue_full`,
     /// `shutdown`).
     pub(crate) dropped: [(&'static str, u64); 5],
+    /// Data points the collector rejected inside accepted requests (partial success).
+    pub(crate) rejected: u64,
     pub(crate) memory_batches: u64,
     pub(crate) memory_bytes: u64,
     pub(crate) disk_batches: u64,
@@ -92,6 +94,13 @@ pub(crate) fn agent(a: &AgentSample<'_>, b: &mut MetricsBuilder) {
                 .iter()
                 .map(|&(r, n)| (n, start_nanos, dropped(r))),
         ),
+    );
+    b.sum(
+        "node_agent.export.rejected",
+        "{data_point}",
+        "Data points the collector rejected inside requests it accepted (OTLP partial success; not retried)",
+        true,
+        [(export.rejected, start_nanos, vec![])],
     );
     let tier = |t: &str| vec![kv("node_agent.queue.tier", t.to_string())];
     b.sum(

@@ -9,7 +9,7 @@
 //! so a wedged or hostile daemon can neither stall nor bloat the agent nor forge its log.
 
 use super::json;
-use crate::sys::text::{PEER_TEXT_MAX, sanitize, sanitize_bytes};
+use crate::sys::text::{PEER_TEXT_MAX, peer_bytes, peer_text};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::Request;
@@ -537,8 +537,8 @@ impl Docker {
         }
         // The message is the peer's text: capped and escaped (it reaches the log and /readyz).
         let message = serde_json::from_slice::<Msg>(body)
-            .map(|m| sanitize(&m.message, PEER_TEXT_MAX))
-            .unwrap_or_else(|_| sanitize_bytes(body, PEER_TEXT_MAX));
+            .map(|m| peer_text(&m.message, PEER_TEXT_MAX))
+            .unwrap_or_else(|_| peer_bytes(body, PEER_TEXT_MAX));
         if status == 400 {
             // Version out of range (daemon upgraded or downgraded): negotiate again next time.
             *self.version.lock() = None;
@@ -568,7 +568,7 @@ impl Docker {
                 socket: self.sock(),
                 path: "/_ping".into(),
                 status,
-                message: sanitize_bytes(&body, PEER_TEXT_MAX),
+                message: peer_bytes(&body, PEER_TEXT_MAX),
             });
         }
         let v = negotiate(api.as_deref());
@@ -591,7 +591,7 @@ impl Docker {
             socket: self.sock(),
             path,
             // serde quotes offending values: the peer's text again.
-            reason: sanitize(&e.to_string(), PEER_TEXT_MAX),
+            reason: peer_text(&e.to_string(), PEER_TEXT_MAX),
         }
     }
 

@@ -10,7 +10,7 @@
 //! are kept for the game-server probes but never exported: they can hold secrets (RCON passwords).
 
 use super::json;
-use crate::sys::text::{PEER_TEXT_MAX, sanitize};
+use crate::sys::text::{PEER_TEXT_MAX, peer_text};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -355,7 +355,7 @@ pub(crate) fn parse_servers(body: &[u8]) -> Result<Vec<Server>, String> {
     struct List(#[serde(deserialize_with = "json::bounded_vec")] Vec<MaybeServer>);
     let list: List = json::with_budget(body, MAX_ITEMS).map_err(|e| {
         if e.is_data() || e.is_syntax() || e.is_eof() {
-            sanitize(&e.to_string(), PEER_TEXT_MAX)
+            peer_text(&e.to_string(), PEER_TEXT_MAX)
         } else {
             "expected a JSON array of servers".to_string()
         }
@@ -529,9 +529,9 @@ impl Wings {
         }
         let v: System = json::with_budget(&body, 100).map_err(|e| WingsError::Decode {
             url: format!("{}/api/system", self.base_url),
-            reason: sanitize(&e.to_string(), PEER_TEXT_MAX),
+            reason: peer_text(&e.to_string(), PEER_TEXT_MAX),
         })?;
-        Ok(sanitize(&v.version, 64))
+        Ok(peer_text(&v.version, 64))
     }
 }
 
