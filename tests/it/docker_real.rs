@@ -465,3 +465,122 @@ fn wings_failures_are_reported_without_leaking_the_token() {
         "bounded by the timeout, took {took:?}"
     );
 }
+
+/// A real container that writes a 32 MiB file and deletes it before writeback, then writes 4 MiB
+/// it keeps: the disk got 4 MiB, and so does `container.disk.io` (the deleting `rm` and the
+/// writing `dd` are children its shell reaps). Then `docker restart`: the new run has one start
+/// time from its first point on, before that point and not before the old run's last point.
+#[test]
+fn deleted_writes_are_not_counted_and_a_restart_has_one_start() {
+    let docker = Dockerd::start();
+    let image = docker.build_image();
+    let rx = Receiver::start(&[]);
+    let data =
+        tempfile::tempdir_in(std::env::var_os("CARGO_TARGET_TMPDIR").unwrap_or("/var/tmp".into()))
+            .unwrap();
+    let volume = format!("{}:/data", data.path().display());
+    let id = docker.run(&[
+        "run", "-d", "--network", "none", "--name", "deleter", "--cpus", "0.2", "-v", &volume,
+        &image, "sh", "-c",
+        "if [ ! -e /data/written ]; then \
+           while [ ! -e /data/go ]; do sleep 0.2; done; \
+           dd if=/dev/zero of=/data/tmp bs=1M count=32 2>/dev/null; /bin/busybox rm /data/tmp; \
+           dd if=/dev/zero of=/data/kept bs=1M count=4 conv=fsync 2>/dev/null; touch /data/written; \
+         fi; while :; do :; done",
+    ]);
+    let mut node_agent = Proc::spawn(
+        "node-agent",
+        agent_command()
+            .arg("run")
+            .env("DOCKER_HOST", docker.host())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.url())
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            .env("AGENT_SAMPLE_INTERVAL_MIN_SEC", "1")
+            .env("AGENT_SAMPLE_INTERVAL_MAX_SEC", "1")
+            .env("AGENT_DISCOVERY_INTERVAL_SEC", "1")
+            .env("WINGS_CONFIG", "/nonexistent/config.yml")
+            .env_remove("WINGS_BASE_URL")
+            .env_remove("WINGS_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data.path().join("agent.log")).unwrap()),
+    );
+    let writes = || {
+        points(
+            &rx,
+            "container.disk.io",
+            &[("container.id", &id), ("disk.io.direction", "write")],
+        )
+    };
+    wait_until(Duration::from_secs(60), "disk points", || {
+        writes().len() >= 2
+    });
+    let w0 = writes().last().unwrap().1;
+    std::fs::write(data.path().join("go"), "").unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the writes in the container",
+        || data.path().join("written").exists(),
+    );
+    let done_at = now_nanos();
+    wait_until(
+        Duration::from_secs(30),
+        "two samples after the writes",
+        || writes().iter().filter(|(t, _, _)| *t > done_at).count() >= 2,
+    );
+    let grew = writes().last().unwrap().1 - w0;
+    let kept = 4.0 * 1024.0 * 1024.0;
+    eprintln!(
+        "docker: 32 MiB written and deleted + 4 MiB kept: container.disk.io write grew {grew} B"
+    );
+    assert!(
+        (grew - kept).abs() <= 0.05 * kept + 1024.0 * 1024.0,
+        "{grew} B counted, the disk got {kept} B (+ metadata)"
+    );
+
+    // docker restart: same ID, a new run.
+    let cpu = || points(&rx, "container.cpu.time", &[("container.id", &id)]);
+    let start_of = |p: &Value| p["start"].as_u64().unwrap();
+    let old = cpu();
+    let old_start = start_of(&old[0].2);
+    assert!(old.iter().all(|(_, _, p)| start_of(p) == old_start));
+    let pid0 = docker.inspect(&id, "{{.State.Pid}}");
+    let before_restart = now_nanos();
+    docker.run(&["restart", "-t", "1", &id]);
+    let restarted = now_nanos();
+    assert_ne!(docker.inspect(&id, "{{.State.Pid}}"), pid0);
+    wait_until(Duration::from_secs(60), "points of the new run", || {
+        cpu().iter().filter(|(t, _, _)| *t > restarted).count() >= 4
+    });
+    let all = cpu();
+    let last_old = all
+        .iter()
+        .filter(|(t, _, _)| *t < before_restart)
+        .map(|(t, _, _)| *t)
+        .max()
+        .unwrap();
+    let new: Vec<_> = all.iter().filter(|(t, _, _)| *t > restarted).collect();
+    let new_start = start_of(&new[0].2);
+    eprintln!(
+        "docker restart: old run's start {old_start}, its last point {last_old}; new run's start {new_start}, first point {}",
+        new[0].0
+    );
+    assert_ne!(new_start, old_start, "the restart is a new run");
+    for (t, v, p) in &new {
+        assert_eq!(start_of(p), new_start, "one start per run: {p}");
+        assert!(new_start < *t, "a point at its own start: {p}");
+        // The new run's counter over its own run: at most the --cpus 0.2 limit (plus slack).
+        assert!(
+            v / ((t - new_start) as f64 / 1e9) <= 0.5,
+            "{v} s of CPU since {new_start}: {p}"
+        );
+    }
+    assert!(
+        new_start >= last_old,
+        "the new run starts after the old one's last point"
+    );
+    for (_, v, _) in points(&rx, "container.cpu.usage", &[("container.id", &id)]) {
+        assert!((0.0..=0.5).contains(&v), "cpu.usage {v} across the restart");
+    }
+    node_agent.signal(libc::SIGTERM);
+    assert!(node_agent.wait_timeout(Duration::from_secs(30)).is_some());
+}
