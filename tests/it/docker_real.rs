@@ -511,9 +511,15 @@ fn deleted_writes_are_not_counted_and_a_restart_has_one_start() {
             &[("container.id", &id), ("disk.io.direction", "write")],
         )
     };
-    wait_until(Duration::from_secs(60), "disk points", || {
-        writes().len() >= 2
-    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while writes().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no disk points in 90 s; the agent's log:\n{}",
+            std::fs::read_to_string(data.path().join("agent.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let w0 = writes().last().unwrap().1;
     std::fs::write(data.path().join("go"), "").unwrap();
     wait_until(
