@@ -202,7 +202,10 @@ class DockerHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the agent of the previous N went away with its events stream open
 
     def do_GET(self):
         srv = self.server
@@ -538,6 +541,81 @@ def ratio(a, b):
     return round(a / b, 2) if b else None
 
 
+def derive(results):
+    """Ratios, and bytes per container: against N = 0 in the same run when it was measured, else
+    the marginal bytes between consecutive counts (the node's own points cancel out)."""
+    base = next((r for r in results if r["n"] == 0), None)
+    prev = None
+    for r in results:
+        r["agent_floor_ratio"] = ratio(r["agent_cpu_ms_per_cycle"], r["floor_cpu_ms_per_cycle"])
+        r["agent_ne_cpu_ratio"] = ratio(r["agent_cpu_ms_per_cycle"], r["ne_cpu_ms_per_cycle"])
+        r["agent_ne_rss_ratio"] = ratio(r["agent_rss_peak_kib"], r["ne_rss_peak_kib"])
+        if r["n"] > 0 and "wire_bytes_per_interval" in r:
+            ref = base or prev
+            if ref is not None:
+                dn = r["n"] - ref["n"]
+                r["wire_bytes_per_container"] = round((r["wire_bytes_per_interval"] - ref["wire_bytes_per_interval"]) / dn, 1)
+                r["raw_bytes_per_container"] = round((r["raw_bytes_per_interval"] - ref["raw_bytes_per_interval"]) / dn, 1)
+                r["bytes_per_container_from"] = ref["n"]
+            else:
+                # No N = 0: the node's own points are included.
+                r["wire_bytes_per_container_with_node"] = round(r["wire_bytes_per_interval"] / r["n"], 1)
+        prev = r if r["n"] > 0 else prev
+
+
+def per_container(r, key):
+    if key in r:
+        return f"{r[key]} (N {r['bytes_per_container_from']} → {r['n']})" if r.get("bytes_per_container_from") else r[key]
+    return r.get(key + "_with_node", "—")
+
+
+def render(doc, out):
+    """target/bench/table.md from results.json (also: bench.py --render results.json)."""
+    results, replay, interval = doc["results"], doc["replay"], doc["args"]["interval"]
+    cpu_model = doc["cpu_model"]
+    rows = [
+        ("containers from", lambda r: r["engine"] if r["n"] else "—"),
+        ("files kept open (read every few cycles)", lambda r: f"{r['files_kept']} ({r['files_slow']})"),
+        ("agent read syscalls per cycle", lambda r: r["agent_reads_per_cycle"]),
+        ("agent CPU per cycle, ms", lambda r: r["agent_cpu_ms_per_cycle"]),
+        ("raw-read floor CPU per cycle, ms", lambda r: r["floor_cpu_ms_per_cycle"]),
+        ("agent / floor", lambda r: r["agent_floor_ratio"]),
+        ("node_exporter CPU per scrape, ms", lambda r: r["ne_cpu_ms_per_cycle"]),
+        ("agent / node_exporter CPU", lambda r: r["agent_ne_cpu_ratio"]),
+        ("agent RSS steady / peak, MiB", lambda r: f"{r['agent_rss_kib']/1024:.1f} / {r['agent_rss_peak_kib']/1024:.1f}"),
+        ("floor RSS peak, MiB", lambda r: f"{r['floor_rss_peak_kib']/1024:.1f}"),
+        ("node_exporter RSS steady / peak, MiB", lambda r: f"{r['ne_rss_kib']/1024:.1f} / {r['ne_rss_peak_kib']/1024:.1f}"),
+        ("agent / node_exporter RSS (peak)", lambda r: r["agent_ne_rss_ratio"]),
+        ("OTLP gzip bytes per interval (raw)", lambda r: f"{r.get('wire_bytes_per_interval')} ({r.get('raw_bytes_per_interval')})"),
+        ("OTLP gzip bytes per container per interval (raw)", lambda r: f"{per_container(r, 'wire_bytes_per_container')} ({r.get('raw_bytes_per_container', '—')})"),
+        ("containers in the last request", lambda r: r["containers_in_request"]),
+        ("cycles / scrapes measured", lambda r: f"{r['agent_cycles']} / {r['ne_scrapes']}"),
+        ("load average before → after", lambda r: f"{r['load_before'][0]} → {r['load_after'][0]}"),
+    ]
+    lines = ["| N containers | " + " | ".join(str(r["n"]) for r in results) + " |",
+             "|---|" + "---|" * len(results)]
+    for name, f in rows:
+        lines.append(f"| {name} | " + " | ".join(str(f(r)) for r in results) + " |")
+    costs = next((r["file_costs"] for r in results if "file_costs" in r), None)
+    if costs:
+        lines += ["", "| file (N = 100) | files | µs per read | read |", "|---|---|---|---|"]
+        for k, v in sorted(costs.items(), key=lambda kv: -kv[1]["us_per_read"]):
+            lines.append(f"| `{k}` | {v['files']} | {v['us_per_read']} | {v['read']} |")
+    if replay:
+        lines.append("")
+        lines.append(f"Replay: {replay['samples']} queued samples (N=100 payload, {replay['payload_bytes']} B raw) "
+                     f"delivered in {replay['requests']} requests in {replay['seconds']} s = "
+                     f"{replay['samples_per_s']} samples/s = {replay['samples_per_s']*interval:.0f}x real time "
+                     f"at the {interval} s bench interval.")
+    lines.append("")
+    lines.append(f"Machine: {cpu_model}, {doc['cpus']} CPUs, {doc['mem_gib']} GiB, kernel {doc['uname']}; "
+                 f"open-file limit {doc['fd_limit'][1]}; {doc['date']}; CPU measured by {results[0]['cpu_measured_by'] if results else '?'}.")
+    table = "\n".join(lines) + "\n"
+    with open(f"{out}/table.md", "w") as f:
+        f.write(table)
+    print(table)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--counts", default="0,100,1000")
@@ -550,7 +628,15 @@ def main():
     ap.add_argument("--bench", default=f"{ROOT}/target/release/node-agent-bench")
     ap.add_argument("--node-exporter", default="/usr/bin/prometheus-node-exporter")
     ap.add_argument("--out", default=f"{ROOT}/target/bench")
+    ap.add_argument("--render", metavar="RESULTS_JSON",
+                    help="only write table.md (next to it) from an earlier run's results.json")
     a = ap.parse_args()
+    if a.render:
+        with open(a.render) as f:
+            doc = json.load(f)
+        derive(doc["results"])
+        render(doc, os.path.dirname(os.path.abspath(a.render)))
+        return
     os.makedirs(a.out, exist_ok=True)
     raise_nofile()
     counts = [int(x) for x in a.counts.split(",")]
@@ -598,16 +684,7 @@ def main():
                              text=True, timeout=900)
         replay = json.loads(out.stdout.strip().splitlines()[-1])
         print(json.dumps(replay), flush=True)
-    base = next((r for r in results if r["n"] == 0), None)
-    for r in results:
-        r["agent_floor_ratio"] = ratio(r["agent_cpu_ms_per_cycle"], r["floor_cpu_ms_per_cycle"])
-        r["agent_ne_cpu_ratio"] = ratio(r["agent_cpu_ms_per_cycle"], r["ne_cpu_ms_per_cycle"])
-        r["agent_ne_rss_ratio"] = ratio(r["agent_rss_peak_kib"], r["ne_rss_peak_kib"])
-        if r["n"] > 0 and "wire_bytes_per_interval" in r:
-            b0 = base["wire_bytes_per_interval"] if base else 0
-            raw0 = base["raw_bytes_per_interval"] if base else 0
-            r["wire_bytes_per_container"] = round((r["wire_bytes_per_interval"] - b0) / r["n"], 1)
-            r["raw_bytes_per_container"] = round((r["raw_bytes_per_interval"] - raw0) / r["n"], 1)
+    derive(results)
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "uname": os.uname().release,
            "cpus": os.cpu_count(), "cpu_model": cpu_model,
@@ -616,47 +693,7 @@ def main():
            "results": results, "replay": replay}
     with open(f"{a.out}/results.json", "w") as f:
         json.dump(doc, f, indent=1)
-    rows = [
-        ("containers from", lambda r: r["engine"] if r["n"] else "—"),
-        ("files kept open (read every few cycles)", lambda r: f"{r['files_kept']} ({r['files_slow']})"),
-        ("agent read syscalls per cycle", lambda r: r["agent_reads_per_cycle"]),
-        ("agent CPU per cycle, ms", lambda r: r["agent_cpu_ms_per_cycle"]),
-        ("raw-read floor CPU per cycle, ms", lambda r: r["floor_cpu_ms_per_cycle"]),
-        ("agent / floor", lambda r: r["agent_floor_ratio"]),
-        ("node_exporter CPU per scrape, ms", lambda r: r["ne_cpu_ms_per_cycle"]),
-        ("agent / node_exporter CPU", lambda r: r["agent_ne_cpu_ratio"]),
-        ("agent RSS steady / peak, MiB", lambda r: f"{r['agent_rss_kib']/1024:.1f} / {r['agent_rss_peak_kib']/1024:.1f}"),
-        ("floor RSS peak, MiB", lambda r: f"{r['floor_rss_peak_kib']/1024:.1f}"),
-        ("node_exporter RSS steady / peak, MiB", lambda r: f"{r['ne_rss_kib']/1024:.1f} / {r['ne_rss_peak_kib']/1024:.1f}"),
-        ("agent / node_exporter RSS (peak)", lambda r: r["agent_ne_rss_ratio"]),
-        ("OTLP gzip bytes per interval (raw)", lambda r: f"{r.get('wire_bytes_per_interval')} ({r.get('raw_bytes_per_interval')})"),
-        ("OTLP gzip bytes per container per interval (raw)", lambda r: f"{r.get('wire_bytes_per_container', '—')} ({r.get('raw_bytes_per_container', '—')})"),
-        ("containers in the last request", lambda r: r["containers_in_request"]),
-        ("cycles / scrapes measured", lambda r: f"{r['agent_cycles']} / {r['ne_scrapes']}"),
-        ("load average before → after", lambda r: f"{r['load_before'][0]} → {r['load_after'][0]}"),
-    ]
-    lines = ["| N containers | " + " | ".join(str(r["n"]) for r in results) + " |",
-             "|---|" + "---|" * len(results)]
-    for name, f in rows:
-        lines.append(f"| {name} | " + " | ".join(str(f(r)) for r in results) + " |")
-    costs = next((r["file_costs"] for r in results if "file_costs" in r), None)
-    if costs:
-        lines += ["", "| file (N = 100) | files | µs per read | read |", "|---|---|---|---|"]
-        for k, v in sorted(costs.items(), key=lambda kv: -kv[1]["us_per_read"]):
-            lines.append(f"| `{k}` | {v['files']} | {v['us_per_read']} | {v['read']} |")
-    if replay:
-        lines.append("")
-        lines.append(f"Replay: {replay['samples']} queued samples (N=100 payload, {replay['payload_bytes']} B raw) "
-                     f"delivered in {replay['requests']} requests in {replay['seconds']} s = "
-                     f"{replay['samples_per_s']} samples/s = {replay['samples_per_s']*a.interval:.0f}x real time "
-                     f"at the {a.interval} s bench interval.")
-    lines.append("")
-    lines.append(f"Machine: {cpu_model}, {os.cpu_count()} CPUs, {doc['mem_gib']} GiB, kernel {os.uname().release}; "
-                 f"{doc['date']}; CPU measured by {results[0]['cpu_measured_by'] if results else '?'}.")
-    table = "\n".join(lines) + "\n"
-    with open(f"{a.out}/table.md", "w") as f:
-        f.write(table)
-    print(table)
+    render(doc, a.out)
 
 
 if __name__ == "__main__":
