@@ -24,7 +24,7 @@ samples (one node sample = one request's worth of resources of one cycle) per se
 Results: target/bench/results.json and target/bench/table.md.
 """
 import argparse, gzip, hashlib, http.server, json, math, os, resource, shutil, signal, socket
-import socketserver, subprocess, sys, tempfile, threading, time, urllib.parse, urllib.request
+import re, socketserver, subprocess, sys, tempfile, threading, time, urllib.parse, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CG = "/sys/fs/cgroup"
@@ -293,7 +293,17 @@ class RealDocker:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# A `container.id` KeyValue in protobuf: key, then AnyValue{string_value: 64 hex}.
+CONTAINER_ID = re.compile(rb"container\.id\x12B\x0a@([0-9a-f]{64})")
+
+
 class Sink(http.server.ThreadingHTTPServer):
+    def measured(self, within):
+        """Containers whose points arrived in the last `within` seconds."""
+        with self.lock:
+            t = time.time() - within
+            return sum(1 for v in self.ids.values() if v >= t)
+
     daemon_threads = True
 
     def __init__(self, port):
@@ -305,6 +315,7 @@ class Sink(http.server.ThreadingHTTPServer):
         with getattr(self, "lock", threading.Lock()):
             self.requests = []  # (time, wire bytes, raw bytes)
             self.last_raw = b""
+            self.ids = {}  # container.id -> when a request last carried it
 
 
 class SinkHandler(http.server.BaseHTTPRequestHandler):
@@ -318,8 +329,11 @@ class SinkHandler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(n)
         raw = gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body
         with self.server.lock:
-            self.server.requests.append((time.time(), len(body), len(raw)))
+            now = time.time()
+            self.server.requests.append((now, len(body), len(raw)))
             self.server.last_raw = raw
+            for m in CONTAINER_ID.finditer(raw):
+                self.server.ids[m.group(1)] = now
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
@@ -398,9 +412,7 @@ def run_n(a, n, engine, docker_host, sink, out_dir):
             time.sleep(0.5)
             if agent.poll() is not None:
                 raise RuntimeError(f"agent exited: see {out_dir}/agent-{n}.log")
-            with sink.lock:
-                seen = sink.last_raw.count(b"container.id")
-            if seen >= n:
+            if sink.measured(1.5 * a.interval) >= n:
                 break
         start_req = len(sink.requests)
         while len(sink.requests) < start_req + 2 and time.time() < deadline:
@@ -462,29 +474,32 @@ def run_n(a, n, engine, docker_host, sink, out_dir):
         th.join()
         el = t1 - t0
         cycles_floor = el / a.interval
+        # A sample larger than the exporter's request cap (1 MiB) goes out in parts: the requests
+        # of one cycle arrive together, cycles an interval apart.
+        cycles = sum(1 for i, r in enumerate(reqs) if i == 0 or r[0] - reqs[i - 1][0] > a.interval / 2)
         res = {
             "n": n, "engine": engine, "seconds": round(el, 1), "interval_s": a.interval,
             "load_before": load0, "load_after": loadavg(),
-            "agent_cycles": len(reqs), "floor_cycles": round(cycles_floor, 1), "ne_scrapes": scrapes,
+            "agent_cycles": cycles, "agent_requests": len(reqs), "floor_cycles": round(cycles_floor, 1), "ne_scrapes": scrapes,
             "ne_series": counter["series"], "ne_errors": counter["errors"],
             "files_kept": len(files), "files_slow": len(slow), "slow_every": every,
-            "agent_reads_per_cycle": round((r1_sys - r0_sys) / max(len(reqs), 1), 1),
+            "agent_reads_per_cycle": round((r1_sys - r0_sys) / max(cycles, 1), 1),
             "statfs_per_cycle": len(mounts),
             "cpu_measured_by": "cgroup" if meters["agent"].path else "ticks",
         }
         for k in pids:
             ns = c1[k] - c0[k]
-            per = {"agent": len(reqs), "floor": cycles_floor, "ne": scrapes}[k]
+            per = {"agent": cycles, "floor": cycles_floor, "ne": scrapes}[k]
             res[f"{k}_cpu_s"] = round(ns / 1e9, 4)
             res[f"{k}_cpu_ms_per_cycle"] = round(ns / 1e6 / max(per, 1), 3)
             res[f"{k}_rss_kib"] = status_kb(pids[k], "VmRSS")
             res[f"{k}_rss_peak_kib"] = max(status_kb(pids[k], "VmHWM"), peak_rss[k])
         if reqs:
-            res["wire_bytes_per_interval"] = round(sum(r[1] for r in reqs) / len(reqs))
-            res["raw_bytes_per_interval"] = round(sum(r[2] for r in reqs) / len(reqs))
+            res["wire_bytes_per_interval"] = round(sum(r[1] for r in reqs) / max(cycles, 1))
+            res["raw_bytes_per_interval"] = round(sum(r[2] for r in reqs) / max(cycles, 1))
         with open(f"{out_dir}/payload-{n}.pb", "wb") as f:
             f.write(sink.last_raw)
-        res["containers_in_request"] = sink.last_raw.count(b"container.id")
+        res["containers_measured"] = sink.measured(1.5 * a.interval)
         res["agent_errors_logged"] = sum(1 for l in open(f"{out_dir}/agent-{n}.log") if "WARN" in l or "ERROR" in l)
         res["agent_log_notes"] = [l.strip()[:300] for l in open(f"{out_dir}/agent-{n}.log")
                                   if "descriptor budget" in l][:3]
@@ -588,8 +603,8 @@ def render(doc, out):
         ("agent / node_exporter RSS (peak)", lambda r: r["agent_ne_rss_ratio"]),
         ("OTLP gzip bytes per interval (raw)", lambda r: f"{r.get('wire_bytes_per_interval')} ({r.get('raw_bytes_per_interval')})"),
         ("OTLP gzip bytes per container per interval (raw)", lambda r: f"{per_container(r, 'wire_bytes_per_container')} ({r.get('raw_bytes_per_container', '—')})"),
-        ("containers in the last request", lambda r: r["containers_in_request"]),
-        ("cycles / scrapes measured", lambda r: f"{r['agent_cycles']} / {r['ne_scrapes']}"),
+        ("containers measured in the last cycle", lambda r: r.get("containers_measured", r.get("containers_in_request"))),
+        ("cycles (requests) / scrapes measured", lambda r: f"{r['agent_cycles']} ({r.get('agent_requests', r['agent_cycles'])}) / {r['ne_scrapes']}"),
         ("load average before → after", lambda r: f"{r['load_before'][0]} → {r['load_after'][0]}"),
     ]
     lines = ["| N containers | " + " | ".join(str(r["n"]) for r in results) + " |",
