@@ -158,7 +158,18 @@ async fn replay(payload: &str, batches: u64) {
             });
         }
     });
-    let drained = exporter.drain(Duration::from_secs(600)).await;
+    // `drain` gives up at once while the collector is still marked failing (until the first
+    // retry after the outage succeeds): ask again until the backlog is out or 10 minutes passed.
+    let until = Instant::now() + Duration::from_secs(600);
+    let drained = loop {
+        if exporter.drain(Duration::from_secs(1)).await {
+            break true;
+        }
+        if Instant::now() >= until {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let n = got.load(Ordering::Relaxed);
     let reqs = requests.load(Ordering::Relaxed);
     let f = first.lock().expect("lock").expect("nothing received");
