@@ -644,7 +644,7 @@ def main():
     ap.add_argument("--node-exporter", default="/usr/bin/prometheus-node-exporter")
     ap.add_argument("--out", default=f"{ROOT}/target/bench")
     ap.add_argument("--render", metavar="RESULTS_JSON",
-                    help="only write table.md (next to it) from an earlier run's results.json")
+                    help="only write the tables (target/bench/table.md beside it) from an earlier run's results.json")
     a = ap.parse_args()
     if a.render:
         with open(a.render) as f:
