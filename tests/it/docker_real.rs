@@ -51,9 +51,12 @@ fn points(rx: &Receiver, name: &str, want: &[(&str, &str)]) -> Vec<(u64, f64, Va
     out
 }
 
-fn agent(docker: &Dockerd, rx: &Receiver, wings: &Wings) -> Proc {
+/// The agent under test, with its own spool directory (`spool`): agents of tests running in
+/// parallel must not share the default one (the second would refuse to start).
+fn agent(docker: &Dockerd, rx: &Receiver, wings: &Wings, spool: &std::path::Path) -> Proc {
     let mut cmd = agent_command();
     cmd.arg("run")
+        .env("NODE_AGENT_SPOOL_DIR", spool)
         .env("DOCKER_HOST", docker.host())
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.url())
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
@@ -90,7 +93,7 @@ fn agent_finds_measures_and_follows_wings_containers() {
         "sh", "-c",
         "while [ ! -e /data/go ]; do sleep 0.2; done; dd if=/dev/zero of=/data/f bs=1M count=48 conv=fsync 2>/dev/null; touch /data/written; sleep 100000",
     ]);
-    let mut node_agent = agent(&docker, &rx, &wings);
+    let mut node_agent = agent(&docker, &rx, &wings, &data.path().join("spool"));
 
     // Both containers found and measured, the server joined by name.
     wait_until(
@@ -493,6 +496,7 @@ fn deleted_writes_are_not_counted_and_a_restart_has_one_start() {
         agent_command()
             .arg("run")
             .env("DOCKER_HOST", docker.host())
+            .env("NODE_AGENT_SPOOL_DIR", data.path().join("spool"))
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.url())
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
             .env("AGENT_SAMPLE_INTERVAL_MIN_SEC", "1")
