@@ -193,9 +193,10 @@ def node_dashboard():
 
     b.row("Filesystems")
     b.panel("bargauge", "Filesystem used",
-            [q(f'max by (instance, system_filesystem_mountpoint) (system_filesystem_utilization_ratio{{{N}, system_filesystem_state="used"}})',
+            [q(f'max by (instance, system_filesystem_mountpoint) (system_filesystem_utilization_ratio{{{N}}})',
                "{{instance}} {{system_filesystem_mountpoint}}")],
             "percentunit", w=12, h=8, minv=0, maxv=1, thresholds=PCT_STEPS,
+            description="Used / (used + available to unprivileged users), like df's Use%: 100 % means full for everyone but root.",
             options={"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True,
                      "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}})
     b.panel("timeseries", "Filesystem free",

@@ -43,12 +43,6 @@ pub mod state;
 pub mod sys;
 pub mod top;
 
-/// Allocator tuning for a long-running agent: one malloc arena (`sys::limits`). Call first in
-/// `main`, before any thread starts.
-pub fn tune_allocator() {
-    sys::limits::limit_malloc_arenas();
-}
-
 /// rustls needs one process-wide crypto provider; we build with `ring` only.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -3,7 +3,7 @@ use node_agent::config::{self, Config, Layers};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    node_agent::tune_allocator();
+    node_agent::sys::memory::limit_arenas();
     let matches = cli::command().get_matches();
     let inv = cli::parse(&matches);
     let layers = match Layers::load(inv.flags, inv.config_file.as_deref()) {
@@ -13,7 +13,12 @@ fn main() -> ExitCode {
     if let Action::Config { json, markdown } = inv.action {
         print_config(&layers, json, markdown);
         return match Config::from_layers(&layers) {
-            Ok(_) => ExitCode::SUCCESS,
+            Ok(cfg) => {
+                for w in &cfg.warnings {
+                    eprintln!("node-agent: warning: {w}");
+                }
+                ExitCode::SUCCESS
+            }
             Err(e) => config_error(e),
         };
     }
@@ -24,6 +29,9 @@ fn main() -> ExitCode {
     // The live view owns the terminal: log lines would tear through it.
     if !matches!(inv.action, Action::Top { once: false }) {
         node_agent::logging::init(&cfg.log_level, cfg.log_format);
+        for w in &cfg.warnings {
+            tracing::warn!("{w}");
+        }
     }
     node_agent::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

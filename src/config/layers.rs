@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 /// (`[servers."<uuid>"]` overrides and `[[static_targets]]`, for the game-server probes).
 pub(crate) const SECTIONS: &[&str] = &["servers", "static_targets"];
 
+/// A config file of a thousand static targets is about 100 KiB.
+const MAX_CONFIG_FILE_BYTES: u64 = 4 << 20;
+
 /// The raw layers before typing.
 #[derive(Clone)]
 pub struct Layers {
@@ -50,9 +53,17 @@ impl Layers {
     }
 
     fn read_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        // A regular file of sane size only: `--config /dev/zero` must not eat the host's memory.
+        let bytes =
+            crate::sys::regular::read_regular(path, MAX_CONFIG_FILE_BYTES).map_err(|e| {
+                ConfigError::File {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::File {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: "not UTF-8 text".into(),
         })?;
         let table: toml::Table = text
             .parse()

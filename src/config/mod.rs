@@ -20,6 +20,7 @@ pub(crate) mod opamp;
 mod otlp;
 mod read;
 pub(crate) mod remote;
+mod secret;
 mod source;
 pub(crate) mod table;
 
@@ -71,6 +72,9 @@ pub struct Config {
     pub(crate) http_listen_explicit: bool,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// Accepted but worth a word (a secret on the command line, a token file others can read):
+    /// logged once at start, after the logger is set up. They name settings, never secrets.
+    pub warnings: Vec<String>,
     /// `OTEL_SDK_DISABLED`: sample nothing, export nothing.
     pub(crate) sdk_disabled: bool,
     /// The control plane's client; `None` when no OpAMP endpoint is set.
@@ -80,8 +84,11 @@ pub struct Config {
 impl Config {
     pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
         let r = Values { layers };
+        let mut warnings = Vec::new();
+        secret::flag_warnings(&r, &mut warnings);
         let node_id = r.non_empty("node_id");
-        let node_token = r.non_empty("node_token");
+        let node_token = secret::token(&r, "node_token", "node_token_file", &mut warnings)?;
+        let wings_token = secret::token(&r, "wings_token", "wings_token_file", &mut warnings)?;
         let node_ip = r.non_empty("node_ip");
         let insecure_tls = r.bool("insecure_tls")?;
         let export = otlp::export_config(
@@ -113,7 +120,7 @@ impl Config {
                 proc_path: proc_path.clone(),
                 sys_path: sys_path.clone(),
                 rootfs_path: rootfs_path.clone(),
-                filesystem_timeout: Duration::from_millis(r.u64("filesystem_timeout_ms", 1)?),
+                filesystem_timeout: r.millis("filesystem_timeout_ms")?,
             },
             gpu: GpuConfig {
                 enabled: r.choice(
@@ -128,7 +135,7 @@ impl Config {
                     ],
                     "use auto or off",
                 )?,
-                nvml_library: r.non_empty("nvml_library"),
+                nvml_library: r.regular_path("nvml_library", MAX_LIBRARY_BYTES)?,
                 proc_path: proc_path.clone(),
                 sys_path: sys_path.clone(),
                 rootfs_path,
@@ -137,8 +144,8 @@ impl Config {
                 docker_host: docker_host(&r)?,
                 wings: WingsConfig {
                     base_url: r.url("wings_base_url")?,
-                    token: r.non_empty("wings_token"),
-                    config_file: PathBuf::from(r.string("wings_config").unwrap_or_default()),
+                    token: wings_token,
+                    config_file: wings_config_file(&r)?,
                     http_timeout,
                     insecure_tls,
                 },
@@ -184,7 +191,7 @@ impl Config {
                 })?),
             },
             http_listen_explicit: r.source("http_listen") != Source::Default,
-            log_level: r.string("log_level").unwrap_or_else(|| "info".into()),
+            log_level: log_level(&r)?,
             log_format: r.choice(
                 "log_format",
                 &[
@@ -195,8 +202,50 @@ impl Config {
                 "use text or json",
             )?,
             sdk_disabled: r.bool("sdk_disabled")?,
+            warnings,
             opamp,
         })
+    }
+}
+
+/// libnvidia-ml is a few megabytes; anything past this is not the library.
+const MAX_LIBRARY_BYTES: u64 = 256 << 20;
+/// Wings' config.yml is a few kilobytes.
+const MAX_WINGS_CONFIG_BYTES: u64 = 1 << 20;
+
+/// `log_level`: a level or a tracing filter; anything else stops the agent (exit 2) instead of
+/// silently logging at `info`.
+fn log_level(r: &Values<'_>) -> Result<String, ConfigError> {
+    let (v, src) = r
+        .raw("log_level")
+        .unwrap_or_else(|| ("info".into(), Source::Default));
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok("info".into());
+    }
+    crate::logging::check_filter(v).map_err(|e| {
+        r.invalid(
+            "log_level",
+            src,
+            e.to_string(),
+            "use error, warn, info, debug or trace, or target=level directives such as info,node_agent=debug",
+        )
+    })?;
+    Ok(v.to_string())
+}
+
+/// Wings' config file: a node without Wings has none (fine), but when the path exists it must be
+/// a regular file of sane size; it is read again on every discovery pass.
+fn wings_config_file(r: &Values<'_>) -> Result<PathBuf, ConfigError> {
+    let path = PathBuf::from(r.string("wings_config").unwrap_or_default());
+    match crate::sys::regular::open_regular(&path, MAX_WINGS_CONFIG_BYTES) {
+        Err(e) if !e.is_not_found() => Err(r.invalid(
+            "wings_config",
+            r.source("wings_config"),
+            e.to_string(),
+            "point it to Wings' config.yml (a regular file), or to a path that does not exist on a node without Wings",
+        )),
+        _ => Ok(path),
     }
 }
 

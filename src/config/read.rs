@@ -1,11 +1,20 @@
-//! Typed reads of one setting: booleans, seconds, whole numbers, ranges, URLs, PEM files, `k=v`
-//! lists and choices from a fixed set. A value that does not parse becomes a
+//! Typed reads of one setting: booleans, seconds, whole numbers, ranges, URLs, regular files (PEM,
+//! tokens), `k=v` lists and choices from a fixed set. A value that does not parse becomes a
 //! [`ConfigError::Invalid`] naming the setting, where the value came from, and the fix.
 
 use super::error::ConfigError;
 use super::layers::Layers;
 use super::source::Source;
+use crate::sys::regular::{RegularFileError, open_regular, read_regular};
+use std::path::Path;
 use std::time::Duration;
+
+/// The shortest interval or timeout a seconds setting accepts: 100 ms.
+pub(crate) const MIN_SECONDS: f64 = 0.1;
+/// The longest: a day.
+pub(crate) const MAX_SECONDS: f64 = 86_400.0;
+/// A PEM certificate bundle is a few hundred kilobytes at most (the whole Mozilla set is ~220 KB).
+const MAX_PEM_BYTES: u64 = 1 << 20;
 
 /// Why a value does not parse: the `problem` part of a [`ConfigError::Invalid`].
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +104,10 @@ impl Values<'_> {
             "use true or false",
         )
     }
-    /// A positive number of seconds (fractions allowed).
+    /// A number of seconds (fractions allowed) between [`MIN_SECONDS`] and [`MAX_SECONDS`]: every
+    /// interval and timeout of the agent. Below 100 ms the agent would spend its time sampling
+    /// (or time out before a kernel call returns); above a day a value is a typo (`1e9`), not a
+    /// schedule.
     pub(crate) fn seconds(&self, key: &'static str) -> Result<Duration, ConfigError> {
         let (v, src) = self.raw(key).expect("interval settings have defaults");
         let parsed: f64 = v.trim().parse().map_err(|_| {
@@ -103,18 +115,35 @@ impl Values<'_> {
                 key,
                 src.clone(),
                 format!("`{v}` is not a number"),
-                "give a positive number of seconds, e.g. 5",
+                "give a number of seconds, e.g. 5",
             )
         })?;
-        if !parsed.is_finite() || parsed <= 0.0 || parsed > 86_400.0 * 7.0 {
+        if !(MIN_SECONDS..=MAX_SECONDS).contains(&parsed) {
             return Err(self.invalid(
                 key,
                 src,
-                format!("`{v}` is out of range"),
-                "give a positive number of seconds, at most 604800",
+                format!("`{}` seconds is out of range", v.trim()),
+                format!(
+                    "give a number of seconds from {MIN_SECONDS} (100 ms) to {MAX_SECONDS} (a day)"
+                ),
             ));
         }
         Ok(Duration::from_secs_f64(parsed))
+    }
+
+    /// A whole number of milliseconds from 1 to a day (a bound that keeps deadlines computable).
+    pub(crate) fn millis(&self, key: &'static str) -> Result<Duration, ConfigError> {
+        let n = self.u64(key, 1)?;
+        if n > (MAX_SECONDS as u64) * 1000 {
+            let (v, src) = self.raw(key).expect("numeric settings have defaults");
+            return Err(self.invalid(
+                key,
+                src,
+                format!("`{}` milliseconds is more than a day", v.trim()),
+                "give a number of milliseconds from 1 to 86400000",
+            ));
+        }
+        Ok(Duration::from_millis(n))
     }
 
     pub(crate) fn u64(&self, key: &'static str, min: u64) -> Result<u64, ConfigError> {
@@ -181,27 +210,65 @@ impl Values<'_> {
         }
     }
 
-    pub(crate) fn pem_file(&self, key: &'static str) -> Result<Option<Vec<u8>>, ConfigError> {
+    /// The contents of the regular file a setting names (`None` when unset), at most `max_bytes`
+    /// long. Devices, FIFOs, directories and oversized files are refused at start, naming the
+    /// setting: `/dev/zero` as a certificate once grew the agent to gigabytes.
+    pub(crate) fn regular_file(
+        &self,
+        key: &'static str,
+        max_bytes: u64,
+    ) -> Result<Option<(String, Vec<u8>)>, ConfigError> {
         let Some((path, src)) = self.raw(key) else {
             return Ok(None);
         };
-        let bytes = std::fs::read(path.trim()).map_err(|e| {
-            self.invalid(
-                key,
-                src.clone(),
-                format!("cannot read `{path}`: {e}"),
-                "point it to a readable PEM file",
-            )
-        })?;
+        let path = path.trim().to_string();
+        match read_regular(Path::new(&path), max_bytes) {
+            Ok(bytes) => Ok(Some((path, bytes))),
+            Err(e) => Err(self.invalid(key, src, e.to_string(), file_fix(&e, max_bytes))),
+        }
+    }
+
+    /// Checks that the file a setting names is a regular file of at most `max_bytes`, without
+    /// reading it (a library to load). `None` when unset.
+    pub(crate) fn regular_path(
+        &self,
+        key: &'static str,
+        max_bytes: u64,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some((path, src)) = self.raw(key) else {
+            return Ok(None);
+        };
+        let path = path.trim().to_string();
+        match open_regular(Path::new(&path), max_bytes) {
+            Ok(_) => Ok(Some(path)),
+            Err(e) => Err(self.invalid(key, src, e.to_string(), file_fix(&e, max_bytes))),
+        }
+    }
+
+    pub(crate) fn pem_file(&self, key: &'static str) -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some((path, bytes)) = self.regular_file(key, MAX_PEM_BYTES)? else {
+            return Ok(None);
+        };
         if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
             return Err(self.invalid(
                 key,
-                src,
+                self.source(key),
                 format!("`{path}` holds no PEM block"),
                 "point it to a PEM file (-----BEGIN ...-----)",
             ));
         }
         Ok(Some(bytes))
+    }
+}
+
+/// The fix that goes with a refused file.
+fn file_fix(e: &RegularFileError, max_bytes: u64) -> String {
+    match e {
+        RegularFileError::NotRegular { .. } => "point it to a regular file".into(),
+        RegularFileError::TooLarge { .. } => {
+            format!("point it to the right file (at most {max_bytes} bytes)")
+        }
+        _ => "point it to an existing file the agent's user can read".into(),
     }
 }
 

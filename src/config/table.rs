@@ -52,7 +52,13 @@ pub(crate) const SETTINGS: &[Setting] = &[
     secret(
         "node_token",
         &["NODE_TOKEN"],
-        "Bearer token for the orchestrator (direct mode)",
+        "Bearer token for the orchestrator (direct mode). Secret: as a flag it is visible to every local user in ps; use NODE_TOKEN or node_token_file",
+    ),
+    s(
+        "node_token_file",
+        &["NODE_TOKEN_FILE"],
+        None,
+        "File holding node_token (one line; keep it mode 0600, a warning says when group or others can read it)",
     ),
     s(
         "node_ip",
@@ -75,7 +81,13 @@ pub(crate) const SETTINGS: &[Setting] = &[
     secret(
         "wings_token",
         &["WINGS_TOKEN"],
-        "Wings API token (default: `token` from the Wings config file)",
+        "Wings API token (default: `token` from the Wings config file). Secret: as a flag it is visible to every local user in ps; use WINGS_TOKEN or wings_token_file",
+    ),
+    s(
+        "wings_token_file",
+        &["WINGS_TOKEN_FILE"],
+        None,
+        "File holding wings_token (one line; keep it mode 0600, a warning says when group or others can read it)",
     ),
     s(
         "wings_config",
@@ -197,7 +209,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
             "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
             "OTEL_EXPORTER_OTLP_HEADERS",
         ],
-        "Extra request headers, k=v,k2=v2 (URL-encoded values)",
+        "Extra request headers, k=v,k2=v2 (URL-encoded values). Secret: as a flag it is visible to every local user in ps; use the environment",
     ),
     s(
         "otlp_compression",
@@ -353,7 +365,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "filesystem_timeout_ms",
         &["NODE_AGENT_FILESYSTEM_TIMEOUT_MS"],
         Some("1000"),
-        "A mount whose statfs takes longer is reported stale and skipped, milliseconds",
+        "A mount whose statfs takes longer is reported stale and skipped, milliseconds (1 to 86400000)",
     ),
     s(
         "opamp_endpoint",

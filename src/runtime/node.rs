@@ -147,6 +147,7 @@ pub(crate) async fn node_loop(
     let mut sampler = NodeSampler::new(&ctx.cfg.node, ctx.mounts.clone());
     let stats = exporter.stats();
     let mut last_len = 0;
+    let mut cycles: u64 = 0;
     // The first sample waits (briefly) for the first discovery pass, so that it already has the
     // containers and the node's container runtime in its resource: otherwise every start would
     // leave a short-lived `target_info` series without them in Prometheus.
@@ -160,6 +161,10 @@ pub(crate) async fn node_loop(
         let payload = node_cycle_sized(&ctx, &mut sampler, &stats, &mut last_len);
         ctx.set_latest("node", &payload);
         exporter.enqueue(payload);
+        cycles += 1;
+        if cycles.is_multiple_of(crate::sys::memory::TRIM_EVERY) {
+            crate::sys::memory::trim();
+        }
         if pause(&ctx, |l| jittered(l.sample_interval), &mut shutdown).await {
             return;
         }

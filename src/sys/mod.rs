@@ -5,6 +5,8 @@ pub(crate) mod clock;
 #[cfg(test)]
 pub(crate) mod fuzz;
 pub(crate) mod limits;
+pub mod memory;
 pub mod mountinfo;
 pub(crate) mod procfile;
+pub(crate) mod regular;
 pub(crate) mod text;

@@ -7,6 +7,10 @@
 //! that shows a peer's text passes it through [`peer_text`] (or [`peer_bytes`]) first: control
 //! characters become visible escapes, and the result is at most a fixed number of characters
 //! with a note of how much was cut.
+//!
+//! The log writer and `/readyz` add a last guard of their own ([`one_line`], for every field of
+//! a text log line and every error `/readyz` shows), so a message that quotes unescaped text
+//! still cannot break its line.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -41,8 +45,50 @@ pub(crate) fn peer_bytes(b: &[u8], max: usize) -> String {
     escape(chars.flatten(), b.len(), max)
 }
 
+/// What `args` formats to, made fit for one log line or one `/readyz` field: [`peer_text`]
+/// without doubling backslashes (a literal `\n` cannot start a line, and a message that quotes
+/// text escaped before reads the same), so whatever a message quotes cannot forge a second line.
+/// Formats no more than it can show: a 10 MB error costs a few KiB, not another copy of it.
+pub(crate) fn one_line(args: std::fmt::Arguments<'_>, max: usize) -> String {
+    /// Keeps the first `limit` bytes (on a character boundary) and counts the rest.
+    struct Head {
+        text: String,
+        limit: usize,
+        total: usize,
+    }
+    impl std::fmt::Write for Head {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.total += s.len();
+            let room = self.limit.saturating_sub(self.text.len());
+            let mut cut = room.min(s.len());
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.push_str(&s[..cut]);
+            Ok(())
+        }
+    }
+    // `max` characters are at most 4 × `max` bytes; one more makes the cut visible.
+    let mut head = Head {
+        text: String::new(),
+        limit: max.saturating_mul(4).saturating_add(4),
+        total: 0,
+    };
+    let _ = head.write_fmt(args);
+    escape_with(head.text.char_indices(), head.total, max, false)
+}
+
 /// Escapes `(byte offset, char)` pairs of an input of `len` bytes into at most `max` characters.
 fn escape(chars: impl Iterator<Item = (usize, char)>, len: usize, max: usize) -> String {
+    escape_with(chars, len, max, true)
+}
+
+fn escape_with(
+    chars: impl Iterator<Item = (usize, char)>,
+    len: usize,
+    max: usize,
+    backslash: bool,
+) -> String {
     let mut out = String::with_capacity(len.min(max) + 16);
     let mut used = 0usize;
     for (i, c) in chars {
@@ -51,7 +97,7 @@ fn escape(chars: impl Iterator<Item = (usize, char)>, len: usize, max: usize) ->
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '\\' => out.push_str("\\\\"),
+            '\\' if backslash => out.push_str("\\\\"),
             c if needs_escape(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
@@ -127,6 +173,24 @@ mod tests {
             "{s}"
         );
         assert!(s.chars().count() < 60);
+    }
+
+    #[test]
+    fn a_log_line_stays_one_line() {
+        assert_eq!(
+            one_line(
+                format_args!("WARN error=bad\n2026 INFO forged \\n\x1b[2J"),
+                100
+            ),
+            "WARN error=bad\\n2026 INFO forged \\n\\u{1b}[2J"
+        );
+        assert_eq!(one_line(format_args!("abcdef"), 3), "abc…(+3 bytes)");
+        let big = "é".repeat(5 << 20);
+        assert_eq!(
+            one_line(format_args!("{big}\n"), 4),
+            format!("éééé…(+{} bytes)", (10 << 20) + 1 - 8)
+        );
+        assert_eq!(one_line(format_args!("a\n{}", 1), 10), "a\\n1");
     }
 
     #[test]

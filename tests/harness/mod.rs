@@ -40,8 +40,13 @@ pub fn python_path() -> PathBuf {
     require(&peers_dir().join("py"))
 }
 
+/// The agent binary under test: this build's, or `NODE_AGENT_BIN` (to re-run a test against the
+/// release binary without building the tests in release, as docs/benchmarks.md does).
 pub fn agent_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_node-agent"))
+    match std::env::var_os("NODE_AGENT_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_node-agent")),
+    }
 }
 
 /// A loopback port that was free a moment ago.

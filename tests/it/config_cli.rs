@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use std::process::{Output, Stdio};
+use std::time::Duration;
 
 /// Runs the agent to completion; a run that does not end within a minute fails the test instead
 /// of hanging it.
@@ -119,6 +120,54 @@ const INVALID: &[(&[(&str, &str)], &str)] = &[
         ],
         "node_id",
     ),
+    // Careless input (issues 17 and 19): devices and FIFOs as files, absurd intervals, a log
+    // filter that does not parse.
+    (
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/dev/zero")],
+        "otlp_certificate",
+    ),
+    (
+        &[("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/dev/urandom")],
+        "otlp_client_key",
+    ),
+    (
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/tmp")],
+        "otlp_certificate",
+    ),
+    (&[("NODE_AGENT_NVML_LIBRARY", "/dev/null")], "nvml_library"),
+    (&[("WINGS_CONFIG", "/dev/zero")], "wings_config"),
+    (&[("NODE_TOKEN_FILE", "/dev/zero")], "node_token_file"),
+    (
+        &[("WINGS_TOKEN_FILE", "/nonexistent/token")],
+        "wings_token_file",
+    ),
+    (&[("LOG_LEVEL", "nonsense=[")], "log_level"),
+    (&[("RUST_LOG", "verbose")], "log_level"),
+    (
+        &[("AGENT_SAMPLE_INTERVAL_MIN_SEC", "1e-9")],
+        "sample_interval_min_sec",
+    ),
+    (
+        &[("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.09")],
+        "sample_interval_min_sec",
+    ),
+    (
+        &[("AGENT_SAMPLE_INTERVAL_MAX_SEC", "86401")],
+        "sample_interval_max_sec",
+    ),
+    (
+        &[("AGENT_DISCOVERY_INTERVAL_SEC", "inf")],
+        "discovery_interval_sec",
+    ),
+    (
+        &[("NODE_AGENT_SHUTDOWN_GRACE_SEC", "1e300")],
+        "shutdown_grace_sec",
+    ),
+    (&[("AGENT_HTTP_TIMEOUT_SEC", "0.01")], "http_timeout_sec"),
+    (
+        &[("NODE_AGENT_FILESYSTEM_TIMEOUT_MS", "18446744073709551615")],
+        "filesystem_timeout_ms",
+    ),
 ];
 
 #[test]
@@ -145,6 +194,140 @@ fn invalid_values_exit_2_and_name_the_setting() {
             );
         }
     }
+}
+
+#[test]
+fn careless_files_and_bounds_fail_fast() {
+    // A device as a certificate is refused without reading it (it once grew the agent to 3 GB).
+    let started = std::time::Instant::now();
+    let o = run(&["run"], &[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/dev/zero")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(text(&o).contains("character device"), "{}", text(&o));
+    // A FIFO without a writer would block a plain open(2) forever.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("ca.pem");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let o = run(
+        &["check"],
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", fifo.to_str().unwrap())],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("FIFO"), "{}", text(&o));
+    // The edges of the interval range are accepted: 100 ms (the tests run that fast) and a day.
+    for (k, v) in [
+        ("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.1"),
+        ("AGENT_SAMPLE_INTERVAL_MAX_SEC", "86400"),
+        ("LOG_LEVEL", "warn,node_agent=debug"),
+        ("NODE_AGENT_FILESYSTEM_TIMEOUT_MS", "86400000"),
+    ] {
+        let o = run(&["config"], &[(k, v)]);
+        assert!(o.status.success(), "{k}={v}: {}", text(&o));
+    }
+}
+
+/// Direct mode against the decoding receiver, which answers 401 unless the token is right.
+fn direct_mode_delivers(token_file: &std::path::Path, expect_warning: bool) {
+    let receiver = Receiver::start(&["--token", "file-token-42"]);
+    let spool = tempfile::tempdir().unwrap();
+    let log_dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start_with(
+        log_dir.path(),
+        "agent",
+        &[
+            ("ORCHESTRATOR_BASE_URL", &receiver.url()),
+            ("NODE_ID", "n-file"),
+            ("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.3"),
+            ("AGENT_SAMPLE_INTERVAL_MAX_SEC", "0.3"),
+            ("NODE_AGENT_SPOOL_DIR", spool.path().to_str().unwrap()),
+            ("LOG_LEVEL", "trace"),
+        ],
+        &["run", "--node-token-file", token_file.to_str().unwrap()],
+    );
+    wait_until(Duration::from_secs(30), "requests at the receiver", || {
+        receiver.requests().len() >= 2
+    });
+    let (_, log) = agent.stop(Duration::from_secs(20));
+    for r in receiver.requests() {
+        assert_eq!(r["auth"], "Bearer file-token-42");
+    }
+    assert!(
+        !log.contains("file-token-42"),
+        "the token is in the log:\n{log}"
+    );
+    assert_eq!(
+        log.contains("can be read by group or others"),
+        expect_warning,
+        "{log}"
+    );
+}
+
+#[test]
+fn tokens_from_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "file-token-42\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    direct_mode_delivers(&file, false);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    direct_mode_delivers(&file, true);
+    // The Wings token file works the same way (shown redacted by `config`).
+    let o = run(
+        &["config", "--wings-token-file", file.to_str().unwrap()],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("(mode 0644)"), "{}", text(&o));
+    assert!(!text(&o).contains("file-token-42"));
+    // Both a token and its file: which one is meant? Exit 2.
+    let o = run(
+        &["run", "--node-token-file", file.to_str().unwrap()],
+        &[("NODE_TOKEN", "other-SECRET")],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("node_token_file") && !text(&o).contains("other-SECRET"));
+    // A file of two lines, or an empty one, is not a token.
+    for content in ["a\nb\n", "\n"] {
+        std::fs::write(&file, content).unwrap();
+        let o = run(
+            &["config", "--node-token-file", file.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(2), "{content:?}: {}", text(&o));
+        assert!(text(&o).contains("node_token_file"));
+    }
+}
+
+#[test]
+fn secret_flags_warn_in_help_and_at_start() {
+    let help = text(&run(&["--help"], &[]));
+    for flag in ["--node-token ", "--wings-token ", "--otlp-headers "] {
+        let at = help.find(flag).unwrap_or_else(|| panic!("{flag} missing"));
+        let entry = &help[at..help[at..].find("\n  -").map_or(help.len(), |e| at + e)];
+        assert!(
+            entry.contains("visible to every local user in ps"),
+            "{entry}"
+        );
+    }
+    assert!(help.contains("--node-token-file") && help.contains("--wings-token-file"));
+    let o = run(
+        &[
+            "config",
+            "--node-token",
+            "flag-SECRET-9",
+            "--otlp-headers",
+            "a=flag-SECRET-8",
+        ],
+        &[],
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("node_token: given as --node-token"), "{t}");
+    assert!(t.contains("otlp_headers: given as --otlp-headers"), "{t}");
+    assert!(!t.contains("flag-SECRET"), "{t}");
 }
 
 #[test]
@@ -210,6 +393,7 @@ fn bad_config_files_exit_2() {
     )
     .unwrap();
     for (path, needle) in [
+        ("/dev/zero", "character device"),
         (bad.to_str().unwrap(), "TOML"),
         (unknown.to_str().unwrap(), "sampel_interval"),
         ("/nonexistent.toml", "nonexistent"),

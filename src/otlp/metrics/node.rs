@@ -54,17 +54,18 @@ fn cpu(s: &CpuSample, boot_nanos: u64, b: &mut MetricsBuilder) {
 }
 
 fn memory(m: &MemorySample, boot_nanos: u64, b: &mut MetricsBuilder) {
+    // These four add up to MemTotal exactly. Shmem overlaps `cached` (tmpfs pages are page
+    // cache), so it is not a state here: semconv deprecated `state=shared` for its own metric.
     let states = [
         ("used", m.used),
         ("free", m.free),
         ("buffers", m.buffers),
         ("cached", m.cached),
-        ("shared", m.shared),
     ];
     b.sum(
         "system.memory.usage",
         "By",
-        "Memory in each state",
+        "Memory in each state; the states add up to the total",
         false,
         states
             .iter()
@@ -87,6 +88,13 @@ fn memory(m: &MemorySample, boot_nanos: u64, b: &mut MetricsBuilder) {
                 vec![kv("system.memory.state", *s)],
             )
         }),
+    );
+    b.sum(
+        "system.memory.shared",
+        "By",
+        "Shmem: shared memory (tmpfs, shared anonymous mappings), part of cached",
+        false,
+        [(m.shared, boot_nanos, vec![])],
     );
     b.sum(
         "system.memory.linux.available",
@@ -232,17 +240,14 @@ fn filesystems(fs: &[FsSample], boot_nanos: u64, b: &mut MetricsBuilder) {
         false,
         fs.iter().map(|f| (f.total, boot_nanos, attrs(f))),
     );
+    // Like df and the Collector's hostmetrics: used / (used + available to unprivileged users),
+    // so a filesystem that is full for everyone but root reads 1.0, not 0.95. One point per
+    // filesystem, without a state.
     b.gauge(
         "system.filesystem.utilization",
         "1",
-        "Share of the filesystem in each state",
-        fs.iter().filter(|f| f.total > 0).flat_map(|f| {
-            let t = f.total as f64;
-            [
-                (f.used as f64 / t, with_state(f, "used")),
-                (f.free as f64 / t, with_state(f, "free")),
-                (f.reserved as f64 / t, with_state(f, "reserved")),
-            ]
-        }),
+        "Share of the filesystem in use, of what unprivileged users can use: used / (used + free), like df",
+        fs.iter()
+            .filter_map(|f| f.utilization().map(|u| (u, attrs(f)))),
     );
 }

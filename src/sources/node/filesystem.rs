@@ -1,5 +1,9 @@
 //! Filesystems: `system.filesystem.usage`, `.limit`, `.utilization`.
 //!
+//! From `statvfs`: `used` = (blocks − bfree) × frsize, `free` = bavail × frsize (what unprivileged
+//! users can still write), `reserved` = (bfree − bavail) × frsize (root's reserve); the three add
+//! up to the size. Utilization is used / (used + free), as df and the Collector compute it.
+//!
 //! Mounts come from the host's `mountinfo` (pid 1's, so a containerised agent with the host's
 //! /proc still sees the host). Only real filesystems are reported: block-device backed ones and
 //! network filesystems, one mount per device (bind mounts of the same device are left out), none of
@@ -159,6 +163,16 @@ pub(crate) struct FsSample {
     pub(crate) used: u64,
     pub(crate) free: u64,
     pub(crate) reserved: u64,
+}
+
+impl FsSample {
+    /// `used / (used + free)`: what df shows as Use% (rounded up there) and hostmetrics reports
+    /// as `system.filesystem.utilization`; blocks reserved for root count as neither. `None` for
+    /// a filesystem with no usable blocks at all.
+    pub(crate) fn utilization(&self) -> Option<f64> {
+        let usable = self.used.saturating_add(self.free);
+        (usable > 0).then(|| self.used as f64 / usable as f64)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

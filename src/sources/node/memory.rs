@@ -3,7 +3,10 @@
 //!
 //! States follow the collector's hostmetrics receiver so the numbers match what operators know:
 //! `cached` = Cached + SReclaimable, `used` = Total − Free − Buffers − cached. used, free, buffers
-//! and cached add up to the total; `shared` (Shmem) overlaps `cached` and is reported alone.
+//! and cached add up to MemTotal exactly (cached is cut in the rare case the kernel's counters
+//! overshoot the total, so the sum still holds); `shared` (Shmem) is part of `cached` (tmpfs
+//! pages live in the page cache), so it is no state of its own: it goes out as
+//! `system.memory.shared`.
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub(crate) struct MemorySample {
@@ -50,12 +53,12 @@ pub(crate) fn parse_meminfo(text: &str) -> Option<MemorySample> {
     if !have_total || m.total == 0 {
         return None;
     }
-    m.cached = cached.saturating_add(sreclaimable);
-    m.used = m
-        .total
-        .saturating_sub(m.free)
-        .saturating_sub(m.buffers)
-        .saturating_sub(m.cached);
+    m.free = m.free.min(m.total);
+    m.buffers = m.buffers.min(m.total - m.free);
+    m.cached = cached
+        .saturating_add(sreclaimable)
+        .min(m.total - m.free - m.buffers);
+    m.used = m.total - m.free - m.buffers - m.cached;
     if !have_avail {
         m.available = m.free.saturating_add(m.cached).saturating_add(m.buffers);
     }
@@ -74,6 +77,11 @@ mod tests {
         assert_eq!(m.cached, 320 * 1024);
         assert_eq!(m.available, 600 * 1024);
         assert!(parse_meminfo("garbage").is_none());
+        // Counters that overshoot the total still add up to it.
+        let m = parse_meminfo("MemTotal: 100 kB\nMemFree: 60 kB\nBuffers: 10 kB\nCached: 40 kB\n")
+            .unwrap();
+        assert_eq!((m.used, m.cached), (0, 30 * 1024));
+        assert_eq!(m.used + m.free + m.buffers + m.cached, m.total);
         assert!(parse_meminfo("MemTotal: x kB").is_none());
     }
 }
