@@ -88,14 +88,20 @@ pub struct RemoteConfigState {
 /// Discovery's latest inventory and the per-container sampler that reads it in the node cycle.
 pub struct Containers {
     inventory: RwLock<Arc<Inventory>>,
+    /// Discovery has published at least one inventory.
+    published: std::sync::atomic::AtomicBool,
     pub(crate) sampler: Mutex<ContainerSampler>,
+    /// The per-container OTLP templates the node cycle patches.
+    pub(crate) encoder: Mutex<crate::otlp::metrics::containers::Encoder>,
 }
 
 impl Containers {
-    fn new(proc_path: std::path::PathBuf) -> Containers {
+    fn new(proc_path: std::path::PathBuf, sample_interval: std::time::Duration) -> Containers {
         Containers {
             inventory: RwLock::new(Arc::new(Inventory::default())),
-            sampler: Mutex::new(ContainerSampler::new(proc_path)),
+            published: std::sync::atomic::AtomicBool::new(false),
+            sampler: Mutex::new(ContainerSampler::for_interval(proc_path, sample_interval)),
+            encoder: Mutex::new(Default::default()),
         }
     }
 
@@ -107,6 +113,13 @@ impl Containers {
     /// Swaps in a new inventory.
     pub fn set(&self, inv: Inventory) {
         *self.inventory.write() = Arc::new(inv);
+        self.published
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether discovery has published an inventory yet.
+    pub(crate) fn published(&self) -> bool {
+        self.published.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -158,7 +171,7 @@ impl Context {
             live_changed: tokio::sync::watch::Sender::new(()),
             control: Mutex::new(None),
             gpu,
-            containers: Containers::new(cfg.node.proc_path.clone()),
+            containers: Containers::new(cfg.node.proc_path.clone(), cfg.sample_interval.0),
             mounts,
             cfg,
             host,

@@ -11,9 +11,9 @@
 //!
 //! Both are deterministic for a given code and host shape, and both are normalised (allocations
 //! per data point, reads per kept file) so a machine with more CPUs, disks or interfaces is not a
-//! regression. The test fails when a change multiplies either past 2× the committed baseline
-//! ([`BASELINE_ALLOCS_PER_POINT`], [`BASELINE_READS_PER_FILE`]); `scripts/bench.sh` is where the
-//! time and memory are measured.
+//! regression. The test fails when a change multiplies either past [`TOLERANCE`]× the committed
+//! baseline ([`BASELINE_ALLOCS_PER_POINT`], [`BASELINE_READS_PER_FILE`]); `scripts/bench.sh` is
+//! where the time and memory are measured.
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -30,11 +30,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Allocations per exported data point, measured when this guard was written (2026-11-23,
-/// 20 containers + node on the 2-core CI VM). Lower it when a change improves it.
-const BASELINE_ALLOCS_PER_POINT: f64 = 10.6;
-/// Read syscalls per kept file per cycle: one `pread` each.
-const BASELINE_READS_PER_FILE: f64 = 1.0;
+/// Allocations per exported data point (2026-11-30, 20 containers + node on the 2-core CI VM:
+/// 1.71; it was 10.6 before container points were patched into a kept skeleton). Lower it when a
+/// change improves it.
+const BASELINE_ALLOCS_PER_POINT: f64 = 1.8;
+/// Read syscalls per kept file per cycle (2026-11-30: 0.69): one `pread` per file read, and the
+/// slow-changing container files only every few cycles.
+const BASELINE_READS_PER_FILE: f64 = 0.7;
+/// How far past the baseline a change may go: a second `pread` per file (1.38) or the old
+/// per-point attribute copies (10.6) fail.
+const TOLERANCE: f64 = 1.5;
 const CONTAINERS: usize = 20;
 const CYCLES: u64 = 10;
 
@@ -171,7 +176,7 @@ fn points(req: &ExportMetricsServiceRequest) -> usize {
 }
 
 #[test]
-fn cycle_allocations_and_reads_stay_within_2x_of_baseline() {
+fn cycle_allocations_and_reads_stay_within_tolerance_of_baseline() {
     let mounts = Mounts::parse(
         &std::fs::read_to_string("/proc/self/mountinfo").unwrap(),
         Path::new("/sys"),
@@ -194,7 +199,7 @@ fn cycle_allocations_and_reads_stay_within_2x_of_baseline() {
         node_agent::sources::node::NodeSampler::new(&ctx.cfg.node, ctx.mounts.clone());
     ctx.containers.set(Inventory {
         layout: mounts.layout(),
-        containers,
+        containers: containers.into_iter().map(std::sync::Arc::new).collect(),
         docker: SourceState::Ok("test".into()),
         ..Default::default()
     });
@@ -234,11 +239,11 @@ fn cycle_allocations_and_reads_stay_within_2x_of_baseline() {
         "the container files are not kept open ({files})"
     );
     assert!(
-        per_point <= 2.0 * BASELINE_ALLOCS_PER_POINT,
-        "allocations per data point {per_point:.2} > 2x baseline {BASELINE_ALLOCS_PER_POINT}"
+        per_point <= TOLERANCE * BASELINE_ALLOCS_PER_POINT,
+        "allocations per data point {per_point:.2} > {TOLERANCE}x baseline {BASELINE_ALLOCS_PER_POINT}"
     );
     assert!(
-        per_file <= 2.0 * BASELINE_READS_PER_FILE,
-        "read syscalls per kept file per cycle {per_file:.2} > 2x baseline {BASELINE_READS_PER_FILE}"
+        per_file <= TOLERANCE * BASELINE_READS_PER_FILE,
+        "read syscalls per kept file per cycle {per_file:.2} > {TOLERANCE}x baseline {BASELINE_READS_PER_FILE}"
     );
 }

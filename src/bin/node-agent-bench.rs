@@ -1,46 +1,65 @@
 //! Benchmark helpers (built only with `--features bench`; driven by `scripts/bench.sh`).
 //!
-//! - `floor FILES MOUNTS INTERVAL_MS CYCLES`: the raw-read floor. Opens every file listed in FILES
-//!   once, then each cycle `pread`s each of them whole through the kept descriptor and `statfs`es
-//!   each mount point in MOUNTS, then sleeps. No parsing, no encoding, no export: what a cycle
-//!   cannot cost less than. The list is the agent's own set of kept descriptors, so both read
-//!   exactly the same files.
+//! - `floor FILES MOUNTS INTERVAL_MS CYCLES [SLOW_FILES SLOW_EVERY]`: the raw-read floor. Opens
+//!   every file listed in FILES (and SLOW_FILES) once, then each cycle `pread`s each file of FILES
+//!   whole through the kept descriptor (those of SLOW_FILES every SLOW_EVERY-th cycle, as the agent
+//!   reads them) and `statfs`es each mount point in MOUNTS, then sleeps. No parsing, no encoding,
+//!   no export: what a cycle cannot cost less than. The lists are the agent's own kept
+//!   descriptors, so both read exactly the same files.
 //! - `replay PAYLOAD BATCHES`: replay speed after an outage through the agent's real delivery
 //!   queue (`export::Exporter`) and OTLP/HTTP (gzip) transport. BATCHES copies of PAYLOAD (an
-//!   encoded `ExportMetricsServiceRequest`) are queued while the endpoint is down; then a receiver
-//!   comes up and the time from its first to its last accepted request gives samples per second.
+//!   encoded `ExportMetricsServiceRequest`, one node cycle) are queued while the endpoint is down;
+//!   then a receiver comes up, decodes every request and counts the samples in it (the queue
+//!   merges several into one request): samples per second from its first to its last request.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-fn floor(files: &str, mounts: &str, interval_ms: u64, cycles: u64) {
-    let list = std::fs::read_to_string(files).expect("file list");
-    let fds: Vec<std::fs::File> = list
+fn open_all(list: &str) -> Vec<std::fs::File> {
+    std::fs::read_to_string(list)
+        .unwrap_or_default()
         .lines()
         .filter(|l| !l.is_empty())
         .filter_map(|p| std::fs::File::open(p).ok())
-        .collect();
+        .collect()
+}
+
+fn read_all(fds: &[std::fs::File], buf: &mut [u8]) {
+    for f in fds {
+        let mut off = 0;
+        while let Ok(n) = f.read_at(&mut buf[off..], off as u64) {
+            if n == 0 || off + n == buf.len() {
+                break;
+            }
+            off += n;
+        }
+    }
+}
+
+fn floor(files: &str, mounts: &str, interval_ms: u64, cycles: u64, slow: Option<(&str, u64)>) {
+    let fds = open_all(files);
+    let (slow_fds, every) = slow.map_or((Vec::new(), 1), |(f, e)| (open_all(f), e.max(1)));
     let mps: Vec<std::ffi::CString> = std::fs::read_to_string(mounts)
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.is_empty())
         .map(|m| std::ffi::CString::new(m).expect("mount path"))
         .collect();
-    println!("floor: {} files, {} mounts", fds.len(), mps.len());
+    println!(
+        "floor: {} files, {} more every {every} cycles, {} mounts",
+        fds.len(),
+        slow_fds.len(),
+        mps.len()
+    );
     let _ = std::io::stdout().flush();
     let mut buf = vec![0u8; 1 << 20];
     // SAFETY: statvfs is plain old data.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    for _ in 0..cycles {
-        for f in &fds {
-            let mut off = 0;
-            while let Ok(n) = f.read_at(&mut buf[off..], off as u64) {
-                if n == 0 || off + n == buf.len() {
-                    break;
-                }
-                off += n;
-            }
+    for cycle in 0..cycles {
+        read_all(&fds, &mut buf);
+        if cycle % every == 0 {
+            read_all(&slow_fds, &mut buf);
         }
         for m in &mps {
             // SAFETY: a valid C string and a valid out pointer.
@@ -93,26 +112,38 @@ async fn replay(payload: &str, batches: u64) {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = Arc::new(AtomicU64::new(0));
+    let requests = Arc::new(AtomicU64::new(0));
     let wire = Arc::new(AtomicU64::new(0));
     let first: Stamp = Default::default();
     let last: Stamp = Default::default();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind receiver");
-    let (g, w, f, l) = (got.clone(), wire.clone(), first.clone(), last.clone());
+    let (g, r, w, f, l) = (
+        got.clone(),
+        requests.clone(),
+        wire.clone(),
+        first.clone(),
+        last.clone(),
+    );
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
-            let (g, w, f, l) = (g.clone(), w.clone(), f.clone(), l.clone());
+            let (g, r, w, f, l) = (g.clone(), r.clone(), w.clone(), f.clone(), l.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (g, w, f, l) = (g.clone(), w.clone(), f.clone(), l.clone());
+                    let (g, r, w, f, l) = (g.clone(), r.clone(), w.clone(), f.clone(), l.clone());
                     async move {
+                        let gz = req
+                            .headers()
+                            .get("content-encoding")
+                            .is_some_and(|v| v == "gzip");
                         let body = req.into_body().collect().await?.to_bytes();
                         w.fetch_add(body.len() as u64, Ordering::Relaxed);
                         let now = Instant::now();
                         f.lock().expect("lock").get_or_insert(now);
                         *l.lock().expect("lock") = Some(now);
-                        g.fetch_add(1, Ordering::Relaxed);
+                        g.fetch_add(samples_in(&body, gz), Ordering::Relaxed);
+                        r.fetch_add(1, Ordering::Relaxed);
                         Ok::<_, hyper::Error>(
                             hyper::Response::builder()
                                 .header("Content-Type", "application/x-protobuf")
@@ -127,27 +158,75 @@ async fn replay(payload: &str, batches: u64) {
             });
         }
     });
-    let left = exporter.drain(Duration::from_secs(600)).await;
+    // `drain` gives up at once while the collector is still marked failing (until the first
+    // retry after the outage succeeds): ask again until the backlog is out or 10 minutes passed.
+    let until = Instant::now() + Duration::from_secs(600);
+    let drained = loop {
+        if exporter.drain(Duration::from_secs(1)).await {
+            break true;
+        }
+        if Instant::now() >= until {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let n = got.load(Ordering::Relaxed);
+    let reqs = requests.load(Ordering::Relaxed);
     let f = first.lock().expect("lock").expect("nothing received");
     let l = last.lock().expect("lock").expect("nothing received");
     let secs = l.duration_since(f).as_secs_f64();
-    let rate = (n.saturating_sub(1)) as f64 / secs.max(1e-9);
+    // From the first request's arrival to the last's: the samples of the first are not timed.
+    let first_samples = n / reqs.max(1);
+    let rate = n.saturating_sub(first_samples) as f64 / secs.max(1e-9);
     println!(
-        "{{\"batches\": {batches}, \"received\": {n}, \"left\": {left}, \"seconds\": {secs:.4}, \"samples_per_s\": {rate:.1}, \"payload_bytes\": {}, \"wire_bytes_per_batch\": {}}}",
+        "{{\"batches\": {batches}, \"samples\": {n}, \"requests\": {reqs}, \"drained\": {drained}, \"seconds\": {secs:.4}, \"samples_per_s\": {rate:.1}, \"payload_bytes\": {}, \"wire_bytes_per_request\": {}}}",
         payload.len(),
-        wire.load(Ordering::Relaxed) / n.max(1)
+        wire.load(Ordering::Relaxed) / reqs.max(1)
     );
+}
+
+/// Node samples in one request: resources that are not a container's (one per node cycle).
+fn samples_in(body: &[u8], gz: bool) -> u64 {
+    use prost::Message;
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let bytes: &[u8] = if gz {
+        if flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut raw)
+            .is_err()
+        {
+            return 0;
+        }
+        &raw
+    } else {
+        body
+    };
+    let Ok(req) =
+        opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(
+            bytes,
+        )
+    else {
+        return 0;
+    };
+    req.resource_metrics
+        .iter()
+        .filter(|r| {
+            !r.resource
+                .as_ref()
+                .is_some_and(|res| res.attributes.iter().any(|a| a.key == "container.id"))
+        })
+        .count() as u64
 }
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     match a.get(1).map(String::as_str) {
-        Some("floor") if a.len() == 6 => floor(
+        Some("floor") if a.len() == 6 || a.len() == 8 => floor(
             &a[2],
             &a[3],
             a[4].parse().expect("interval ms"),
             a[5].parse().expect("cycles"),
+            (a.len() == 8).then(|| (a[6].as_str(), a[7].parse().expect("slow every"))),
         ),
         Some("replay") if a.len() == 4 => {
             node_agent::install_crypto_provider();
@@ -159,7 +238,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: node-agent-bench floor FILES MOUNTS INTERVAL_MS CYCLES | replay PAYLOAD BATCHES"
+                "usage: node-agent-bench floor FILES MOUNTS INTERVAL_MS CYCLES [SLOW_FILES SLOW_EVERY] | replay PAYLOAD BATCHES"
             );
             std::process::exit(2);
         }

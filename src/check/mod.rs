@@ -155,15 +155,26 @@ pub(crate) async fn build_report(cfg: Config) -> Report {
     let problems: Vec<String> = containers
         .containers
         .iter()
-        .filter_map(|c| Some(format!("{}: {}", c.name, c.problem.as_ref()?)))
+        .filter_map(|c| {
+            Some(format!(
+                "{}: {}",
+                containers.info(c).name,
+                c.problem.as_ref()?
+            ))
+        })
         .collect();
+    let descriptors = containers
+        .descriptors
+        .note()
+        .map(|n| format!("; {n}"))
+        .unwrap_or_default();
     sources.push(SourceStatus {
         name: "containers".into(),
         ok: problems.is_empty(),
         detail: if problems.is_empty() {
-            format!("{} measured", containers.containers.len())
+            format!("{} measured{descriptors}", containers.containers.len())
         } else {
-            problems.join("; ")
+            problems.join("; ") + &descriptors
         },
     });
     if let Some(dir) = &cfg.queue.spool_dir {

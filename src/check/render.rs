@@ -211,12 +211,16 @@ fn render_containers(o: &mut String, s: &crate::sources::containers::sampler::Co
     let counts: Vec<String> = s
         .counts
         .iter()
-        .filter(|(_, n)| **n > 0)
+        .filter(|(_, n)| *n > 0)
         .map(|(k, n)| format!("{n} {k}"))
         .collect();
     let _ = writeln!(o, "\nContainers ({})", counts.join(", "));
+    if let Some(note) = s.descriptors.note() {
+        let _ = writeln!(o, "  NOTE: {note}");
+    }
     for c in &s.containers {
-        let server = match (&c.server_uuid, &c.server_name) {
+        let i = s.info(c);
+        let server = match (&i.server_uuid, &i.server_name) {
             (Some(u), Some(n)) => format!("  server {n} ({u})"),
             (Some(u), None) => format!("  server {u}"),
             _ => String::new(),
@@ -224,10 +228,10 @@ fn render_containers(o: &mut String, s: &crate::sources::containers::sampler::Co
         let _ = writeln!(
             o,
             "  {} {:<38} {:<10} image {}{}",
-            &c.id[..c.id.len().min(12)],
-            c.name,
-            c.state,
-            c.image,
+            &i.id[..i.id.len().min(12)],
+            i.name,
+            i.state,
+            i.image,
             server
         );
         let (rr, wr) = c.io_rate.unzip();
@@ -253,24 +257,24 @@ fn render_containers(o: &mut String, s: &crate::sources::containers::sampler::Co
                 .map(|n| format!(" over {n} processes"))
                 .unwrap_or_default(),
         );
-        if !c.pressure.is_empty() {
-            let p: Vec<String> = c
-                .pressure
+        let pressure = crate::sources::containers::sampler::ContainersSample::pressure(c);
+        if !pressure.is_empty() {
+            let p: Vec<String> = pressure
                 .iter()
                 .map(|(r, p)| format!("{r} {:.2} %", p.some_avg10))
                 .collect();
             let _ = writeln!(o, "      pressure (some, avg10) {}", p.join("  "));
         }
-        if let Some(cg) = &c.cgroup {
+        if let Some(cg) = &s.cgroup(c) {
             let _ = writeln!(o, "      cgroup {cg}");
         }
         if let Some(p) = &c.problem {
             let _ = writeln!(o, "      PROBLEM: {p}");
         }
     }
-    if !s.servers.is_empty() {
+    if !s.inventory.servers.is_empty() {
         let _ = writeln!(o, "\nGame servers (Wings)");
-        for sv in &s.servers {
+        for sv in &s.inventory.servers {
             let _ = writeln!(
                 o,
                 "  {} {:<24} {:<9}{} cpu limit {}  Wings cpu_absolute {}  container {}",
@@ -278,12 +282,12 @@ fn render_containers(o: &mut String, s: &crate::sources::containers::sampler::Co
                 sv.name,
                 sv.state,
                 if sv.suspended { " suspended" } else { "" },
-                if sv.cpu_limit_pct > 0 {
-                    format!("{} %", sv.cpu_limit_pct)
+                if sv.limits.cpu_limit_pct > 0 {
+                    format!("{} %", sv.limits.cpu_limit_pct)
                 } else {
                     "none".into()
                 },
-                opt(sv.wings_cpu_absolute, |v| format!("{v:.1} %")),
+                opt(sv.cpu_absolute, |v| format!("{v:.1} %")),
                 sv.container_id
                     .as_deref()
                     .map(|i| &i[..i.len().min(12)])

@@ -3,6 +3,8 @@
 //! metric pipeline).
 //!
 //! - [`builder`]: data points, metrics and the request, stamped with the sample's time.
+//! - [`pb`]: protobuf written straight into bytes (and patched from templates) for the one
+//!   resource per container, the part of a request that grows with the node.
 //! - [`metrics`]: one file per source, mapping its sample to the semantic conventions' names.
 //! - [`resource`]: the node's identity and capabilities as the Resource of every request.
 //!
@@ -11,6 +13,7 @@
 pub(crate) mod builder;
 pub(crate) mod logs;
 pub(crate) mod metrics;
+pub(crate) mod pb;
 pub(crate) mod resource;
 
 pub(crate) use builder::{MetricsBuilder, attr_str};

@@ -1,7 +1,9 @@
 //! The node cycle: one sample of the node, its GPUs, every container and the agent itself, all
-//! stamped with one time and encoded as one OTLP request. `check` runs the same cycle once.
+//! stamped with one time and encoded as one OTLP request: the node's resource first (built with
+//! the reference message types), then one resource per container written straight into the same
+//! buffer (`otlp::metrics::containers`). `check` runs the same cycle once.
 
-use super::timing::{jittered, pause};
+use super::timing::{jittered, pause, sleep_or_shutdown};
 use crate::export::{ExportStats, Exporter};
 use crate::otlp::MetricsBuilder;
 use crate::otlp::metrics::{self, agent::AgentSample};
@@ -11,6 +13,7 @@ use crate::sources::node::NodeSampler;
 use crate::state::Context;
 use crate::sys::clock::now_nanos;
 use bytes::Bytes;
+use opentelemetry_proto::tonic::common::v1::any_value;
 use prost::Message;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +23,22 @@ use tokio::sync::watch;
 /// second or two on a GPU without persistence mode).
 pub(crate) const GPU_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the first node cycle waits for the first discovery pass.
+const FIRST_DISCOVERY_WAIT: Duration = Duration::from_secs(3);
+
 /// One node cycle: sample, then build the request stamped with the sample's time.
 pub fn node_cycle(ctx: &Context, sampler: &mut NodeSampler, export: &ExportStats) -> Bytes {
+    node_cycle_sized(ctx, sampler, export, &mut 0)
+}
+
+/// [`node_cycle`], with the size of the previous request as the buffer's starting capacity (the
+/// request is written once into one allocation and handed to the queue as is).
+pub(crate) fn node_cycle_sized(
+    ctx: &Context,
+    sampler: &mut NodeSampler,
+    export: &ExportStats,
+    last_len: &mut usize,
+) -> Bytes {
     let started = Instant::now();
     let time = now_nanos();
     let (sample, errors) = sampler.sample();
@@ -40,7 +57,7 @@ pub fn node_cycle(ctx: &Context, sampler: &mut NodeSampler, export: &ExportStats
     let mut b = MetricsBuilder::new(time);
     metrics::node::node(&sample, &mut b);
     gpu_cycle(ctx, sample.boot_time.saturating_mul(1_000_000_000), &mut b);
-    containers_cycle(ctx, time, &mut b);
+    let containers = containers_cycle(ctx, time, &mut b);
     let samplers = ctx.health.snapshot();
     metrics::agent::agent(
         &AgentSample {
@@ -51,7 +68,34 @@ pub fn node_cycle(ctx: &Context, sampler: &mut NodeSampler, export: &ExportStats
         },
         &mut b,
     );
-    Bytes::from(b.into_request(&ctx.resource()).encode_to_vec())
+    let resource = ctx.resource();
+    let node = b.into_request(&resource);
+    // One allocation of the right size: the last request's, or at first a guess per container.
+    let guess = if *last_len > 0 {
+        *last_len + *last_len / 16
+    } else {
+        node.encoded_len() + containers.containers.len() * 2048
+    };
+    let mut buf = Vec::with_capacity(guess.max(node.encoded_len()));
+    // A Vec grows as needed: encoding into it cannot fail.
+    let _ = node.encode(&mut buf);
+    drop(node);
+    let identity: Vec<(&str, &str)> = metrics::containers::IDENTITY_KEYS
+        .iter()
+        .filter_map(|k| {
+            let a = resource.iter().find(|a| a.key == *k)?;
+            match a.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(v) => Some((*k, v.as_str())),
+                _ => None,
+            }
+        })
+        .collect();
+    ctx.containers
+        .encoder
+        .lock()
+        .write(&containers, &identity, time, &mut buf);
+    *last_len = buf.len();
+    Bytes::from(buf)
 }
 
 /// The GPU part of a node cycle: sample, refresh the GPU capabilities, add the metrics.
@@ -71,7 +115,8 @@ pub(crate) fn gpu_cycle(ctx: &Context, start_nanos: u64, b: &mut MetricsBuilder)
     result
 }
 
-/// The containers' part of the node cycle: same interval, same timestamp.
+/// The containers' part of the node cycle: same interval, same timestamp. The node-level
+/// container metrics go into `b`; the per-container resources are written by the caller.
 pub(crate) fn containers_cycle(
     ctx: &Context,
     time: u64,
@@ -79,10 +124,16 @@ pub(crate) fn containers_cycle(
 ) -> ContainersSample {
     let started = Instant::now();
     let inv = ctx.containers.inventory();
-    let (sample, errors) = ctx.containers.sampler.lock().sample(&inv, time);
+    let (sample, errors) = {
+        let mut sampler = ctx.containers.sampler.lock();
+        // The live interval (a remote configuration may change it) sets how often the slow
+        // files are read.
+        sampler.set_interval(ctx.live().sample_interval.0);
+        sampler.sample(&inv, time)
+    };
     let error = (!errors.is_empty()).then(|| errors.join("; "));
     ctx.health.record("containers", started.elapsed(), error);
-    metrics::containers::containers(&sample, b);
+    metrics::containers::node_level(&sample, b);
     sample
 }
 
@@ -95,9 +146,19 @@ pub(crate) async fn node_loop(
 ) {
     let mut sampler = NodeSampler::new(&ctx.cfg.node, ctx.mounts.clone());
     let stats = exporter.stats();
+    let mut last_len = 0;
     let mut cycles: u64 = 0;
+    // The first sample waits (briefly) for the first discovery pass, so that it already has the
+    // containers and the node's container runtime in its resource: otherwise every start would
+    // leave a short-lived `target_info` series without them in Prometheus.
+    let waited = Instant::now();
+    while !ctx.containers.published() && waited.elapsed() < FIRST_DISCOVERY_WAIT {
+        if sleep_or_shutdown(Duration::from_millis(50), &mut shutdown).await {
+            return;
+        }
+    }
     loop {
-        let payload = node_cycle(&ctx, &mut sampler, &stats);
+        let payload = node_cycle_sized(&ctx, &mut sampler, &stats, &mut last_len);
         ctx.set_latest("node", &payload);
         exporter.enqueue(payload);
         cycles += 1;

@@ -7,7 +7,11 @@
 //! units add nothing), `_total` on monotonic cumulative sums, `_ratio` on gauges of unit `1`, a
 //! non-monotonic sum is a gauge. `service.name`/`service.namespace` become `job`,
 //! `service.instance.id` becomes `instance`, and every other resource attribute goes on
-//! `target_info`. Points carry `otel_scope_name`/`otel_scope_version` like the Collector's.
+//! `target_info`, except for the one resource per container: its attributes (`container.id`,
+//! `container.name`, …) become labels of its own points and it adds no `target_info`, exactly as
+//! the `transform/container_labels` processor of the Collector configs does
+//! (collector-config/README.md). Points carry `otel_scope_name`/`otel_scope_version` like the
+//! Collector's.
 
 use crate::otlp::attr_str;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -223,23 +227,28 @@ pub(crate) fn render<'a>(
                 _ => String::new(),
             };
             let instance = get("service.instance.id").unwrap_or_default();
-            let mut target = Labels::new();
-            add_labels(
-                &mut target,
-                &attrs
-                    .iter()
-                    .filter(|a| {
-                        !matches!(
-                            a.key.as_str(),
-                            "service.name" | "service.namespace" | "service.instance.id"
-                        )
-                    })
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
-            target.insert("job".into(), job.clone());
-            target.insert("instance".into(), instance.clone());
-            targets.insert((job.clone(), instance.clone()), target);
+            let others: Vec<KeyValue> = attrs
+                .iter()
+                .filter(|a| {
+                    !matches!(
+                        a.key.as_str(),
+                        "service.name" | "service.namespace" | "service.instance.id"
+                    )
+                })
+                .cloned()
+                .collect();
+            // A container's resource: its identity labels its points; target_info is the node's.
+            let container = attrs.iter().any(|a| a.key == "container.id");
+            let mut resource_labels = Labels::new();
+            if container {
+                add_labels(&mut resource_labels, &others);
+            } else {
+                let mut target = Labels::new();
+                add_labels(&mut target, &others);
+                target.insert("job".into(), job.clone());
+                target.insert("instance".into(), instance.clone());
+                targets.insert((job.clone(), instance.clone()), target);
+            }
             for sm in &rm.scope_metrics {
                 let (scope_name, scope_version) = sm
                     .scope
@@ -274,7 +283,7 @@ pub(crate) fn render<'a>(
                     });
                     for p in points {
                         let Some(v) = format_value(p) else { continue };
-                        let mut labels = Labels::new();
+                        let mut labels = resource_labels.clone();
                         add_labels(&mut labels, &p.attributes);
                         labels.insert("job".into(), job.clone());
                         labels.insert("instance".into(), instance.clone());
@@ -432,5 +441,33 @@ mod tests {
              target_info{{host_name=\"box\",instance=\"n1\",job=\"node-agent\"}} 1\n"
         );
         assert_eq!(text, expect);
+    }
+
+    #[test]
+    fn container_resources_label_their_points_and_add_no_target_info() {
+        let mut node = MetricsBuilder::new(1_000);
+        node.gauge("system.uptime", "s", "", [(5.0, vec![])]);
+        let ident = [
+            kv("service.name", "node-agent"),
+            kv("service.instance.id", "n1"),
+        ];
+        let mut res = ident.to_vec();
+        res.push(kv("host.name", "box"));
+        let node = node.into_request(&res);
+        let mut c = MetricsBuilder::new(1_000);
+        c.gauge("container.cpu.usage", "{cpu}", "", [(0.5, vec![])]);
+        let mut cres = ident.to_vec();
+        cres.push(kv("container.id", "abc"));
+        cres.push(kv("container.name", "srv"));
+        let container = c.into_request(&cres);
+        let text = render([&node, &container]);
+        let v = env!("CARGO_PKG_VERSION");
+        assert!(text.contains(&format!(
+            "container_cpu_usage{{container_id=\"abc\",container_name=\"srv\",instance=\"n1\",job=\"node-agent\",otel_scope_name=\"node-agent\",otel_scope_version=\"{v}\"}} 0.5\n"
+        )), "{text}");
+        assert_eq!(text.matches("target_info{").count(), 1, "{text}");
+        assert!(
+            text.contains("target_info{host_name=\"box\",instance=\"n1\",job=\"node-agent\"} 1")
+        );
     }
 }

@@ -18,3 +18,17 @@ pub(crate) fn raise_fd_limit() -> u64 {
     }
     lim.rlim_cur
 }
+
+/// The current soft limit on open descriptors.
+pub(crate) fn fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit on a valid struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    }
+}

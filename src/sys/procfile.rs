@@ -5,11 +5,20 @@
 //! offset 0 returns fresh values and is 5–10× cheaper. [`ProcFile`] keeps the descriptor and a
 //! reusable buffer, reopens once when a read fails (the file was replaced), and reports the path
 //! in every error.
+//!
+//! Two exceptions to "keep it open": a file may be read **transiently** (opened, read, closed)
+//! when the agent is past its descriptor budget ([`ProcFile::set_keep`]); and a file whose kernel
+//! side caches what it returns per open file may be **reopened when the previous read is recent**
+//! ([`ProcFile::fresh_within`]): cgroup v1 `cgroup.procs` hands a kept descriptor the pid list it
+//! built at the previous read for as long as that list lives (destroyed 1 s after the last read,
+//! `CGROUP_PIDLIST_DESTROY_DELAY`), so at short intervals a process that joined later would never
+//! be seen.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// An error that carries the file it failed on.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +52,14 @@ pub(crate) struct ProcFile {
     path: PathBuf,
     file: Option<File>,
     buf: Vec<u8>,
+    /// Keep the descriptor between reads (the default); otherwise close it after each read.
+    keep: bool,
+    /// Reopen before reading when the previous read is younger than this.
+    fresh_within: Option<Duration>,
+    last_read: Option<Instant>,
+    /// A kept descriptor failed and the path opened again: the file was replaced (a cgroup
+    /// removed and created again under the same path).
+    replaced: bool,
 }
 
 /// Files above this size are cut: nothing we parse is anywhere near it, and a bound keeps a
@@ -59,26 +76,92 @@ impl ProcFile {
             path: path.into(),
             file: None,
             buf: Vec::new(),
+            keep: true,
+            fresh_within: None,
+            last_read: None,
+            replaced: false,
         }
+    }
+
+    /// A file whose kernel side caches per open file for about `d` after a read: it is opened
+    /// again whenever the previous read is younger than `d`, and kept otherwise.
+    pub(crate) fn fresh_within(mut self, d: Duration) -> Self {
+        self.fresh_within = Some(d);
+        self
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Whether the descriptor is kept between reads. Turning it off closes it now.
+    pub(crate) fn set_keep(&mut self, keep: bool) {
+        self.keep = keep;
+        if !keep {
+            self.file = None;
+        }
+    }
+
+    /// Whether a descriptor is held open right now.
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// True once after a read that found the kept descriptor stale and the path there again.
+    pub(crate) fn take_replaced(&mut self) -> bool {
+        std::mem::take(&mut self.replaced)
+    }
+
     /// Reads the whole file and returns its bytes (valid until the next read).
     pub(crate) fn read(&mut self) -> Result<&[u8], FileError> {
-        match self.read_once() {
-            Ok(n) => Ok(&self.buf[..n]),
+        let mut own = std::mem::take(&mut self.buf);
+        let r = self.read_into(&mut own, true);
+        self.buf = own;
+        r.map(|n| &self.buf[..n])
+    }
+
+    /// Reads the whole file into `scratch`, a buffer shared by many files (the container
+    /// sampler's: thousands of kept files need no buffer each), and returns it as text.
+    pub(crate) fn read_str_in<'b>(
+        &mut self,
+        scratch: &'b mut Vec<u8>,
+    ) -> Result<&'b str, FileError> {
+        let n = self.read_into(scratch, false)?;
+        std::str::from_utf8(&scratch[..n]).map_err(|_| {
+            FileError::new(
+                &self.path,
+                io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
+            )
+        })
+    }
+
+    fn read_into(&mut self, buf: &mut Vec<u8>, own: bool) -> Result<usize, FileError> {
+        if let (Some(d), Some(at)) = (self.fresh_within, self.last_read)
+            && at.elapsed() < d
+        {
+            self.file = None;
+        }
+        let result = match self.read_once(buf, own) {
+            Ok(n) => Ok(n),
             Err(first) => {
                 // A kept descriptor can go stale (the file was replaced); reopen once.
                 if self.file.take().is_some() {
-                    let n = self.read_once()?;
-                    return Ok(&self.buf[..n]);
+                    let n = self.read_once(buf, own);
+                    self.replaced |= n.is_ok();
+                    n
+                } else {
+                    Err(first)
                 }
-                Err(first)
             }
+        };
+        if !self.keep {
+            self.file = None;
         }
+        if self.fresh_within.is_some() {
+            self.last_read = Some(Instant::now());
+        }
+        result
     }
 
     /// For files that signal changes through `poll` (`/proc/<pid>/mountinfo` raises
@@ -109,19 +192,21 @@ impl ProcFile {
         }
     }
 
-    fn read_once(&mut self) -> Result<usize, FileError> {
+    /// One read of the whole file into `buf`. An own buffer is cut to the file's size after the
+    /// first read; a shared one only grows.
+    fn read_once(&mut self, buf: &mut Vec<u8>, own: bool) -> Result<usize, FileError> {
         if self.file.is_none() {
             self.file = Some(File::open(&self.path).map_err(|e| FileError::new(&self.path, e))?);
         }
         let file = self.file.as_ref().expect("opened above");
-        let first = self.buf.is_empty();
+        let first = buf.is_empty();
         if first {
-            self.buf.resize(FIRST_READ_BYTES, 0);
+            buf.resize(FIRST_READ_BYTES, 0);
         }
         let mut filled = 0;
         loop {
             let n = file
-                .read_at(&mut self.buf[filled..], filled as u64)
+                .read_at(&mut buf[filled..], filled as u64)
                 .map_err(|e| FileError::new(&self.path, e))?;
             if n == 0 {
                 break;
@@ -129,26 +214,26 @@ impl ProcFile {
             filled += n;
             // procfs, sysfs and cgroupfs (seq_file/kernfs) fill the whole buffer unless the file
             // ends first: a short read is the end, so a file costs one `pread`, not two.
-            if filled < self.buf.len() {
+            if filled < buf.len() {
                 break;
             }
-            if filled == self.buf.len() {
-                if self.buf.len() >= MAX_FILE_BYTES {
+            if filled == buf.len() {
+                if buf.len() >= MAX_FILE_BYTES {
                     break;
                 }
-                let grown = (self.buf.len() * 2).min(MAX_FILE_BYTES);
-                self.buf.resize(grown, 0);
+                let grown = (buf.len() * 2).min(MAX_FILE_BYTES);
+                buf.resize(grown, 0);
             }
         }
-        if first {
+        if first && own {
             // Keep a buffer sized to this file (with room to grow) rather than a page per file:
             // a node with hundreds of containers keeps over a thousand of them.
             let keep = (filled + filled / 2 + 64)
                 .next_power_of_two()
                 .max(MIN_BUF_BYTES);
-            if keep < self.buf.len() {
-                self.buf.truncate(keep);
-                self.buf.shrink_to_fit();
+            if keep < buf.len() {
+                buf.truncate(keep);
+                buf.shrink_to_fit();
             }
         }
         Ok(filled)
@@ -202,6 +287,52 @@ mod tests {
         assert!(f.read_str().unwrap().contains(" / "));
         assert!(!f.changed(), "no mount happened since the read");
         assert!(!f.changed());
+    }
+
+    #[test]
+    fn transient_files_close_after_each_read_and_replacement_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "1").unwrap();
+        let mut f = ProcFile::new(&p);
+        assert_eq!(f.read_str().unwrap(), "1");
+        assert!(f.is_open() && !f.take_replaced());
+        f.set_keep(false);
+        assert!(!f.is_open());
+        std::fs::write(&p, "2").unwrap();
+        assert_eq!(f.read_str().unwrap(), "2");
+        assert!(!f.is_open());
+        // cgroupfs answers ENODEV on a removed cgroup's kept descriptor; a plain file keeps its
+        // old inode, so the replaced flag is exercised against the real kernel in tests/it.
+        let mut g = ProcFile::new(dir.path().join("missing"));
+        assert!(g.read().is_err() && !g.take_replaced());
+    }
+
+    #[test]
+    fn a_shared_buffer_serves_many_files_and_only_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "x".repeat(6000)).unwrap();
+        std::fs::write(&b, "short").unwrap();
+        let mut scratch = Vec::new();
+        let (mut fa, mut fb) = (ProcFile::new(&a), ProcFile::new(&b));
+        assert_eq!(fa.read_str_in(&mut scratch).unwrap().len(), 6000);
+        assert_eq!(fb.read_str_in(&mut scratch).unwrap(), "short");
+        assert_eq!(scratch.len(), 8192);
+        assert!(
+            fa.buf.is_empty() && fb.buf.is_empty(),
+            "no buffer of their own"
+        );
+    }
+
+    #[test]
+    fn fresh_within_reopens_only_recent_rereads() {
+        let mut f = ProcFile::new("/proc/self/stat").fresh_within(Duration::from_secs(3600));
+        assert!(f.read_str().unwrap().contains(')'));
+        assert!(f.is_open());
+        assert!(f.read_str().is_ok());
+        let mut g = ProcFile::new("/proc/self/stat").fresh_within(Duration::ZERO);
+        assert!(g.read_str().is_ok() && g.read_str().is_ok() && g.is_open());
     }
 
     #[test]

@@ -152,18 +152,23 @@ pub(crate) fn rows(containers: &ContainersSample, probes: &[TargetResult]) -> Ve
         .filter_map(|p| Some((p.uuid.as_deref()?, p)))
         .collect();
     let servers: HashMap<&str, &str> = containers
+        .inventory
         .servers
         .iter()
         .map(|s| (s.uuid.as_str(), s.state.as_str()))
         .collect();
     let mut out = Vec::new();
     for c in &containers.containers {
-        let uuid = c.server_uuid.as_deref();
+        let info = containers.info(c);
+        let uuid = info.server_uuid.as_deref();
         let status = uuid
             .and_then(|u| servers.get(u))
-            .map_or(c.state.clone(), |s| s.to_string());
+            .map_or(info.state.clone(), |s| s.to_string());
         out.push(Row {
-            name: c.server_name.clone().unwrap_or_else(|| c.name.clone()),
+            name: info
+                .server_name
+                .clone()
+                .unwrap_or_else(|| info.name.clone()),
             status,
             cpu: c.cpu_usage,
             cpu_limit: c.cpu_limit,
@@ -172,14 +177,14 @@ pub(crate) fn rows(containers: &ContainersSample, probes: &[TargetResult]) -> Ve
             players: uuid
                 .and_then(|u| by_uuid.get(u))
                 .map_or(Players::Unknown, |p| players_of(p)),
-            id: c.id.chars().take(12).collect(),
+            id: info.id.chars().take(12).collect(),
         });
     }
-    for s in &containers.servers {
+    for s in &containers.inventory.servers {
         let has_row = containers
             .containers
             .iter()
-            .any(|c| c.server_uuid.as_deref() == Some(s.uuid.as_str()));
+            .any(|c| containers.info(c).server_uuid.as_deref() == Some(s.uuid.as_str()));
         if !has_row {
             out.push(Row {
                 name: s.name.clone(),
@@ -279,15 +284,25 @@ pub(crate) fn sort(rows: &mut [Row], key: SortKey, descending: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::containers::sampler::{ContainerSample, ServerStatus};
+    use crate::sources::containers::sampler::ContainerSample;
+    use crate::sources::containers::wings::Server;
+    use crate::sources::containers::{ContainerInfo, Inventory};
+    use std::sync::Arc;
 
-    fn container(name: &str, uuid: Option<&str>, cpu: f64, limit: Option<f64>) -> ContainerSample {
-        ContainerSample {
+    fn container(name: &str, uuid: Option<&str>) -> Arc<ContainerInfo> {
+        Arc::new(ContainerInfo {
             id: format!("{name}0123456789abcdef"),
             name: name.into(),
             state: "running".into(),
             server_uuid: uuid.map(Into::into),
             server_name: uuid.map(|_| format!("srv-{name}")),
+            ..Default::default()
+        })
+    }
+
+    fn sample(index: usize, cpu: f64, limit: Option<f64>) -> ContainerSample {
+        ContainerSample {
+            index,
             cpu_usage: Some(cpu),
             cpu_limit: limit,
             memory_bytes: Some(1 << 20),
@@ -298,26 +313,23 @@ mod tests {
 
     #[test]
     fn rows_join_servers_and_sort() {
+        let server = |uuid: &str, name: &str, state: &str| Server {
+            uuid: uuid.into(),
+            name: name.into(),
+            state: state.into(),
+            ..Default::default()
+        };
         let sample = ContainersSample {
-            containers: vec![
-                container("a", Some("u-a"), 0.5, Some(2.0)),
-                container("b", None, 1.5, None),
-            ],
-            servers: vec![
-                ServerStatus {
-                    uuid: "u-a".into(),
-                    name: "srv-a".into(),
-                    state: "starting".into(),
-                    ..Default::default()
-                },
-                ServerStatus {
-                    uuid: "u-off".into(),
-                    name: "stopped one".into(),
-                    state: "offline".into(),
-                    ..Default::default()
-                },
-            ],
-            counts: Default::default(),
+            inventory: Arc::new(Inventory {
+                containers: vec![container("a", Some("u-a")), container("b", None)],
+                servers: vec![
+                    server("u-a", "srv-a", "starting"),
+                    server("u-off", "stopped one", "offline"),
+                ],
+                ..Default::default()
+            }),
+            containers: vec![sample(0, 0.5, Some(2.0)), sample(1, 1.5, None)],
+            ..Default::default()
         };
         let mut r = rows(&sample, &[]);
         assert_eq!(r.len(), 3);

@@ -18,6 +18,7 @@ use node_agent::sources::containers::{ContainerInfo, Inventory, SourceState};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Cgroups created by the test in every mounted hierarchy it needs; removed on drop.
@@ -74,22 +75,24 @@ impl TestCgroup {
 
     /// The inventories the sampler would get from discovery: one reading the v1 files (hybrid
     /// layout), one reading the v2 cgroup as on a pure-v2 host.
-    fn inventories(&self, pid: i32) -> Vec<(&'static str, Inventory)> {
+    fn inventories(&self, pid: i32) -> Vec<(&'static str, Arc<Inventory>)> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         let from_proc = paths::from_proc(&self.mounts, &text);
         let mut out = vec![];
-        let inv = |layout: Layout, dirs: Dirs| Inventory {
-            layout: Some(layout),
-            docker: SourceState::Ok(String::new()),
-            containers: vec![ContainerInfo {
-                id: "t".into(),
-                name: "t".into(),
-                state: "running".into(),
-                pid: pid as i64,
-                dirs: Some(dirs),
+        let inv = |layout: Layout, dirs: Dirs| {
+            Arc::new(Inventory {
+                layout: Some(layout),
+                docker: SourceState::Ok(String::new()),
+                containers: vec![Arc::new(ContainerInfo {
+                    id: "t".into(),
+                    name: "t".into(),
+                    state: "running".into(),
+                    pid: pid as i64,
+                    dirs: Some(dirs),
+                    ..Default::default()
+                })],
                 ..Default::default()
-            }],
-            ..Default::default()
+            })
         };
         if !self.v1.is_empty() {
             let layout = if self.v2.is_some() {
@@ -165,7 +168,7 @@ fn cpu_usage_matches_the_scheduler_within_003_core() {
     cg.enter(burner.pid());
     writeln!(burner.child.stdin.as_mut().unwrap(), "go").unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let mut samplers: Vec<(&str, Inventory, Sampler)> = cg
+    let mut samplers: Vec<(&str, Arc<Inventory>, Sampler)> = cg
         .inventories(burner.pid())
         .into_iter()
         .map(|(n, inv)| (n, inv, Sampler::new(PathBuf::from("/proc"))))
@@ -218,7 +221,7 @@ fn cpu_usage_matches_the_scheduler_within_003_core() {
 fn write_phase(
     shell: &mut Proc,
     lines: &std::sync::mpsc::Receiver<String>,
-    samplers: &mut [(&'static str, Inventory, Sampler)],
+    samplers: &mut [(&'static str, Arc<Inventory>, Sampler)],
     flags: &str,
 ) -> Vec<(u64, f64)> {
     let mut start = vec![];
@@ -293,7 +296,7 @@ fn disk_writes_buffered_and_direct_within_5_percent() {
             let _ = tx.send(l);
         }
     });
-    let mut samplers: Vec<(&str, Inventory, Sampler)> = cg
+    let mut samplers: Vec<(&str, Arc<Inventory>, Sampler)> = cg
         .inventories(shell.pid())
         .into_iter()
         .map(|(n, inv)| (n, inv, Sampler::new(PathBuf::from("/proc"))))
@@ -331,4 +334,185 @@ fn disk_writes_buffered_and_direct_within_5_percent() {
             );
         }
     }
+}
+
+/// Samples every sampler once; returns each one's first container.
+fn sample_all(
+    samplers: &mut [(&'static str, Arc<Inventory>, Sampler)],
+) -> Vec<node_agent::sources::containers::sampler::ContainerSample> {
+    samplers
+        .iter_mut()
+        .map(|(label, inv, s)| {
+            let (sample, errors) = s.sample(inv, 0);
+            assert!(errors.is_empty(), "{label}: {errors:?}");
+            sample.containers[0].clone()
+        })
+        .collect()
+}
+
+/// The inventories, plus one that reads the process list from v1's `cgroup.procs` (no v2
+/// directory), whose kept descriptor the kernel serves a cached pid list.
+fn inventories_with_v1_procs(cg: &TestCgroup, pid: i32) -> Vec<(&'static str, Arc<Inventory>)> {
+    let mut out = cg.inventories(pid);
+    if let Some((_, hybrid)) = out.iter().find(|(l, _)| *l == "v1")
+        && hybrid.containers[0].dirs.as_ref().unwrap().v2.is_some()
+    {
+        let mut inv = (**hybrid).clone();
+        let c = Arc::make_mut(&mut inv.containers[0]);
+        c.dirs.as_mut().unwrap().v2 = None;
+        out.push(("v1 cgroup.procs", Arc::new(inv)));
+    }
+    out
+}
+
+/// A process that joins the container later, as `docker exec` does (its parent, the shim, is
+/// outside the cgroup, so nothing inside ever reaps it): at a 300 ms interval, where v1's kept
+/// `cgroup.procs` would keep serving the list of the first read, it must be seen and its writes
+/// counted.
+#[test]
+fn a_process_that_joins_later_is_seen_at_short_intervals() {
+    let cg = TestCgroup::new(&name("exec"));
+    let data =
+        tempfile::tempdir_in(std::env::var_os("CARGO_TARGET_TMPDIR").unwrap_or("/var/tmp".into()))
+            .unwrap();
+    let init = Proc::spawn("init", Command::new("sleep").arg("600"));
+    cg.enter(init.pid());
+    let mut samplers: Vec<(&str, Arc<Inventory>, Sampler)> =
+        inventories_with_v1_procs(&cg, init.pid())
+            .into_iter()
+            .map(|(n, inv)| (n, inv, Sampler::new(PathBuf::from("/proc"))))
+            .collect();
+    let before: Vec<u64> = sample_all(&mut samplers)
+        .iter()
+        .map(|c| c.io.expect("disk bytes").write)
+        .collect();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        sample_all(&mut samplers);
+    }
+    // The "exec": waits on stdin, joins the cgroup, writes 8 MiB with O_DIRECT (through a dd it
+    // reaps itself), lingers over two samples, exits (reaped by this test, outside the cgroup).
+    const N: u64 = 8 << 20;
+    let mut exec = Proc::spawn(
+        "exec",
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "read go; dd if=/dev/zero of={}/x bs=1M count=8 oflag=direct 2>/dev/null; sleep 1",
+                    data.path().display()
+                ),
+            ])
+            .stdin(Stdio::piped()),
+    );
+    cg.enter(exec.pid());
+    writeln!(exec.child.stdin.as_mut().unwrap(), "go").unwrap();
+    let mut seen = vec![0usize; samplers.len()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while exec.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the exec'd process did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        for (i, c) in sample_all(&mut samplers).iter().enumerate() {
+            seen[i] = seen[i].max(c.processes.unwrap_or(0));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = sample_all(&mut samplers);
+    for (((label, _, _), c), (b, seen)) in samplers.iter().zip(&after).zip(before.iter().zip(&seen))
+    {
+        let grew = c.io.unwrap().write - b;
+        eprintln!(
+            "{label}: a later process seen ({seen} processes at most), writes grew {grew} B of {N}"
+        );
+        assert!(*seen >= 2, "{label}: the joining process was never listed");
+        assert!(
+            (grew as f64 - N as f64).abs() <= 0.05 * N as f64,
+            "{label}: counted {grew} of {N} bytes"
+        );
+    }
+}
+
+/// A 32 MiB file written and deleted before writeback never reaches the disk: the writes are
+/// taken back (`cancelled_write_bytes`), even though the deleting process is not the writer and
+/// both are reaped inside the container.
+#[test]
+fn a_file_deleted_before_writeback_is_not_written() {
+    let cg = TestCgroup::new(&name("cancel"));
+    let data =
+        tempfile::tempdir_in(std::env::var_os("CARGO_TARGET_TMPDIR").unwrap_or("/var/tmp".into()))
+            .unwrap();
+    let mut shell = Proc::spawn(
+        "writer",
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "cd {}; read go; dd if=/dev/zero of=tmp bs=1M count=32 2>/dev/null; rm tmp; \
+                     dd if=/dev/zero of=kept bs=1M count=4 conv=fsync 2>/dev/null; echo done; sleep 600",
+                    data.path().display()
+                ),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    cg.enter(shell.pid());
+    let mut samplers: Vec<(&str, Arc<Inventory>, Sampler)> = cg
+        .inventories(shell.pid())
+        .into_iter()
+        .map(|(n, inv)| (n, inv, Sampler::new(PathBuf::from("/proc"))))
+        .collect();
+    let before: Vec<u64> = sample_all(&mut samplers)
+        .iter()
+        .map(|c| c.io.unwrap().write)
+        .collect();
+    writeln!(shell.child.stdin.as_mut().unwrap(), "go").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(shell.child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "done");
+    let after = sample_all(&mut samplers);
+    const KEPT: f64 = 4.0 * 1024.0 * 1024.0;
+    for (((label, _, _), c), b) in samplers.iter().zip(&after).zip(&before) {
+        let grew = (c.io.unwrap().write - b) as f64;
+        eprintln!(
+            "{label} ({:?}): 32 MiB written and deleted + 4 MiB kept: container.disk.io write grew {grew} B",
+            c.io_source
+        );
+        assert!(
+            (grew - KEPT).abs() <= 0.05 * KEPT + 1024.0 * 1024.0,
+            "{label}: {grew} B counted, the disk got {KEPT} (+ metadata)"
+        );
+    }
+}
+
+/// Past the descriptor budget the files are opened for each read instead of kept: the same
+/// numbers, fewer descriptors.
+#[test]
+fn past_the_descriptor_budget_files_are_read_by_opening_them() {
+    let cg = TestCgroup::new(&name("budget"));
+    let p = Proc::spawn("sleeper", Command::new("sleep").arg("600"));
+    cg.enter(p.pid());
+    let (label, inv) = cg.inventories(p.pid()).remove(0);
+    // A limit whose budget (7/8) holds none of this container's files.
+    let mut tight = Sampler::with_fd_limit(PathBuf::from("/proc"), 2);
+    let mut roomy = Sampler::new(PathBuf::from("/proc"));
+    for _ in 0..3 {
+        let (a, ea) = tight.sample(&inv, 0);
+        let (b, eb) = roomy.sample(&inv, 0);
+        assert!(ea.is_empty() && eb.is_empty(), "{label}: {ea:?} {eb:?}");
+        let (a, b) = (&a.containers[0], &b.containers[0]);
+        assert!(a.cpu_seconds.is_some() && a.io.is_some() && a.memory_bytes.is_some());
+        assert_eq!((a.processes, a.cpu_limit), (b.processes, b.cpu_limit));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (s, _) = tight.sample(&inv, 0);
+    let d = s.descriptors;
+    eprintln!("{label}: {d:?}");
+    assert_eq!((d.kept, d.containers_per_read), (0, 1), "{d:?}");
+    assert!(d.note().unwrap().contains("opened for each read"));
+    assert!(roomy.sample(&inv, 0).0.descriptors.note().is_none());
 }

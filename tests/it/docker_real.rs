@@ -28,14 +28,18 @@ fn now_nanos() -> u64 {
         .as_nanos() as u64
 }
 
-/// Every point of metric `name` whose attributes include all of `want`, as (time, value, point).
+/// Every point of metric `name` whose attributes, with those of its resource (one resource per
+/// container), include all of `want`, as (time, value, point with the merged attributes).
 fn points(rx: &Receiver, name: &str, want: &[(&str, &str)]) -> Vec<(u64, f64, Value)> {
     let mut out = vec![];
     for m in rx.metrics() {
         if m["name"] != name {
             continue;
         }
-        for p in m["points"].as_array().cloned().unwrap_or_default() {
+        for mut p in m["points"].as_array().cloned().unwrap_or_default() {
+            let mut attrs = m["resource"].as_object().cloned().unwrap_or_default();
+            attrs.extend(p["attrs"].as_object().cloned().unwrap_or_default());
+            p["attrs"] = Value::Object(attrs);
             if want.iter().all(|(k, v)| p["attrs"][*k] == *v) {
                 let t = p["time"].as_u64().unwrap();
                 let v = p["value"].as_f64().unwrap();
@@ -47,9 +51,12 @@ fn points(rx: &Receiver, name: &str, want: &[(&str, &str)]) -> Vec<(u64, f64, Va
     out
 }
 
-fn agent(docker: &Dockerd, rx: &Receiver, wings: &Wings) -> Proc {
+/// The agent under test, with its own spool directory (`spool`): agents of tests running in
+/// parallel must not share the default one (the second would refuse to start).
+fn agent(docker: &Dockerd, rx: &Receiver, wings: &Wings, spool: &std::path::Path) -> Proc {
     let mut cmd = agent_command();
     cmd.arg("run")
+        .env("NODE_AGENT_SPOOL_DIR", spool)
         .env("DOCKER_HOST", docker.host())
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.url())
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
@@ -86,7 +93,7 @@ fn agent_finds_measures_and_follows_wings_containers() {
         "sh", "-c",
         "while [ ! -e /data/go ]; do sleep 0.2; done; dd if=/dev/zero of=/data/f bs=1M count=48 conv=fsync 2>/dev/null; touch /data/written; sleep 100000",
     ]);
-    let mut node_agent = agent(&docker, &rx, &wings);
+    let mut node_agent = agent(&docker, &rx, &wings, &data.path().join("spool"));
 
     // Both containers found and measured, the server joined by name.
     wait_until(
@@ -99,6 +106,23 @@ fn agent_finds_measures_and_follows_wings_containers() {
     );
     let p = &points(&rx, "container.cpu.usage", &[("container.id", &a1)])[0].2;
     assert_eq!(p["attrs"]["container.name"], U1);
+    // One resource per container: the identity is on the resource (with the node's), the points
+    // carry only their own attributes.
+    let m = rx
+        .metrics()
+        .into_iter()
+        .find(|m| {
+            m["name"] == "container.cpu.usage" && m["resource"]["container.id"] == a1.as_str()
+        })
+        .unwrap();
+    assert_eq!(m["resource"]["container.name"], U1);
+    assert!(m["resource"]["service.instance.id"].is_string());
+    assert!(
+        m["resource"].get("host.name").is_none(),
+        "{}",
+        m["resource"]
+    );
+    assert_eq!(m["points"][0]["attrs"], serde_json::json!({}));
     assert_eq!(p["attrs"]["container.image.name"], image.as_str());
     assert_eq!(p["attrs"]["pterodactyl.server.uuid"], U1);
     assert_eq!(p["attrs"]["pterodactyl.server.name"], "Survival");
@@ -216,8 +240,14 @@ fn agent_finds_measures_and_follows_wings_containers() {
     assert!((grew - n).abs() <= 0.05 * n, "write counter grew {grew}");
     assert!((integral - n).abs() <= 0.05 * n, "rate integral {integral}");
 
-    // Capabilities learnt from Docker end up in the resource.
-    let res = rx.metrics().last().unwrap()["resource"].clone();
+    // Capabilities learnt from Docker end up in the node's resource.
+    let res = rx
+        .metrics()
+        .into_iter()
+        .rev()
+        .find(|m| m["name"] == "system.uptime")
+        .unwrap()["resource"]
+        .clone();
     assert_eq!(res["container.runtime.name"], "docker", "{res}");
     assert!(
         res["container.runtime.version"]
@@ -437,4 +467,130 @@ fn wings_failures_are_reported_without_leaking_the_token() {
         took < Duration::from_secs(20),
         "bounded by the timeout, took {took:?}"
     );
+}
+
+/// A real container that writes a 32 MiB file and deletes it before writeback, then writes 4 MiB
+/// it keeps: the disk got 4 MiB, and so does `container.disk.io` (the deleting `rm` and the
+/// writing `dd` are children its shell reaps). Then `docker restart`: the new run has one start
+/// time from its first point on, before that point and not before the old run's last point.
+#[test]
+fn deleted_writes_are_not_counted_and_a_restart_has_one_start() {
+    let docker = Dockerd::start();
+    let image = docker.build_image();
+    let rx = Receiver::start(&[]);
+    let data =
+        tempfile::tempdir_in(std::env::var_os("CARGO_TARGET_TMPDIR").unwrap_or("/var/tmp".into()))
+            .unwrap();
+    let volume = format!("{}:/data", data.path().display());
+    let id = docker.run(&[
+        "run", "-d", "--network", "none", "--name", "deleter", "--cpus", "0.2", "-v", &volume,
+        &image, "sh", "-c",
+        "if [ ! -e /data/written ]; then \
+           while [ ! -e /data/go ]; do sleep 0.2; done; \
+           dd if=/dev/zero of=/data/tmp bs=1M count=32 2>/dev/null; /bin/busybox rm /data/tmp; \
+           dd if=/dev/zero of=/data/kept bs=1M count=4 conv=fsync 2>/dev/null; touch /data/written; \
+         fi; while :; do :; done",
+    ]);
+    let mut node_agent = Proc::spawn(
+        "node-agent",
+        agent_command()
+            .arg("run")
+            .env("DOCKER_HOST", docker.host())
+            .env("NODE_AGENT_SPOOL_DIR", data.path().join("spool"))
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.url())
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            .env("AGENT_SAMPLE_INTERVAL_MIN_SEC", "1")
+            .env("AGENT_SAMPLE_INTERVAL_MAX_SEC", "1")
+            .env("AGENT_DISCOVERY_INTERVAL_SEC", "1")
+            .env("WINGS_CONFIG", "/nonexistent/config.yml")
+            .env_remove("WINGS_BASE_URL")
+            .env_remove("WINGS_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data.path().join("agent.log")).unwrap()),
+    );
+    let writes = || {
+        points(
+            &rx,
+            "container.disk.io",
+            &[("container.id", &id), ("disk.io.direction", "write")],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while writes().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no disk points in 90 s; the agent's log:\n{}",
+            std::fs::read_to_string(data.path().join("agent.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let w0 = writes().last().unwrap().1;
+    std::fs::write(data.path().join("go"), "").unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the writes in the container",
+        || data.path().join("written").exists(),
+    );
+    let done_at = now_nanos();
+    wait_until(
+        Duration::from_secs(30),
+        "two samples after the writes",
+        || writes().iter().filter(|(t, _, _)| *t > done_at).count() >= 2,
+    );
+    let grew = writes().last().unwrap().1 - w0;
+    let kept = 4.0 * 1024.0 * 1024.0;
+    eprintln!(
+        "docker: 32 MiB written and deleted + 4 MiB kept: container.disk.io write grew {grew} B"
+    );
+    assert!(
+        (grew - kept).abs() <= 0.05 * kept + 1024.0 * 1024.0,
+        "{grew} B counted, the disk got {kept} B (+ metadata)"
+    );
+
+    // docker restart: same ID, a new run.
+    let cpu = || points(&rx, "container.cpu.time", &[("container.id", &id)]);
+    let start_of = |p: &Value| p["start"].as_u64().unwrap();
+    let old = cpu();
+    let old_start = start_of(&old[0].2);
+    assert!(old.iter().all(|(_, _, p)| start_of(p) == old_start));
+    let pid0 = docker.inspect(&id, "{{.State.Pid}}");
+    let before_restart = now_nanos();
+    docker.run(&["restart", "-t", "1", &id]);
+    let restarted = now_nanos();
+    assert_ne!(docker.inspect(&id, "{{.State.Pid}}"), pid0);
+    wait_until(Duration::from_secs(60), "points of the new run", || {
+        cpu().iter().filter(|(t, _, _)| *t > restarted).count() >= 4
+    });
+    let all = cpu();
+    let last_old = all
+        .iter()
+        .filter(|(t, _, _)| *t < before_restart)
+        .map(|(t, _, _)| *t)
+        .max()
+        .unwrap();
+    let new: Vec<_> = all.iter().filter(|(t, _, _)| *t > restarted).collect();
+    let new_start = start_of(&new[0].2);
+    eprintln!(
+        "docker restart: old run's start {old_start}, its last point {last_old}; new run's start {new_start}, first point {}",
+        new[0].0
+    );
+    assert_ne!(new_start, old_start, "the restart is a new run");
+    for (t, v, p) in &new {
+        assert_eq!(start_of(p), new_start, "one start per run: {p}");
+        assert!(new_start < *t, "a point at its own start: {p}");
+        // The new run's counter over its own run: at most the --cpus 0.2 limit (plus slack).
+        assert!(
+            v / ((t - new_start) as f64 / 1e9) <= 0.5,
+            "{v} s of CPU since {new_start}: {p}"
+        );
+    }
+    assert!(
+        new_start >= last_old,
+        "the new run starts after the old one's last point"
+    );
+    for (_, v, _) in points(&rx, "container.cpu.usage", &[("container.id", &id)]) {
+        assert!((0.0..=0.5).contains(&v), "cpu.usage {v} across the restart");
+    }
+    node_agent.signal(libc::SIGTERM);
+    assert!(node_agent.wait_timeout(Duration::from_secs(30)).is_some());
 }

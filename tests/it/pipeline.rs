@@ -511,6 +511,41 @@ fn collector_configs_are_complete_and_use_only_contrib_components() {
     assert!(cfg["extensions"]["health_check"].is_mapping());
     let gw: Value = serde_yaml::from_str(&collector_config("gateway.yaml")).unwrap();
     assert!(gw["exporters"]["prometheusremotewrite"]["endpoint"].is_string());
+    // One resource per container: both Prometheus pipelines turn the container's resource into
+    // labels of its points, with the same statements (the bridge in the end-to-end test runs
+    // agent.yaml's).
+    for c in [&cfg, &gw] {
+        let procs: Vec<&str> = c["service"]["pipelines"]["metrics/prometheus"]["processors"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(procs.contains(&"transform/container_labels"), "{procs:?}");
+        for p in ["metrics/orchestrator", "metrics/debug"] {
+            assert!(
+                !format!("{:?}", c["service"]["pipelines"][p]).contains("transform"),
+                "{p} gets the resources as sent"
+            );
+        }
+    }
+    assert_eq!(
+        cfg["processors"]["transform/container_labels"],
+        gw["processors"]["transform/container_labels"]
+    );
+    let statements = format!("{:?}", cfg["processors"]["transform/container_labels"]);
+    for key in [
+        "container.id",
+        "container.name",
+        "container.image.name",
+        "pterodactyl.server.uuid",
+        "pterodactyl.server.name",
+    ] {
+        assert!(
+            statements.contains(&format!("set(attributes[\\\"{key}\\\"]")),
+            "{key} is not copied to the points: {statements}"
+        );
+    }
 }
 
 // ------------------------------------------------------------------------------- dashboards
@@ -739,10 +774,15 @@ fn host_name() -> String {
         .to_string()
 }
 
-/// agent → rotel → the collector's Prometheus hop (bridge, contrib translation) → real Prometheus;
-/// then every query of every dashboard runs against it.
+/// agent → rotel → the collector's Prometheus hop (bridge, contrib translation, agent.yaml's
+/// transform processors) → real Prometheus; then every query of every dashboard runs against it.
+/// A real Docker container is measured, so the container resources go through the transform.
 #[test]
 fn every_dashboard_query_returns_data_from_a_real_prometheus() {
+    const UUID: &str = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d";
+    let docker = crate::harness::docker::Dockerd::start();
+    let image = docker.build_image();
+    let id = docker.run_server(UUID, &image, "0.5", "while :; do :; done");
     let prom = Prometheus::start("[]");
     let dir = tempfile::tempdir().unwrap();
     let names_out = dir.path().join("names.txt");
@@ -753,6 +793,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             .arg(bridge_port.to_string())
             .arg(format!("{}/api/v1/write", prom.url()))
             .arg(&names_out)
+            .arg(root().join("collector-config/agent.yaml"))
             .stdout(Stdio::null()),
     );
     wait_for_port(bridge_port, Duration::from_secs(20));
@@ -765,6 +806,8 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         agent_command()
             .arg("run")
             .env("NODE_ID", "pipeline-test")
+            .env("DOCKER_HOST", docker.host())
+            .env("AGENT_DISCOVERY_INTERVAL_SEC", "1")
             .env(
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 format!("http://127.0.0.1:{}", rotel.grpc_port),
@@ -797,18 +840,39 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         || !prom.query("node_agent_export_batches_total").is_empty(),
     );
 
+    wait_until(
+        Duration::from_secs(60),
+        "the container's series in Prometheus",
+        || !prom.query("container_cpu_usage").is_empty(),
+    );
+    // The container's resource became labels of its series, with the node's job and instance;
+    // target_info stayed the node's alone.
+    let cpu = prom.query("container_cpu_time_seconds_total");
+    assert_eq!(cpu.len(), 1, "{cpu:?}");
+    let labels = &cpu[0]["metric"];
+    assert_eq!(labels["container_id"].as_str(), Some(id.as_str()));
+    assert_eq!(labels["container_name"].as_str(), Some(UUID));
+    assert_eq!(
+        labels["container_image_name"].as_str(),
+        Some(image.as_str())
+    );
+    assert_eq!(labels["pterodactyl_server_uuid"].as_str(), Some(UUID));
+    assert_eq!(labels["job"].as_str(), Some("node-agent"));
+    assert_eq!(labels["instance"].as_str(), Some("pipeline-test"));
+    let writes = prom.query(r#"container_disk_io_bytes_total{disk_io_direction="write"}"#);
+    assert_eq!(writes[0]["metric"]["container_name"].as_str(), Some(UUID));
     let emitted: Vec<String> = std::fs::read_to_string(&names_out)
         .unwrap()
         .lines()
         .map(str::to_string)
         .collect();
-    // No containers, game servers or GPUs on this path: those families may be skipped here.
+    // No Wings, game servers or GPUs on this path: those families may be skipped here.
     check_dashboards_against(
         &prom,
         "pipeline-test",
         emitted,
         dir.path(),
-        &["container_", "gameserver_", "pterodactyl_", "hw_"],
+        &["gameserver_", "pterodactyl_", "hw_"],
     );
 }
 

@@ -56,13 +56,13 @@ mod tests {
             name: "Survival".into(),
             ..Default::default()
         });
-        inv.containers.push(ContainerInfo {
+        inv.containers.push(std::sync::Arc::new(ContainerInfo {
             id: "c2".into(),
             name: "other-name".into(),
             server_uuid: Some(u.into()),
             server_name: Some("Survival".into()),
             ..Default::default()
-        });
+        }));
         // A Wings server's UUID as the name, unlabelled: known by name.
         let want = Some((u.to_string(), Some("Survival".to_string())));
         assert_eq!(server_of(&inv, "c1", u, &none), want);

@@ -2,22 +2,29 @@
 //! cgroupfs).
 //!
 //! A [`Reader`] is built once per container from its directories ([`paths::Dirs`]) and keeps a
-//! descriptor for every file it reads each cycle ([`ProcFile`]): re-reading with `pread` is 5–10×
-//! cheaper than opening (docs/benchmarks.md#where-a-cycles-time-goes). Which file feeds which number is decided once,
-//! when the reader is built:
+//! descriptor for the files it reads ([`ProcFile`]): re-reading with `pread` is 5–10× cheaper than
+//! opening (docs/benchmarks.md#where-a-cycles-time-goes). Which file feeds which number is decided
+//! once, when the reader is built:
 //!
-//! | number | v2 | v1 and hybrid |
-//! |---|---|---|
-//! | CPU time | `cpu.stat` `usage_usec` | `cpuacct.usage` (ns) |
-//! | CPU limit | `cpu.max` | `cpu.cfs_quota_us` / `cpu.cfs_period_us` |
-//! | throttled | `cpu.stat` `throttled_usec` | `cpu.stat` `throttled_time` (ns) |
-//! | memory | `memory.current` − `inactive_file` | `memory.usage_in_bytes` − `total_inactive_file` |
-//! | disk bytes | `io.stat` (charges writeback) | `/proc/<pid>/io` over `cgroup.procs` ([`taskio`]) |
-//! | pressure | `{cpu,io,memory}.pressure` | the same files in the `unified` cgroup, when there is one |
+//! | number | v2 | v1 and hybrid | read |
+//! |---|---|---|---|
+//! | CPU time | `cpu.stat` `usage_usec` | `cpuacct.usage` (ns) | every cycle |
+//! | memory | `memory.current` − `inactive_file` | `memory.usage_in_bytes` − `total_inactive_file` | usage every cycle, `memory.stat` on slow cycles |
+//! | disk bytes | `io.stat` (charges writeback) | `/proc/<pid>/io` over `cgroup.procs` ([`taskio`]) | every cycle |
+//! | throttled | `cpu.stat` `throttled_usec` (the CPU file) | `cpu.stat` `throttled_time` (ns) | v2: every cycle; v1: slow cycles |
+//! | pressure | `{cpu,io,memory}.pressure` | the same files in the `unified` cgroup, when there is one | slow cycles |
+//! | CPU limit | `cpu.max` | `cpu.cfs_quota_us` / `cpu.cfs_period_us` | slow cycles, and only when Docker did not give it |
+//!
+//! **Slow cycles.** What changes slowly or is itself an average is read only when the caller asks
+//! for it ([`Reader::read`]'s `slow`), and the last value is reported in between: the container
+//! sampler asks every few cycles so that those values are at most about 10 s old
+//! (docs/containers.md#what-is-read-every-cycle). A cycle then reads three or four files per
+//! container instead of eleven.
 //!
 //! On v2 without the `io` controller enabled for the container, disk bytes also come from the
 //! task counters. The source in use is part of every reading ([`IoSource`]), so nothing is ever a
-//! silent 0.
+//! silent 0. On hybrid hosts the process list comes from the `unified` cgroup when there is one:
+//! v1's `cgroup.procs` hands a kept descriptor a cached list (see [`ProcFile::fresh_within`]).
 
 pub mod paths;
 pub(crate) mod psi;
@@ -27,8 +34,14 @@ pub(crate) mod v2;
 
 use crate::sys::procfile::{FileError, ProcFile};
 use paths::{Dirs, Layout};
+use psi::Pressure;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// v1 `cgroup.procs` keeps the pid list it built for an open file until 1 s after the last read
+/// (`CGROUP_PIDLIST_DESTROY_DELAY`); a read sooner than this after the previous one reopens.
+pub(crate) const V1_PIDLIST_FRESH: Duration = Duration::from_millis(1500);
 
 /// Cumulative bytes read from and written to storage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -64,22 +77,29 @@ impl IoSource {
     }
 }
 
+/// The pressure resources, in the order of [`Reading::pressure`].
+pub const PRESSURE: [&str; 3] = ["cpu", "io", "memory"];
+
 /// One reading of one container's cgroup: cumulative values as the kernel gives them.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Reading {
     pub cpu_ns: Option<u64>,
     pub throttled_ns: Option<u64>,
-    /// Cores; `None` when unlimited.
+    /// Cores; `None` when unlimited (or known from Docker instead).
     pub cpu_limit: Option<f64>,
     pub memory: Option<u64>,
     pub io: Option<IoBytes>,
-    /// Stall time and 10-s average per resource (`cpu`, `io`, `memory`).
-    pub pressure: Vec<(&'static str, psi::Pressure)>,
+    /// Stall time and 10-s average per resource of [`PRESSURE`].
+    pub pressure: [Option<Pressure>; 3],
     /// Processes in the cgroup (from `cgroup.procs`, when the task counters are used).
     pub processes: Option<usize>,
+    /// A kept file failed and its path was there again: the cgroup was removed and created
+    /// again (a container restarted in place), so every counter started over.
+    pub recreated: bool,
 }
 
 enum CpuSrc {
+    /// v2 `cpu.stat`: usage, and throttling when the `cpu` controller is on.
     V2(ProcFile),
     V1(ProcFile),
 }
@@ -89,29 +109,50 @@ enum LimitSrc {
     V1 { quota: ProcFile, period: ProcFile },
 }
 
-enum MemSrc {
-    V2 { current: ProcFile, stat: ProcFile },
-    V1 { usage: ProcFile, stat: ProcFile },
+struct MemSrc {
+    usage: ProcFile,
+    stat: ProcFile,
+    /// `inactive_file` (v2) or `total_inactive_file` (v1).
+    key: &'static str,
+}
+
+struct Tasks {
+    procs: ProcFile,
+    proc_path: PathBuf,
+    /// `/proc/<pid>/io` and the parent PID, by PID, with the pass that last saw it.
+    files: HashMap<i32, (ProcFile, i32, u32)>,
+    pass: u32,
+    pids: Vec<i32>,
+    seen: Vec<taskio::Observed>,
+    state: taskio::TaskIo,
 }
 
 enum IoSrc {
     IoStat(ProcFile),
-    Tasks {
-        procs: ProcFile,
-        proc_path: PathBuf,
-        files: HashMap<i32, (ProcFile, i32)>,
-        state: taskio::TaskIo,
-    },
+    Tasks(Box<Tasks>),
+}
+
+/// The values of the last slow read, reported until the next one.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slow {
+    throttled_ns: Option<u64>,
+    inactive_file: Option<u64>,
+    cpu_limit: Option<f64>,
+    pressure: [Option<Pressure>; 3],
 }
 
 /// Kept descriptors of one container's cgroup files.
 pub struct Reader {
     cpu: Option<CpuSrc>,
-    throttle: Option<ProcFile>,
-    limit: Option<LimitSrc>,
     mem: Option<MemSrc>,
     io: Option<IoSrc>,
-    pressure: Vec<(&'static str, ProcFile)>,
+    /// v1 `cpu.stat` (on v2 throttling comes with the CPU file).
+    throttle: Option<ProcFile>,
+    limit: Option<LimitSrc>,
+    pressure: [Option<ProcFile>; 3],
+    slow: Slow,
+    keep_cycle: bool,
+    keep_slow: bool,
 }
 
 fn existing(dir: &Option<PathBuf>, file: &str) -> Option<PathBuf> {
@@ -119,8 +160,30 @@ fn existing(dir: &Option<PathBuf>, file: &str) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// Keeps the number, or the error for the caller's list.
+fn ok<T>(errors: &mut Vec<FileError>, res: Result<T, FileError>) -> Option<T> {
+    match res {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
 impl Reader {
+    /// A reader for a container in `dirs`. `limit_known`: the CPU limit comes from elsewhere
+    /// (Docker's inspect), so its files are not read at all.
     pub fn new(layout: Layout, dirs: Dirs, proc_path: &Path) -> Reader {
+        Reader::with_limit(layout, &dirs, proc_path, false)
+    }
+
+    pub(crate) fn with_limit(
+        layout: Layout,
+        dirs: &Dirs,
+        proc_path: &Path,
+        limit_known: bool,
+    ) -> Reader {
         let v2_primary = layout == Layout::V2;
         let v2 = &dirs.v2;
         let cpu = if v2_primary {
@@ -131,12 +194,13 @@ impl Reader {
                 .or_else(|| existing(v2, "cpu.stat").map(|p| CpuSrc::V2(ProcFile::new(p))))
         };
         let throttle = if v2_primary {
-            existing(v2, "cpu.stat")
+            None
         } else {
-            existing(&dirs.cpu, "cpu.stat")
-        }
-        .map(ProcFile::new);
-        let limit = if v2_primary {
+            existing(&dirs.cpu, "cpu.stat").map(ProcFile::new)
+        };
+        let limit = if limit_known {
+            None
+        } else if v2_primary {
             existing(v2, "cpu.max").map(|p| LimitSrc::V2(ProcFile::new(p)))
         } else {
             match (
@@ -150,25 +214,18 @@ impl Reader {
                 _ => None,
             }
         };
-        let mem = if v2_primary {
-            match (existing(v2, "memory.current"), existing(v2, "memory.stat")) {
-                (Some(c), Some(s)) => Some(MemSrc::V2 {
-                    current: ProcFile::new(c),
-                    stat: ProcFile::new(s),
-                }),
-                _ => None,
-            }
+        let (mem_dir, usage, key) = if v2_primary {
+            (v2, "memory.current", "inactive_file")
         } else {
-            match (
-                existing(&dirs.memory, "memory.usage_in_bytes"),
-                existing(&dirs.memory, "memory.stat"),
-            ) {
-                (Some(u), Some(s)) => Some(MemSrc::V1 {
-                    usage: ProcFile::new(u),
-                    stat: ProcFile::new(s),
-                }),
-                _ => None,
-            }
+            (&dirs.memory, "memory.usage_in_bytes", "total_inactive_file")
+        };
+        let mem = match (existing(mem_dir, usage), existing(mem_dir, "memory.stat")) {
+            (Some(u), Some(s)) => Some(MemSrc {
+                usage: ProcFile::new(u),
+                stat: ProcFile::new(s),
+                key,
+            }),
+            _ => None,
         };
         let io = match existing(v2, "io.stat") {
             Some(p) if v2_primary => Some(IoSrc::IoStat(ProcFile::new(p))),
@@ -176,163 +233,378 @@ impl Reader {
                 .procs_dir(layout)
                 .map(|d| d.join("cgroup.procs"))
                 .filter(|p| p.exists())
-                .map(|p| IoSrc::Tasks {
-                    procs: ProcFile::new(p),
-                    proc_path: proc_path.to_path_buf(),
-                    files: HashMap::new(),
-                    state: taskio::TaskIo::default(),
+                .map(|p| {
+                    let v1 = !dirs.v2.as_ref().is_some_and(|v2| p.starts_with(v2));
+                    let procs = ProcFile::new(p);
+                    IoSrc::Tasks(Box::new(Tasks {
+                        procs: if v1 {
+                            procs.fresh_within(V1_PIDLIST_FRESH)
+                        } else {
+                            procs
+                        },
+                        proc_path: proc_path.to_path_buf(),
+                        files: HashMap::new(),
+                        pass: 0,
+                        pids: Vec::new(),
+                        seen: Vec::new(),
+                        state: taskio::TaskIo::default(),
+                    }))
                 }),
         };
-        let mut pressure = Vec::new();
-        for res in ["cpu", "io", "memory"] {
-            if let Some(p) = existing(v2, &format!("{res}.pressure")) {
-                pressure.push((res, ProcFile::new(p)));
-            }
-        }
+        let pressure =
+            PRESSURE.map(|res| existing(v2, &format!("{res}.pressure")).map(ProcFile::new));
         Reader {
             cpu,
-            throttle,
-            limit,
             mem,
             io,
+            throttle,
+            limit,
             pressure,
+            slow: Slow::default(),
+            keep_cycle: true,
+            keep_slow: true,
+        }
+    }
+
+    /// The CPU limit is known from elsewhere now: its files are no longer read.
+    pub(crate) fn forget_limit(&mut self) {
+        self.limit = None;
+        self.slow.cpu_limit = None;
+    }
+
+    /// Starts the task counters over (a new run of the container). Whether there were any.
+    pub(crate) fn reset_task_counters(&mut self) -> bool {
+        match &mut self.io {
+            Some(IoSrc::Tasks(t)) => {
+                t.state = taskio::TaskIo::default();
+                t.files.clear();
+                true
+            }
+            _ => false,
         }
     }
 
     pub fn io_source(&self) -> Option<IoSource> {
         self.io.as_ref().map(|s| match s {
             IoSrc::IoStat(_) => IoSource::IoStat,
-            IoSrc::Tasks { .. } => IoSource::TaskIo,
+            IoSrc::Tasks(_) => IoSource::TaskIo,
         })
     }
 
-    /// Reads everything once. A file that fails leaves its number `None`; the errors say which.
-    pub fn read(&mut self) -> (Reading, Vec<FileError>) {
-        let mut r = Reading::default();
-        let mut errors = Vec::new();
-        let mut ok = |res: Result<&str, FileError>| match res {
-            Ok(t) => Some(t.to_string()),
-            Err(e) => {
-                errors.push(e);
-                None
+    /// Files read every cycle (one per process of the cgroup for the task counters) and files
+    /// read on slow cycles.
+    pub(crate) fn file_counts(&self) -> (usize, usize) {
+        let cycle = self.cpu.is_some() as usize
+            + self.mem.is_some() as usize
+            + match &self.io {
+                Some(IoSrc::IoStat(_)) => 1,
+                Some(IoSrc::Tasks(t)) => 1 + t.files.len().max(1),
+                None => 0,
+            };
+        let slow = self.throttle.is_some() as usize
+            + self.mem.is_some() as usize
+            + match &self.limit {
+                Some(LimitSrc::V2(_)) => 1,
+                Some(LimitSrc::V1 { .. }) => 2,
+                None => 0,
             }
-        };
+            + self.pressure.iter().flatten().count();
+        (cycle, slow)
+    }
+
+    /// Whether the descriptors of the every-cycle and the slow-cycle files are kept open between
+    /// reads (the sampler's descriptor budget decides).
+    pub(crate) fn set_keep(&mut self, cycle: bool, slow: bool) {
+        if (cycle, slow) == (self.keep_cycle, self.keep_slow) {
+            return;
+        }
+        self.keep_cycle = cycle;
+        self.keep_slow = slow;
         match &mut self.cpu {
-            Some(CpuSrc::V2(f)) => {
-                r.cpu_ns = ok(f.read_str()).and_then(|t| v2::parse_cpu_stat(&t).usage_ns)
-            }
-            Some(CpuSrc::V1(f)) => {
-                r.cpu_ns = ok(f.read_str())
-                    .and_then(|t| v1::parse_int(&t))
-                    .and_then(|v| u64::try_from(v).ok())
-            }
+            Some(CpuSrc::V1(f) | CpuSrc::V2(f)) => f.set_keep(cycle),
             None => {}
         }
-        if let Some(f) = &mut self.throttle {
-            r.throttled_ns = ok(f.read_str()).and_then(|t| v2::parse_cpu_stat(&t).throttled_ns);
-        }
-        match &mut self.limit {
-            Some(LimitSrc::V2(f)) => {
-                r.cpu_limit = ok(f.read_str()).and_then(|t| v2::parse_cpu_max(&t))
-            }
-            Some(LimitSrc::V1 { quota, period }) => {
-                let q = ok(quota.read_str()).and_then(|t| v1::parse_int(&t));
-                let p = ok(period.read_str()).and_then(|t| v1::parse_int(&t));
-                if let (Some(q), Some(p)) = (q, p) {
-                    r.cpu_limit = v1::cfs_limit(q, p);
-                }
-            }
-            None => {}
-        }
-        match &mut self.mem {
-            Some(MemSrc::V2 { current, stat }) => {
-                let usage = ok(current.read_str()).and_then(|t| v1::parse_int(&t));
-                let inactive =
-                    ok(stat.read_str()).and_then(|t| v2::stat_field(&t, "inactive_file"));
-                r.memory = usage.map(|u| v2::memory_usage(u.max(0) as u64, inactive));
-            }
-            Some(MemSrc::V1 { usage, stat }) => {
-                let u = ok(usage.read_str()).and_then(|t| v1::parse_int(&t));
-                let inactive =
-                    ok(stat.read_str()).and_then(|t| v2::stat_field(&t, "total_inactive_file"));
-                r.memory = u.map(|u| v2::memory_usage(u.max(0) as u64, inactive));
-            }
-            None => {}
-        }
-        for (res, f) in &mut self.pressure {
-            if let Some(p) = ok(f.read_str()).and_then(|t| psi::parse(&t)) {
-                r.pressure.push((res, p));
-            }
+        if let Some(m) = &mut self.mem {
+            m.usage.set_keep(cycle);
+            m.stat.set_keep(slow);
         }
         match &mut self.io {
-            Some(IoSrc::IoStat(f)) => r.io = ok(f.read_str()).map(|t| v2::parse_io_stat(&t)),
-            Some(IoSrc::Tasks {
-                procs,
-                proc_path,
-                files,
-                state,
-            }) => match procs.read_str() {
-                Ok(text) => {
-                    let pids: Vec<i32> =
-                        text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-                    let live: std::collections::HashSet<i32> = pids.iter().copied().collect();
-                    files.retain(|pid, _| live.contains(pid));
-                    let mut seen = Vec::with_capacity(pids.len());
-                    let mut last_error = None;
-                    for pid in pids.iter().filter(|p| **p > 0) {
-                        let (file, ppid) = files.entry(*pid).or_insert_with(|| {
-                            let dir = proc_path.join(pid.to_string());
-                            let ppid = std::fs::read_to_string(dir.join("stat"))
-                                .ok()
-                                .and_then(|s| taskio::parse_ppid(&s))
-                                .unwrap_or(0);
-                            (ProcFile::new(dir.join("io")), ppid)
-                        });
-                        // A process that exited since cgroup.procs was read is simply not seen.
-                        match file.read_str().map(taskio::parse_proc_io) {
-                            Ok(Some(io)) => seen.push(taskio::Observed {
-                                pid: *pid,
-                                ppid: *ppid,
-                                io,
-                            }),
-                            Ok(None) => {}
-                            Err(e) => last_error = Some(e),
-                        }
-                    }
-                    r.processes = Some(seen.len());
-                    // "Gone" for every process is either an exit (then the processes have left
-                    // cgroup.procs) or processes this agent cannot see (they are still listed).
-                    let exited = last_error.as_ref().is_some_and(FileError::is_gone)
-                        && procs
-                            .read_str()
-                            .map(|t| {
-                                t.lines()
-                                    .filter_map(|l| l.trim().parse::<i32>().ok())
-                                    .collect::<Vec<_>>()
-                            })
-                            .ok()
-                            .as_ref()
-                            != Some(&pids);
-                    if seen.is_empty() && !pids.is_empty() && !exited {
-                        // Processes we cannot read (another PID namespace, not root): say so
-                        // rather than report a silent 0.
-                        errors.push(last_error.filter(|e| !e.is_gone()).unwrap_or_else(|| {
-                            FileError::new(
-                                procs.path(),
-                                std::io::Error::new(
-                                    std::io::ErrorKind::PermissionDenied,
-                                    "no process of the cgroup is visible in /proc (run in the host PID namespace)",
-                                ),
-                            )
-                        }));
-                    } else {
-                        r.io = Some(state.update(&seen));
-                    }
+            Some(IoSrc::IoStat(f)) => f.set_keep(cycle),
+            Some(IoSrc::Tasks(t)) => {
+                t.procs.set_keep(cycle);
+                for (f, _, _) in t.files.values_mut() {
+                    f.set_keep(cycle);
                 }
-                Err(e) => errors.push(e),
-            },
+            }
+            None => {}
+        }
+        for f in self
+            .throttle
+            .iter_mut()
+            .chain(self.pressure.iter_mut().flatten())
+        {
+            f.set_keep(slow);
+        }
+        match &mut self.limit {
+            Some(LimitSrc::V2(f)) => f.set_keep(slow),
+            Some(LimitSrc::V1 { quota, period }) => {
+                quota.set_keep(slow);
+                period.set_keep(slow);
+            }
+            None => {}
+        }
+    }
+
+    /// Reads the every-cycle files, and the slow ones too when `slow` (the first read always
+    /// does). A file that fails leaves its number `None`; the errors say which.
+    pub fn read(&mut self) -> (Reading, Vec<FileError>) {
+        self.read_with(true, &mut Vec::new())
+    }
+
+    /// [`Reader::read`], through `scratch`, a buffer shared by every reader (thousands of kept
+    /// files need no buffer each).
+    pub(crate) fn read_with(
+        &mut self,
+        slow: bool,
+        scratch: &mut Vec<u8>,
+    ) -> (Reading, Vec<FileError>) {
+        let mut r = Reading::default();
+        let mut errors = Vec::new();
+        let e = &mut errors;
+        let b = scratch;
+        match &mut self.cpu {
+            Some(CpuSrc::V2(f)) => {
+                if let Some(s) = ok(e, f.read_str_in(b)).map(v2::parse_cpu_stat) {
+                    r.cpu_ns = s.usage_ns;
+                    r.throttled_ns = s.throttled_ns;
+                }
+                r.recreated |= f.take_replaced();
+            }
+            Some(CpuSrc::V1(f)) => {
+                r.cpu_ns = ok(e, f.read_str_in(b))
+                    .and_then(v1::parse_int)
+                    .and_then(|v| u64::try_from(v).ok());
+                r.recreated |= f.take_replaced();
+            }
+            None => {}
+        }
+        let usage = match &mut self.mem {
+            Some(m) => {
+                let u = ok(e, m.usage.read_str_in(b)).and_then(v1::parse_int);
+                r.recreated |= m.usage.take_replaced();
+                u
+            }
+            None => None,
+        };
+        if slow || r.recreated {
+            self.read_slow(e, b);
+        }
+        if r.throttled_ns.is_none() {
+            r.throttled_ns = self.slow.throttled_ns;
+        }
+        r.cpu_limit = self.slow.cpu_limit;
+        r.pressure = self.slow.pressure;
+        r.memory = usage.map(|u| v2::memory_usage(u.max(0) as u64, self.slow.inactive_file));
+        match &mut self.io {
+            Some(IoSrc::IoStat(f)) => {
+                r.io = ok(e, f.read_str_in(b)).map(v2::parse_io_stat);
+                r.recreated |= f.take_replaced();
+            }
+            Some(IoSrc::Tasks(t)) => t.read(&mut r, e, self.keep_cycle, b),
             None => {}
         }
         (r, errors)
+    }
+
+    fn read_slow(&mut self, e: &mut Vec<FileError>, b: &mut Vec<u8>) {
+        if let Some(f) = &mut self.throttle {
+            self.slow.throttled_ns =
+                ok(e, f.read_str_in(b)).and_then(|t| v2::parse_cpu_stat(t).throttled_ns);
+        }
+        if let Some(m) = &mut self.mem {
+            let key = m.key;
+            self.slow.inactive_file =
+                ok(e, m.stat.read_str_in(b)).and_then(|t| v2::stat_field(t, key));
+        }
+        match &mut self.limit {
+            Some(LimitSrc::V2(f)) => {
+                self.slow.cpu_limit = ok(e, f.read_str_in(b)).and_then(v2::parse_cpu_max)
+            }
+            Some(LimitSrc::V1 { quota, period }) => {
+                let q = ok(e, quota.read_str_in(b)).and_then(v1::parse_int);
+                let p = ok(e, period.read_str_in(b)).and_then(v1::parse_int);
+                self.slow.cpu_limit = q.zip(p).and_then(|(q, p)| v1::cfs_limit(q, p));
+            }
+            None => {}
+        }
+        for (slot, f) in self.slow.pressure.iter_mut().zip(&mut self.pressure) {
+            if let Some(f) = f {
+                *slot = ok(e, f.read_str_in(b)).and_then(psi::parse);
+            }
+        }
+    }
+}
+
+/// Parses the PIDs of a `cgroup.procs` text into `out` (cleared first), sorted.
+fn parse_pids(text: &str, out: &mut Vec<i32>) {
+    out.clear();
+    let mut cur: Option<i32> = Some(0);
+    let mut digits = false;
+    for &c in text.as_bytes().iter().chain(b"\n") {
+        match c {
+            b'0'..=b'9' => {
+                cur = cur.and_then(|v| v.checked_mul(10)?.checked_add(i32::from(c - b'0')));
+                digits = true;
+            }
+            b'\n' => {
+                if let Some(p) = cur.filter(|p| digits && *p > 0) {
+                    out.push(p);
+                }
+                cur = Some(0);
+                digits = false;
+            }
+            b' ' | b'\t' | b'\r' => {}
+            _ => cur = None,
+        }
+    }
+    // v1 lists them sorted, v2 in task order.
+    if !out.is_sorted() {
+        out.sort_unstable();
+    }
+}
+
+impl Tasks {
+    fn read(&mut self, r: &mut Reading, errors: &mut Vec<FileError>, keep: bool, b: &mut Vec<u8>) {
+        let text = match self.procs.read_str_in(b) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                return;
+            }
+        };
+        parse_pids(text, &mut self.pids);
+        r.recreated |= self.procs.take_replaced();
+        self.pass = self.pass.wrapping_add(1);
+        let pass = self.pass;
+        self.seen.clear();
+        let mut last_error = None;
+        for &pid in &self.pids {
+            let (file, ppid, seen_pass) = self.files.entry(pid).or_insert_with(|| {
+                let dir = self.proc_path.join(pid.to_string());
+                let ppid = std::fs::read_to_string(dir.join("stat"))
+                    .ok()
+                    .and_then(|s| taskio::parse_ppid(&s))
+                    .unwrap_or(0);
+                let mut f = ProcFile::new(dir.join("io"));
+                f.set_keep(keep);
+                (f, ppid, pass)
+            });
+            *seen_pass = pass;
+            // A process that exited since cgroup.procs was read is simply not seen.
+            match file.read_str_in(b).map(taskio::parse_proc_io) {
+                Ok(Some(io)) => self.seen.push(taskio::Observed {
+                    pid,
+                    ppid: *ppid,
+                    io,
+                }),
+                Ok(None) => {}
+                Err(e) => last_error = Some(e),
+            }
+        }
+        // Forget the files of processes that left the cgroup.
+        if self.files.len() > self.pids.len() {
+            self.files.retain(|_, (_, _, p)| *p == pass);
+        }
+        r.processes = Some(self.seen.len());
+        if self.seen.is_empty() && !self.pids.is_empty() {
+            // "Gone" for every process is either an exit (then the processes have left
+            // cgroup.procs) or processes this agent cannot see (they are still listed).
+            let gone = last_error.as_ref().is_some_and(FileError::is_gone);
+            let listed_again = gone
+                && self.procs.read_str_in(b).is_ok_and(|t| {
+                    let mut again = Vec::new();
+                    parse_pids(t, &mut again);
+                    again == self.pids
+                });
+            if !gone || listed_again {
+                // Processes we cannot read (another PID namespace, not root): say so rather
+                // than report a silent 0.
+                errors.push(last_error.filter(|e| !e.is_gone()).unwrap_or_else(|| {
+                    FileError::new(
+                        self.procs.path(),
+                        std::io::Error::new(
+                            std::io::ErrorKind::PermissionDenied,
+                            "no process of the cgroup is visible in /proc (run in the host PID namespace)",
+                        ),
+                    )
+                }));
+                return;
+            }
+        }
+        r.io = Some(self.state.update(&self.seen));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_sorted_and_garbage_skipped() {
+        let mut v = vec![9];
+        parse_pids("30\n 10\nx\n0\n-4\n20\n99999999999\n7", &mut v);
+        assert_eq!(v, [7, 10, 20, 30]);
+        parse_pids("", &mut v);
+        assert!(v.is_empty());
+    }
+
+    /// A v2 cgroup in a temp dir: what each cycle reads and what only slow cycles read.
+    #[test]
+    fn slow_files_are_read_only_on_slow_cycles_and_reused_between() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |f: &str| d.path().join(f);
+        std::fs::write(p("cpu.stat"), "usage_usec 10\nthrottled_usec 1\n").unwrap();
+        std::fs::write(p("memory.current"), "1000\n").unwrap();
+        std::fs::write(p("memory.stat"), "anon 1\ninactive_file 300\n").unwrap();
+        std::fs::write(p("cpu.max"), "50000 100000\n").unwrap();
+        std::fs::write(p("io.stat"), "8:0 rbytes=1 wbytes=2\n").unwrap();
+        std::fs::write(
+            p("cpu.pressure"),
+            "some avg10=1.00 avg60=0 avg300=0 total=7\n",
+        )
+        .unwrap();
+        let dirs = Dirs {
+            v2: Some(d.path().to_path_buf()),
+            ..Default::default()
+        };
+        let mut r = Reader::new(Layout::V2, dirs.clone(), Path::new("/proc"));
+        assert_eq!(r.file_counts(), (3, 3));
+        let (a, e) = r.read_with(false, &mut Vec::new());
+        assert!(e.is_empty(), "{e:?}");
+        // Not a slow read (the sampler's first read always is): no inactive file known yet.
+        assert_eq!(
+            (a.cpu_ns, a.memory, a.cpu_limit),
+            (Some(10_000), Some(1000), None)
+        );
+        let (a, _) = r.read_with(true, &mut Vec::new());
+        assert_eq!((a.memory, a.cpu_limit), (Some(700), Some(0.5)));
+        assert_eq!(a.pressure[0].map(|p| p.some_total_us), Some(7));
+        std::fs::write(p("memory.stat"), "inactive_file 900\n").unwrap();
+        std::fs::write(p("cpu.max"), "max 100000\n").unwrap();
+        std::fs::write(p("cpu.stat"), "usage_usec 20\nthrottled_usec 5\n").unwrap();
+        let (b, _) = r.read_with(false, &mut Vec::new());
+        // Every-cycle numbers are fresh, slow ones are the last read.
+        assert_eq!((b.cpu_ns, b.throttled_ns), (Some(20_000), Some(5_000)));
+        assert_eq!((b.memory, b.cpu_limit), (Some(700), Some(0.5)));
+        let (c, _) = r.read_with(true, &mut Vec::new());
+        assert_eq!((c.memory, c.cpu_limit), (Some(100), None));
+        // Past the budget the files are read the same, through a fresh descriptor each time.
+        r.set_keep(false, false);
+        let (t, e) = r.read_with(true, &mut Vec::new());
+        assert!(e.is_empty());
+        assert_eq!(t.cpu_ns, Some(20_000));
+        // A limit known from Docker is not read.
+        let known = Reader::with_limit(Layout::V2, &dirs, Path::new("/proc"), true);
+        assert_eq!(known.file_counts(), (3, 2));
     }
 }

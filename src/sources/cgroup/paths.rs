@@ -192,7 +192,9 @@ impl Dirs {
             && self.blkio.is_none()
     }
 
-    /// Some directory whose `cgroup.procs` lists the container's processes.
+    /// Some directory whose `cgroup.procs` lists the container's processes: the v2 one when
+    /// there is one (on hybrid hosts too: v1's `cgroup.procs` serves a kept descriptor a cached
+    /// list, v2's walks the cgroup's tasks at every read), else the first v1 one.
     pub(crate) fn procs_dir(&self, layout: Layout) -> Option<&Path> {
         let v1 = [
             &self.cpuacct,
@@ -204,7 +206,8 @@ impl Dirs {
         let first_v1 = v1.iter().find_map(|d| d.as_deref());
         match layout {
             Layout::V2 => self.v2.as_deref(),
-            _ => first_v1.or(self.v2.as_deref()),
+            Layout::Hybrid => self.v2.as_deref().or(first_v1),
+            Layout::V1 => first_v1.or(self.v2.as_deref()),
         }
     }
 }
@@ -363,7 +366,8 @@ mod tests {
             d.v2,
             Some(PathBuf::from(format!("/sys/fs/cgroup/unified/docker/{id}")))
         );
-        assert_eq!(d.procs_dir(Layout::Hybrid), d.cpuacct.as_deref());
+        assert_eq!(d.procs_dir(Layout::Hybrid), d.v2.as_deref());
+        assert_eq!(d.procs_dir(Layout::V1), d.cpuacct.as_deref());
     }
 
     #[test]

@@ -1,10 +1,13 @@
-//! Disk bytes of a cgroup from per-task I/O accounting: `read_bytes`/`write_bytes` of
-//! `/proc/<pid>/io`, summed over the processes in `cgroup.procs`.
+//! Disk bytes of a cgroup from per-task I/O accounting: `read_bytes`, and `write_bytes` minus
+//! `cancelled_write_bytes`, of `/proc/<pid>/io`, summed over the processes in `cgroup.procs`.
 //!
 //! Why: cgroup v1 `blkio` does not charge buffered (page-cache) writeback to the container, so a
 //! world save is invisible, and on our CI kernel its counters stay 0 even for O_DIRECT writes. The
 //! task counters see both: `write_bytes` grows when a page is first dirtied and when a direct write
-//! is submitted. They are per process, which brings three traps this module handles:
+//! is submitted, and `cancelled_write_bytes` takes back dirtied pages that never reached the disk
+//! because the file was truncated or deleted first (a 32 MiB temp file written and deleted within
+//! the writeback delay is 0 bytes for the disk, not 32 MiB). They are per process, which brings
+//! three traps this module handles:
 //!
 //! - **Exits.** A process that exits takes its counters with it. The container total is therefore
 //!   a running sum of per-process *deltas*, so it never goes backwards.
@@ -27,19 +30,55 @@ use std::collections::HashMap;
 /// Samples a debt may wait for its reaper's counter to grow.
 pub(crate) const DEBT_SAMPLES: u8 = 3;
 
-/// `/proc/<pid>/io`: storage bytes (not `rchar`/`wchar`, which include page-cache hits and pipes).
-pub(crate) fn parse_proc_io(text: &str) -> Option<IoBytes> {
-    let (mut r, mut w) = (None, None);
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("read_bytes:") {
-            r = v.trim().parse().ok();
-        } else if let Some(v) = line.strip_prefix("write_bytes:") {
-            w = v.trim().parse().ok();
+/// The storage counters of one task (or of the container): bytes read, bytes written (counted
+/// when a page is first dirtied or a direct write submitted), and dirtied bytes whose writeback
+/// was cancelled (the file was truncated or deleted first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TaskBytes {
+    pub(crate) read: u64,
+    pub(crate) write: u64,
+    pub(crate) cancelled: u64,
+}
+
+impl TaskBytes {
+    fn sub(self, b: TaskBytes) -> TaskBytes {
+        TaskBytes {
+            read: self.read.saturating_sub(b.read),
+            write: self.write.saturating_sub(b.write),
+            cancelled: self.cancelled.saturating_sub(b.cancelled),
         }
     }
-    Some(IoBytes {
-        read: r?,
-        write: w?,
+
+    fn add(self, b: TaskBytes) -> TaskBytes {
+        TaskBytes {
+            read: self.read.saturating_add(b.read),
+            write: self.write.saturating_add(b.write),
+            cancelled: self.cancelled.saturating_add(b.cancelled),
+        }
+    }
+
+    fn min(self, b: TaskBytes) -> TaskBytes {
+        TaskBytes {
+            read: self.read.min(b.read),
+            write: self.write.min(b.write),
+            cancelled: self.cancelled.min(b.cancelled),
+        }
+    }
+
+    /// No counter went down: the same process as before.
+    fn covers(self, prev: TaskBytes) -> bool {
+        self.read >= prev.read && self.write >= prev.write && self.cancelled >= prev.cancelled
+    }
+}
+
+/// `/proc/<pid>/io`: storage bytes (not `rchar`/`wchar`, which include page-cache hits and pipes).
+pub(crate) fn parse_proc_io(text: &str) -> Option<TaskBytes> {
+    use super::v2::uint_field;
+    Some(TaskBytes {
+        read: uint_field(text, "read_bytes", b':')?,
+        write: uint_field(text, "write_bytes", b':')?,
+        // Present since Linux 2.6.20, like the other two; absent only in a malformed file.
+        cancelled: uint_field(text, "cancelled_write_bytes", b':').unwrap_or(0),
     })
 }
 
@@ -54,106 +93,98 @@ pub(crate) fn parse_ppid(stat: &str) -> Option<i32> {
 pub(crate) struct Observed {
     pub(crate) pid: i32,
     pub(crate) ppid: i32,
-    pub(crate) io: IoBytes,
+    pub(crate) io: TaskBytes,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     ppid: i32,
-    last: IoBytes,
+    last: TaskBytes,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Debt {
-    bytes: IoBytes,
+    bytes: TaskBytes,
     age: u8,
 }
 
-/// The running total of one cgroup.
+/// The running total of one cgroup. The maps and the scratch list live as long as the container
+/// (nothing is allocated per sample once they have grown to its process count).
 #[derive(Debug, Default)]
 pub(crate) struct TaskIo {
     seen: HashMap<i32, Seen>,
     debts: HashMap<i32, Debt>,
-    total: IoBytes,
-}
-
-fn sub(a: IoBytes, b: IoBytes) -> IoBytes {
-    IoBytes {
-        read: a.read.saturating_sub(b.read),
-        write: a.write.saturating_sub(b.write),
-    }
-}
-
-fn add(a: IoBytes, b: IoBytes) -> IoBytes {
-    IoBytes {
-        read: a.read.saturating_add(b.read),
-        write: a.write.saturating_add(b.write),
-    }
+    vanished: Vec<(i32, Seen)>,
+    /// Every counted delta, per counter.
+    counted: TaskBytes,
+    /// What is reported as written: written minus cancelled, never going down.
+    written: u64,
 }
 
 impl TaskIo {
-    /// Feeds the processes alive now; returns the container's cumulative bytes.
+    /// Feeds the processes alive now, sorted by PID; returns the container's cumulative bytes.
+    ///
+    /// Written bytes are `write_bytes − cancelled_write_bytes` summed over the container's
+    /// processes (with the same exit and reaping bookkeeping for both), which is what reaches
+    /// the disk. Cancelling is charged to the task that truncates or deletes, which may not be
+    /// the one that wrote, and may come after a sample already counted the write: the reported
+    /// total then holds still until later writes have made up for the cancelled bytes, so it
+    /// never goes down.
     pub(crate) fn update(&mut self, now: &[Observed]) -> IoBytes {
-        let alive: HashMap<i32, &Observed> = now.iter().map(|o| (o.pid, o)).collect();
+        debug_assert!(now.windows(2).all(|w| w[0].pid < w[1].pid));
+        let alive = |pid: i32| now.binary_search_by_key(&pid, |o| o.pid).is_ok();
         // The container's init: a live process whose parent is outside the cgroup.
-        let init = now
-            .iter()
-            .filter(|o| !alive.contains_key(&o.ppid))
-            .map(|o| o.pid)
-            .min();
-        let vanished: Vec<(i32, Seen)> = self
-            .seen
-            .iter()
-            .filter(|(pid, _)| !alive.contains_key(pid))
-            .map(|(p, s)| (*p, *s))
-            .collect();
-        for (pid, s) in &vanished {
-            self.seen.remove(pid);
+        let init = now.iter().filter(|o| !alive(o.ppid)).map(|o| o.pid).min();
+        self.vanished.clear();
+        self.vanished.extend(
+            self.seen
+                .iter()
+                .filter(|(pid, _)| !alive(**pid))
+                .map(|(p, s)| (*p, *s)),
+        );
+        for i in 0..self.vanished.len() {
+            let (pid, s) = self.vanished[i];
+            self.seen.remove(&pid);
             // Walk up through parents that vanished too.
             let mut reaper = s.ppid;
             let mut hops = 0;
-            while !alive.contains_key(&reaper) && hops < 32 {
-                match vanished.iter().find(|(p, _)| *p == reaper) {
+            while !alive(reaper) && hops < 32 {
+                match self.vanished.iter().find(|(p, _)| *p == reaper) {
                     Some((_, parent)) => reaper = parent.ppid,
                     None => break,
                 }
                 hops += 1;
             }
             // A parent outside the cgroup (the shim, for the container's PID 1) reaps outside.
-            let reaper = alive.contains_key(&reaper).then_some(reaper);
+            let reaper = alive(reaper).then_some(reaper);
             if let Some(r) = reaper {
                 let d = self.debts.entry(r).or_default();
-                d.bytes = add(d.bytes, s.last);
+                d.bytes = d.bytes.add(s.last);
                 d.age = 0;
             }
             // Debts owed by the vanished process pass to its reaper as well.
-            if let Some(owed) = self.debts.remove(pid)
+            if let Some(owed) = self.debts.remove(&pid)
                 && let Some(r) = reaper
             {
                 let d = self.debts.entry(r).or_default();
-                d.bytes = add(d.bytes, owed.bytes);
+                d.bytes = d.bytes.add(owed.bytes);
             }
         }
         for o in now {
             let delta = match self.seen.get(&o.pid) {
-                Some(prev) if o.io.read >= prev.last.read && o.io.write >= prev.last.write => {
-                    sub(o.io, prev.last)
-                }
+                Some(prev) if o.io.covers(prev.last) => o.io.sub(prev.last),
                 // New process (or a new one under a reused PID): everything since its fork.
                 _ => o.io,
             };
             let delta = match self.debts.get_mut(&o.pid) {
                 Some(d) => {
-                    let paid = IoBytes {
-                        read: delta.read.min(d.bytes.read),
-                        write: delta.write.min(d.bytes.write),
-                    };
-                    d.bytes = sub(d.bytes, paid);
-                    sub(delta, paid)
+                    let paid = delta.min(d.bytes);
+                    d.bytes = d.bytes.sub(paid);
+                    delta.sub(paid)
                 }
                 None => delta,
             };
-            self.total = add(self.total, delta);
+            self.counted = self.counted.add(delta);
             self.seen.insert(
                 o.pid,
                 Seen {
@@ -163,18 +194,26 @@ impl TaskIo {
             );
         }
         // Children of a process that exited are re-parented to the container's init.
-        if let Some(init) = init {
+        if let Some(init) = init
+            && !self.vanished.is_empty()
+        {
             for s in self.seen.values_mut() {
-                if vanished.iter().any(|(p, _)| *p == s.ppid) {
+                if self.vanished.iter().any(|(p, _)| *p == s.ppid) {
                     s.ppid = init;
                 }
             }
         }
         self.debts.retain(|pid, d| {
             d.age += 1;
-            alive.contains_key(pid) && d.age < DEBT_SAMPLES && d.bytes != IoBytes::default()
+            alive(*pid) && d.age < DEBT_SAMPLES && d.bytes != TaskBytes::default()
         });
-        self.total
+        self.written = self
+            .written
+            .max(self.counted.write.saturating_sub(self.counted.cancelled));
+        IoBytes {
+            read: self.counted.read,
+            write: self.written,
+        }
     }
 }
 
@@ -183,10 +222,18 @@ mod tests {
     use super::*;
 
     fn o(pid: i32, ppid: i32, write: u64) -> Observed {
+        oc(pid, ppid, write, 0)
+    }
+
+    fn oc(pid: i32, ppid: i32, write: u64, cancelled: u64) -> Observed {
         Observed {
             pid,
             ppid,
-            io: IoBytes { read: 0, write },
+            io: TaskBytes {
+                read: 0,
+                write,
+                cancelled,
+            },
         }
     }
 
@@ -195,11 +242,14 @@ mod tests {
         let io = "rchar: 6976\nwchar: 0\nsyscr: 10\nsyscw: 0\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n";
         assert_eq!(
             parse_proc_io(io),
-            Some(IoBytes {
+            Some(TaskBytes {
                 read: 4096,
-                write: 8192
+                write: 8192,
+                cancelled: 0
             })
         );
+        let io = "read_bytes: 1\nwrite_bytes: 33554432\ncancelled_write_bytes: 33550336\n";
+        assert_eq!(parse_proc_io(io).unwrap().cancelled, 33_550_336);
         assert_eq!(parse_proc_io("rchar: 1\n"), None);
         assert_eq!(parse_ppid("17 (a) b) S 42 17 17 0"), Some(42));
         assert_eq!(parse_ppid("garbage"), None);
@@ -234,6 +284,35 @@ mod tests {
         // Reaped now: 10 shows 300 (folded from 20, which had folded 30).
         assert_eq!(t.update(&[o(10, 1, 300)]).write, 300);
         assert_eq!(t.update(&[o(10, 1, 350)]).write, 350);
+    }
+
+    #[test]
+    fn cancelled_writes_are_not_written_and_the_total_never_goes_down() {
+        let mut t = TaskIo::default();
+        // Shell 10 runs dd 20 (32 MiB dirtied), which exits; then rm 30 deletes the file before
+        // writeback and exits: both reaped by the shell between two samples.
+        assert_eq!(t.update(&[o(10, 1, 0)]).write, 0);
+        assert_eq!(t.update(&[oc(10, 1, 32 << 20, 32 << 20)]).write, 0);
+        // Written, sampled, then cancelled by another task: the total holds still...
+        assert_eq!(
+            t.update(&[oc(10, 1, 32 << 20, 32 << 20), o(40, 10, 1000)])
+                .write,
+            1000
+        );
+        assert_eq!(
+            t.update(&[
+                oc(10, 1, 32 << 20, 32 << 20),
+                oc(40, 10, 1000, 1000),
+                oc(41, 10, 0, 0)
+            ])
+            .write,
+            1000
+        );
+        // ...until later writes have made up for what was cancelled. 40 and 41 are reaped by
+        // the shell, whose counters then hold theirs as well (and it wrote 600 B itself).
+        let m = 32 << 20;
+        assert_eq!(t.update(&[oc(10, 1, m + 1600, m + 1000)]).write, 1000);
+        assert_eq!(t.update(&[oc(10, 1, m + 2500, m + 1000)]).write, 1500);
     }
 
     #[test]

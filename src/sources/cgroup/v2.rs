@@ -62,10 +62,31 @@ pub(crate) fn parse_io_stat(text: &str) -> IoBytes {
 
 /// One `key value` field of `memory.stat` (v2 `inactive_file`, v1 `total_inactive_file`).
 pub(crate) fn stat_field(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok())?
-    })
+    uint_field(text, key, b' ')
+}
+
+/// The unsigned number after `key` and `sep` at the start of a line (`key value` files such as
+/// `memory.stat`, `key: value` files such as `/proc/<pid>/io`). A substring search, not a walk
+/// over every line: these files are read for one or three of their dozens of fields.
+pub(crate) fn uint_field(text: &str, key: &str, sep: u8) -> Option<u64> {
+    let b = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = text[from..].find(key).map(|i| from + i) {
+        let end = i + key.len();
+        if (i == 0 || b[i - 1] == b'\n') && b.get(end) == Some(&sep) {
+            let rest = &b[end + 1..];
+            let digits = rest.iter().skip_while(|c| **c == b' ' || **c == b'\t');
+            let mut v: u64 = 0;
+            let mut any = false;
+            for c in digits.take_while(|c| c.is_ascii_digit()) {
+                v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                any = true;
+            }
+            return any.then_some(v);
+        }
+        from = end;
+    }
+    None
 }
 
 /// Docker CLI semantics: usage minus inactive file cache (what Wings shows as `memory_bytes`).
@@ -116,6 +137,23 @@ mod tests {
             }
         );
         assert_eq!(parse_io_stat("junk wbytes=x\n"), IoBytes::default());
+    }
+
+    #[test]
+    fn fields_found_at_line_starts_only() {
+        let t = "total_inactive_file 5\ninactive_file 7\nx_inactive_file 9\n";
+        assert_eq!(stat_field(t, "inactive_file"), Some(7));
+        assert_eq!(stat_field(t, "total_inactive_file"), Some(5));
+        assert_eq!(stat_field("inactive_file x\n", "inactive_file"), None);
+        assert_eq!(
+            stat_field("inactive_file 99999999999999999999999\n", "inactive_file"),
+            None
+        );
+        assert_eq!(
+            uint_field("rchar: 1\nread_bytes:\t42\n", "read_bytes", b':'),
+            Some(42)
+        );
+        assert_eq!(uint_field("", "read_bytes", b':'), None);
     }
 
     #[test]

@@ -4,8 +4,16 @@
 //! with labels) and Wings for its servers, joins them by container name = server UUID
 //! (`<uuid>_installer` joins too), and finds each running container's cgroup: inspect gives the
 //! host PID, `/proc/<pid>/cgroup` gives the path in each hierarchy ([`crate::sources::cgroup::paths`]); the
-//! driver's known paths are the fallback. Inspect is only called for containers that are new or
-//! whose state changed, so a steady host costs one list call per pass and no per-cycle API call.
+//! driver's known paths are the fallback. Inspect is only called for containers that are new,
+//! whose state changed, or that `docker update` changed (the engine's `update` events since the
+//! previous pass), so a steady host costs one list and one events call per pass and no per-cycle
+//! API call. Inspect also gives the CPU limit (`HostConfig`), so the sampler does not re-read it
+//! from the cgroup every cycle.
+//!
+//! A slow or hostile Docker cannot stall a pass: inspects run a few at a time
+//! ([`INSPECT_CONCURRENCY`]) under one deadline for the pass (the discovery interval, at least the
+//! HTTP timeout); containers left over keep their previous inspect or wait for the next pass, and
+//! the pass says so. Wings is asked at the same time, not after Docker.
 //!
 //! The result is an immutable [`Inventory`] swapped in whole; the sampler (`sampler.rs`) reads it in
 //! the node cycle. Wings re-creates a server's container on every start: the old ID simply drops
@@ -17,11 +25,16 @@
 use super::docker::{self, Docker};
 use super::wings::{Server, Wings, WingsConfig};
 use crate::sources::cgroup::paths::{self, Dirs, Layout, Mounts};
+use crate::sys::clock::now_nanos;
 use crate::sys::mountinfo::MountTable;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// Inspect calls in flight at once.
+pub(crate) const INSPECT_CONCURRENCY: usize = 8;
 
 /// Where discovery looks, and how often.
 #[derive(Debug, Clone)]
@@ -52,6 +65,9 @@ pub struct ContainerInfo {
     pub pid: i64,
     /// Unix nanoseconds the container (re)started: the start of its counters.
     pub started_nanos: u64,
+    /// The CPU limit Docker holds for the container (`Some(None)`: unlimited); `None` when not
+    /// known from Docker, then the sampler reads it from the cgroup.
+    pub docker_cpu_limit: Option<Option<f64>>,
     pub dirs: Option<Dirs>,
     pub server_uuid: Option<String>,
     pub server_name: Option<String>,
@@ -73,11 +89,12 @@ pub enum SourceState {
     Failed(String),
 }
 
-/// Everything one discovery pass found.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// Everything one discovery pass found. Containers are shared (`Arc`) between passes: an
+/// unchanged container costs a pointer per pass, not a copy.
+#[derive(Debug, Clone, Default)]
 pub struct Inventory {
     pub layout: Option<Layout>,
-    pub containers: Vec<ContainerInfo>,
+    pub containers: Vec<Arc<ContainerInfo>>,
     pub servers: Vec<Server>,
     pub docker: SourceState,
     pub wings: SourceState,
@@ -86,23 +103,34 @@ pub struct Inventory {
     pub wings_version: Option<String>,
 }
 
-/// Joins Wings servers to containers: name = UUID, or `<uuid>_installer`.
-pub(crate) fn join(containers: &mut [ContainerInfo], servers: &[Server]) {
+/// Joins Wings servers to containers: name = UUID, or `<uuid>_installer`; each server gets the
+/// ID of its container (named by the UUID).
+pub(crate) fn join(containers: &mut [Arc<ContainerInfo>], servers: &mut [Server]) {
+    let by_name: HashMap<&str, &str> = containers
+        .iter()
+        .map(|c| (c.name.as_str(), c.id.as_str()))
+        .collect();
+    for s in servers.iter_mut() {
+        s.container_id = by_name.get(s.uuid.as_str()).map(|id| id.to_string());
+    }
     let by_uuid: HashMap<&str, &Server> = servers.iter().map(|s| (s.uuid.as_str(), s)).collect();
     for c in containers {
         let key = c.name.strip_suffix("_installer").unwrap_or(&c.name);
-        match by_uuid.get(key) {
-            Some(s) => {
-                c.server_uuid = Some(s.uuid.clone());
-                c.server_name = Some(s.name.clone());
-            }
+        let (uuid, name) = match by_uuid.get(key) {
+            Some(s) => (Some(s.uuid.as_str()), Some(s.name.as_str())),
             None => {
                 // Without Wings, a Wings-labelled container is still a Pterodactyl server: its
                 // name is the UUID.
                 let labelled = c.labels.get("Service").map(String::as_str) == Some("Pterodactyl");
-                c.server_uuid = labelled.then(|| key.to_string());
-                c.server_name = None;
+                (labelled.then_some(key), None)
             }
+        };
+        // Copied only when the join changed it.
+        if c.server_uuid.as_deref() != uuid || c.server_name.as_deref() != name {
+            let (uuid, name) = (uuid.map(str::to_string), name.map(str::to_string));
+            let c = Arc::make_mut(c);
+            c.server_uuid = uuid;
+            c.server_name = name;
         }
     }
 }
@@ -120,13 +148,19 @@ fn log_change(what: &str, last: &mut Option<String>, now: Option<&str>) {
 
 /// The discovery state kept between passes.
 pub struct Discovery {
-    docker: Docker,
-    wings: Result<Option<Wings>, String>,
+    docker: Arc<Docker>,
+    wings: Result<Option<Arc<Wings>>, String>,
+    /// Inspects of one pass must end by then (from the start of the pass).
+    inspect_deadline: Duration,
+    /// Unix seconds the last events query ended at: the next one starts there.
+    events_since: Option<f64>,
+    /// What the last pass left over, for the source's detail.
+    pass_counts: String,
     proc_path: PathBuf,
     sys_path: PathBuf,
     mount_table: Arc<MountTable>,
     /// Inspected containers by ID, with the list state they were inspected in.
-    cache: HashMap<String, ContainerInfo>,
+    cache: HashMap<String, Arc<ContainerInfo>>,
     last_docker_error: Option<String>,
     last_wings_error: Option<String>,
     wings_version: Option<String>,
@@ -137,8 +171,13 @@ impl Discovery {
     /// Discovery as `cfg` says, reading cgroup mounts from the shared host mount table.
     pub(crate) fn new(cfg: &DiscoveryConfig, mount_table: Arc<MountTable>) -> Discovery {
         Discovery {
-            docker: Docker::new(&cfg.docker_host, cfg.http_timeout),
-            wings: Wings::from_config(&cfg.wings).map_err(|e| e.to_string()),
+            docker: Arc::new(Docker::new(&cfg.docker_host, cfg.http_timeout)),
+            wings: Wings::from_config(&cfg.wings)
+                .map(|w| w.map(Arc::new))
+                .map_err(|e| e.to_string()),
+            inspect_deadline: cfg.interval.max(cfg.http_timeout),
+            events_since: None,
+            pass_counts: String::new(),
             proc_path: cfg.proc_path.clone(),
             sys_path: cfg.sys_path.clone(),
             mount_table,
@@ -172,13 +211,19 @@ impl Discovery {
         (!d.is_empty()).then_some(d)
     }
 
-    /// Docker's containers, inspecting only new or changed ones.
-    /// `Ok(None)` when there is no Docker on this node.
-    async fn docker_pass(&mut self, mounts: &Mounts) -> Result<Option<Vec<ContainerInfo>>, String> {
+    /// Docker's containers, inspecting only new, changed or updated ones, a few at a time and
+    /// within the pass's deadline. `Ok(None)` when there is no Docker on this node. The string
+    /// is a problem short of failure (inspects left over, failed or timed out).
+    async fn docker_pass(
+        &mut self,
+        mounts: &Mounts,
+        started: Instant,
+    ) -> Result<Option<(Vec<Arc<ContainerInfo>>, Option<String>)>, String> {
         let list = match self.docker.list().await {
             Ok(l) => l,
             Err(e) if e.is_absent() => {
                 self.cache.clear();
+                self.events_since = None;
                 return Ok(None);
             }
             Err(e) => return Err(e.to_string()),
@@ -188,20 +233,38 @@ impl Discovery {
         {
             self.docker_info = Some(info);
         }
-        let mut out = Vec::with_capacity(list.len());
-        let mut fresh = HashMap::with_capacity(list.len());
+        // `docker update` since the previous pass: those are inspected again for their limit.
+        let until = now_nanos() as f64 / 1e9;
+        let mut updated = HashSet::new();
+        let mut problems = Vec::new();
+        match self.events_since {
+            Some(since) => match self.docker.updated_since(since, until).await {
+                Ok(ids) => {
+                    updated.extend(ids);
+                    self.events_since = Some(until);
+                }
+                // Tried again from the same point next pass; the limits stay as they were.
+                Err(e) => problems.push(format!("update events: {e}")),
+            },
+            None => self.events_since = Some(until),
+        }
+        let mut out: Vec<Option<Arc<ContainerInfo>>> = Vec::with_capacity(list.len());
+        let mut to_inspect = Vec::new();
         for s in list {
             if s.id.is_empty() {
                 continue;
             }
-            // Re-inspect when the state changed, or when the known PID is gone (restarted in place).
+            // Re-inspect when the state changed, when the known PID is gone (restarted in
+            // place), or when the container was updated.
             let pid_alive = |c: &ContainerInfo| {
                 !c.is_running() || self.proc_path.join(c.pid.to_string()).exists()
             };
-            let mut info = match self.cache.get(&s.id) {
-                Some(c) if c.state == s.state && pid_alive(c) => c.clone(),
+            match self.cache.get(&s.id) {
+                Some(c) if c.state == s.state && pid_alive(c) && !updated.contains(&s.id) => {
+                    out.push(Some(Arc::clone(c)))
+                }
                 _ => {
-                    let mut c = ContainerInfo {
+                    let c = ContainerInfo {
                         id: s.id.clone(),
                         name: s.name(),
                         image: s.image.clone(),
@@ -211,52 +274,183 @@ impl Discovery {
                         ..Default::default()
                     };
                     if c.is_running() {
-                        match self.docker.inspect(&s.id).await {
-                            Ok(i) => {
-                                c.pid = i.state.pid;
-                                if let Some(t) = docker::parse_rfc3339_nanos(&i.state.started_at) {
-                                    c.started_nanos = t;
-                                }
-                                c.dirs = self.resolve(mounts, &s.id, c.pid);
-                            }
-                            // Removed between list and inspect: churn, not an error.
-                            Err(e) if e.is_not_found() => continue,
-                            Err(e) => return Err(e.to_string()),
-                        }
+                        to_inspect.push(out.len());
                     }
-                    c
+                    out.push(Some(Arc::new(c)));
                 }
-            };
-            // A cgroup that was not there yet (container just starting) is looked for again.
-            if info.is_running() && info.dirs.is_none() {
-                info.dirs = self.resolve(mounts, &info.id, info.pid);
             }
-            fresh.insert(info.id.clone(), info.clone());
-            out.push(info);
+        }
+        let deadline = started + self.inspect_deadline;
+        let (inspected, left, failed) = self.inspect_all(&out, &to_inspect, deadline).await;
+        for (i, result) in inspected {
+            let Some(c) = out[i].as_mut().map(Arc::make_mut) else {
+                continue;
+            };
+            match result {
+                Ok(ins) => {
+                    c.pid = ins.state.pid;
+                    if let Some(t) = docker::parse_rfc3339_nanos(&ins.state.started_at) {
+                        c.started_nanos = t;
+                    }
+                    c.docker_cpu_limit = Some(ins.host_config.cpu_limit());
+                    c.dirs = self.resolve(mounts, &c.id, c.pid);
+                }
+                // Removed between list and inspect: churn, not an error.
+                Err(e) if e.is_not_found() => out[i] = None,
+                Err(_) => {}
+            }
+        }
+        // Not inspected (deadline or error): the previous inspect if there is one, else listed
+        // without a cgroup until a later pass gets to it.
+        for &i in left.iter().chain(failed.iter().map(|(i, _)| i)) {
+            if let Some(c) = &out[i]
+                && let Some(old) = self.cache.get(&c.id)
+                && old.is_running()
+            {
+                out[i] = Some(Arc::new(ContainerInfo {
+                    state: c.state.clone(),
+                    ..(**old).clone()
+                }));
+            }
+        }
+        // The problem text stays the same while the situation does (it is logged once per
+        // change); the counts go into the source's detail.
+        let mut counts = Vec::new();
+        if !left.is_empty() {
+            problems.push(format!(
+                "containers not inspected within {:.0} s (Docker slow to answer); they are measured once a later pass gets to them",
+                self.inspect_deadline.as_secs_f64()
+            ));
+            counts.push(format!(
+                "{} of {} not inspected yet",
+                left.len(),
+                to_inspect.len()
+            ));
+        }
+        if let Some((_, e)) = failed.first() {
+            problems.push(format!("inspect failed: {e}"));
+            counts.push(format!("{} inspects failed", failed.len()));
+        }
+        self.pass_counts = counts.join(", ");
+        let mut fresh = HashMap::with_capacity(out.len());
+        let mut containers = Vec::with_capacity(out.len());
+        for mut info in out.into_iter().flatten() {
+            // A cgroup that was not there yet (container just starting) is looked for again.
+            if info.is_running() && info.dirs.is_none() && info.pid > 0 {
+                let dirs = self.resolve(mounts, &info.id, info.pid);
+                Arc::make_mut(&mut info).dirs = dirs;
+            }
+            fresh.insert(info.id.clone(), Arc::clone(&info));
+            containers.push(info);
         }
         self.cache = fresh;
-        Ok(Some(out))
+        let problem = (!problems.is_empty()).then(|| problems.join("; "));
+        Ok(Some((containers, problem)))
     }
 
-    /// One discovery pass.
+    /// Inspects `out[i]` for each `i` of `which`, [`INSPECT_CONCURRENCY`] at a time, until
+    /// `deadline`. Returns the answers, the indices left over, and the failures.
+    #[allow(clippy::type_complexity)]
+    async fn inspect_all(
+        &self,
+        out: &[Option<Arc<ContainerInfo>>],
+        which: &[usize],
+        deadline: Instant,
+    ) -> (
+        Vec<(usize, Result<docker::Inspect, docker::DockerError>)>,
+        Vec<usize>,
+        Vec<(usize, String)>,
+    ) {
+        let mut set = tokio::task::JoinSet::new();
+        let mut next = 0;
+        let mut done = Vec::with_capacity(which.len());
+        let mut failed = Vec::new();
+        let mut pending: HashSet<usize> = HashSet::new();
+        loop {
+            while set.len() < INSPECT_CONCURRENCY && next < which.len() {
+                let i = which[next];
+                next += 1;
+                let Some(id) = out[i].as_ref().map(|c| c.id.clone()) else {
+                    continue;
+                };
+                let docker = self.docker.clone();
+                pending.insert(i);
+                set.spawn(async move { (i, docker.inspect(&id).await) });
+            }
+            if set.is_empty() {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, set.join_next()).await {
+                Ok(Some(Ok((i, r)))) => {
+                    pending.remove(&i);
+                    match r {
+                        Err(e) if !e.is_not_found() => failed.push((i, e.to_string())),
+                        r => done.push((i, r)),
+                    }
+                }
+                Ok(Some(Err(_))) | Ok(None) => {}
+                Err(_) => {
+                    set.abort_all();
+                    break;
+                }
+            }
+        }
+        let mut left: Vec<usize> = pending.into_iter().collect();
+        left.extend(which[next..].iter().copied());
+        left.sort_unstable();
+        (done, left, failed)
+    }
+
+    /// One discovery pass: Docker and Wings asked at the same time.
     pub(crate) async fn pass(&mut self) -> (Inventory, Vec<(&'static str, Option<String>)>) {
+        let started = Instant::now();
         let mounts = self.mounts();
         let mut inv = Inventory {
             layout: mounts.layout(),
             ..Default::default()
         };
         let mut outcomes = Vec::new();
-        match self.docker_pass(&mounts).await {
+        let wings = match &self.wings {
+            Ok(w) => Ok(w.clone()),
+            Err(e) => Err(e.clone()),
+        };
+        let need_version = self.wings_version.is_none();
+        let wings_pass = async move {
+            match wings {
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+                Ok(Some(w)) => Some(match w.servers().await {
+                    Ok(s) => {
+                        let version = if need_version {
+                            w.version().await.ok().filter(|v| !v.is_empty())
+                        } else {
+                            None
+                        };
+                        Ok((s, version, w.base_url.clone()))
+                    }
+                    Err(e) => Err(e.to_string()),
+                }),
+            }
+        };
+        let (docker, wings) = tokio::join!(self.docker_pass(&mounts, started), wings_pass);
+        match docker {
             Ok(None) => {
                 inv.docker = SourceState::NotConfigured;
                 log_change("docker", &mut self.last_docker_error, None);
             }
-            Ok(Some(c)) => {
+            Ok(Some((c, problem))) => {
                 let running = c.iter().filter(|c| c.is_running()).count();
-                inv.docker = SourceState::Ok(format!("{} containers, {running} running", c.len()));
+                inv.docker = SourceState::Ok(match &problem {
+                    None => format!("{} containers, {running} running", c.len()),
+                    Some(p) => format!(
+                        "{} containers, {running} running ({}); {p}",
+                        c.len(),
+                        self.pass_counts
+                    ),
+                });
                 inv.containers = c;
-                log_change("docker", &mut self.last_docker_error, None);
-                outcomes.push(("docker", None));
+                log_change("docker", &mut self.last_docker_error, problem.as_deref());
+                outcomes.push(("docker", problem));
             }
             Err(e) => {
                 inv.docker = SourceState::Failed(e.clone());
@@ -264,33 +458,24 @@ impl Discovery {
                 outcomes.push(("docker", Some(e)));
             }
         }
-        match &self.wings {
-            Ok(None) => {}
-            Err(e) => {
+        match wings {
+            None => {}
+            Some(Err(e)) => {
                 inv.wings = SourceState::Failed(e.clone());
-                let e = e.clone();
                 log_change("wings", &mut self.last_wings_error, Some(&e));
                 outcomes.push(("wings", Some(e)));
             }
-            Ok(Some(w)) => match w.servers().await {
-                Ok(s) => {
-                    if self.wings_version.is_none() {
-                        self.wings_version = w.version().await.ok().filter(|v| !v.is_empty());
-                    }
-                    inv.wings = SourceState::Ok(format!("{} servers from {}", s.len(), w.base_url));
-                    inv.servers = s;
-                    log_change("wings", &mut self.last_wings_error, None);
-                    outcomes.push(("wings", None));
+            Some(Ok((s, version, url))) => {
+                if version.is_some() {
+                    self.wings_version = version;
                 }
-                Err(e) => {
-                    let e = e.to_string();
-                    inv.wings = SourceState::Failed(e.clone());
-                    log_change("wings", &mut self.last_wings_error, Some(&e));
-                    outcomes.push(("wings", Some(e)));
-                }
-            },
+                inv.wings = SourceState::Ok(format!("{} servers from {url}", s.len()));
+                inv.servers = s;
+                log_change("wings", &mut self.last_wings_error, None);
+                outcomes.push(("wings", None));
+            }
         }
-        join(&mut inv.containers, &inv.servers);
+        join(&mut inv.containers, &mut inv.servers);
         inv.cgroup_driver = self
             .docker_info
             .as_ref()
@@ -330,18 +515,20 @@ mod tests {
     #[test]
     fn joins_by_uuid_and_installer_name() {
         let u = "d3b07384-d113-4ec6-a2f4-6c3b1f0e8a9f";
-        let servers = vec![Server {
+        let mut servers = vec![Server {
             uuid: u.into(),
             name: "Survival".into(),
             ..Default::default()
         }];
-        let mut cs = vec![
-            c(u, true),
-            c(&format!("{u}_installer"), true),
-            c("redis", false),
-            c("0a1b2c3d-0000-4000-8000-000000000000", true),
+        let mut cs: Vec<Arc<ContainerInfo>> = vec![
+            c(u, true).into(),
+            c(&format!("{u}_installer"), true).into(),
+            c("redis", false).into(),
+            c("0a1b2c3d-0000-4000-8000-000000000000", true).into(),
         ];
-        join(&mut cs, &servers);
+        Arc::make_mut(&mut cs[0]).id = "c0".into();
+        join(&mut cs, &mut servers);
+        assert_eq!(servers[0].container_id.as_deref(), Some("c0"));
         assert_eq!(cs[0].server_name.as_deref(), Some("Survival"));
         assert_eq!(cs[1].server_uuid.as_deref(), Some(u));
         assert_eq!(cs[2].server_uuid, None);

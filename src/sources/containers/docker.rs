@@ -3,11 +3,15 @@
 //! HTTP/1.1 over `DOCKER_HOST` (`unix://…`), one connection per request (discovery runs every
 //! 15 s; nothing here is on the sampling path). The API version is negotiated once with
 //! `GET /_ping` (`Api-Version` header, `min(ours, theirs)`) and put in the path prefix, as the Go
-//! client does. Every request is bounded in time (the configured HTTP timeout) and every body in
-//! size, so a wedged or hostile daemon cannot stall or bloat the agent.
+//! client does. Every request is bounded in time (the configured HTTP timeout), every body in
+//! bytes while it streams in ([`Budget`]) and in what decoding it may build (`super::json`), and
+//! the text of an error answer is capped and escaped before it reaches a log line or `/readyz`,
+//! so a wedged or hostile daemon can neither stall nor bloat the agent nor forge its log.
 
+use super::json;
+use crate::sys::text::{PEER_TEXT_MAX, peer_bytes, peer_text};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Empty;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
@@ -20,8 +24,31 @@ use std::time::Duration;
 
 /// The newest API version this client speaks (Docker 25, `State` etc. unchanged since 1.24).
 pub(crate) const CLIENT_API: &str = "1.44";
-/// Bodies above this are refused (a list of thousands of containers is well under it).
-pub(crate) const MAX_BODY: usize = 16 << 20;
+/// Byte and element budgets of one answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    pub(crate) bytes: usize,
+    pub(crate) items: usize,
+}
+
+/// The container list: 5,000 containers with their labels are about 8 MB; what is kept of each
+/// (ID, name, image, state, two labels) is a few hundred bytes.
+pub(crate) const LIST: Budget = Budget {
+    bytes: 16 << 20,
+    items: 100_000,
+};
+/// One inspect, `/info`, `/_ping`.
+pub(crate) const ONE: Budget = Budget {
+    bytes: 2 << 20,
+    items: 1_000,
+};
+/// The `update` events since the previous pass.
+pub(crate) const EVENTS: Budget = Budget {
+    bytes: 4 << 20,
+    items: 20_000,
+};
+/// How much of an error answer is read.
+const ERROR_BODY: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DockerError {
@@ -84,11 +111,13 @@ where
 pub(crate) struct Summary {
     #[serde(rename = "Id", deserialize_with = "nullable")]
     pub(crate) id: String,
-    #[serde(rename = "Names", deserialize_with = "nullable")]
-    pub(crate) names: Vec<String>,
+    /// The first of `Names` (Docker lists one).
+    #[serde(rename = "Names", deserialize_with = "json::first_string")]
+    pub(crate) first_name: String,
     #[serde(rename = "Image", deserialize_with = "nullable")]
     pub(crate) image: String,
-    #[serde(rename = "Labels")]
+    /// The labels discovery uses ([`json::KEPT_LABELS`]); the others are skipped.
+    #[serde(rename = "Labels", deserialize_with = "json::kept_labels")]
     pub(crate) labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "State", deserialize_with = "nullable")]
     pub(crate) state: String,
@@ -99,10 +128,7 @@ pub(crate) struct Summary {
 impl Summary {
     /// The name without Docker's leading `/`.
     pub(crate) fn name(&self) -> String {
-        self.names
-            .first()
-            .map(|n| n.trim_start_matches('/').to_string())
-            .unwrap_or_default()
+        self.first_name.trim_start_matches('/').to_string()
     }
 }
 
@@ -119,6 +145,36 @@ pub(crate) struct ContainerState {
     pub(crate) started_at: String,
 }
 
+/// The CPU limit as the container was created or last updated with.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub(crate) struct HostConfig {
+    /// `--cpus` in billionths of a core.
+    #[serde(rename = "NanoCpus", deserialize_with = "nullable")]
+    pub(crate) nano_cpus: i64,
+    /// `--cpu-quota` / `--cpu-period` in µs (what Wings sets).
+    #[serde(rename = "CpuQuota", deserialize_with = "nullable")]
+    pub(crate) cpu_quota: i64,
+    #[serde(rename = "CpuPeriod", deserialize_with = "nullable")]
+    pub(crate) cpu_period: i64,
+}
+
+impl HostConfig {
+    /// Cores, `None` when unlimited: `NanoCpus` when set, else quota / period (the kernel's
+    /// default period is 100 ms), as runc writes them to the cgroup.
+    pub(crate) fn cpu_limit(&self) -> Option<f64> {
+        if self.nano_cpus > 0 {
+            return Some(self.nano_cpus as f64 / 1e9);
+        }
+        let period = if self.cpu_period > 0 {
+            self.cpu_period
+        } else {
+            100_000
+        };
+        (self.cpu_quota > 0).then(|| self.cpu_quota as f64 / period as f64)
+    }
+}
+
 /// The fields of `GET /containers/{id}/json` discovery needs.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
@@ -129,6 +185,69 @@ pub(crate) struct Inspect {
     pub(crate) name: String,
     #[serde(rename = "State", deserialize_with = "nullable")]
     pub(crate) state: ContainerState,
+    #[serde(rename = "HostConfig", deserialize_with = "nullable")]
+    pub(crate) host_config: HostConfig,
+}
+
+/// One element of the `GET /events` stream.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+struct Event {
+    #[serde(rename = "Actor")]
+    actor: Actor,
+    /// Older engines put the container ID here.
+    #[serde(deserialize_with = "json::lenient_string")]
+    id: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+struct Actor {
+    #[serde(rename = "ID", deserialize_with = "json::lenient_string")]
+    id: String,
+}
+
+/// The container IDs in an events answer (one JSON object after the other).
+pub(crate) fn parse_event_ids(body: &[u8], max: usize) -> Result<Vec<String>, serde_json::Error> {
+    let mut out = Vec::new();
+    for e in serde_json::Deserializer::from_slice(body).into_iter::<Event>() {
+        let e = e?;
+        let id = if e.actor.id.is_empty() {
+            e.id
+        } else {
+            e.actor.id
+        };
+        if !id.is_empty() && !out.contains(&id) {
+            if out.len() == max {
+                break;
+            }
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a body, refusing it as soon as it passes `limit` bytes (a `Content-Length` above it is
+/// refused before reading).
+async fn read_bounded(
+    resp: &mut Response,
+    limit: usize,
+    declared: Option<u64>,
+) -> Result<Vec<u8>, String> {
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(format!("answer larger than {limit} bytes"));
+    }
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
+    while let Some(frame) = resp.frame().await {
+        let frame = frame.map_err(|e| format!("reading the body: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(format!("answer larger than {limit} bytes"));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -216,6 +335,8 @@ enum Driver {
 pub(crate) struct Response {
     pub status: u16,
     pub api: Option<String>,
+    /// `Content-Length`, when the answer has one.
+    pub length: Option<u64>,
     body: hyper::body::Incoming,
     conn: Driver,
 }
@@ -277,12 +398,24 @@ impl Docker {
     /// (`inline`: driven by the body's reader, see [`Driver`]).
     async fn send(&self, path: &str, inline: bool) -> Result<Response, DockerError> {
         let fut = async {
-            let stream = tokio::net::UnixStream::connect(&self.socket)
-                .await
-                .map_err(|source| DockerError::Connect {
-                    socket: self.sock(),
-                    source,
-                })?;
+            // A full listen backlog answers EAGAIN: a busy daemon, tried again shortly (within
+            // the request's timeout).
+            let mut backoff = Duration::from_millis(10);
+            let stream = loop {
+                match tokio::net::UnixStream::connect(&self.socket).await {
+                    Ok(s) => break s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                    }
+                    Err(source) => {
+                        return Err(DockerError::Connect {
+                            socket: self.sock(),
+                            source,
+                        });
+                    }
+                }
+            };
             let http = |reason: String| DockerError::Http {
                 socket: self.sock(),
                 path: path.to_string(),
@@ -327,9 +460,15 @@ impl Docker {
                 .get("Api-Version")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
+            let length = resp
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
             Ok(Response {
                 status: resp.status().as_u16(),
                 api,
+                length,
                 body: resp.into_body(),
                 conn,
             })
@@ -347,19 +486,27 @@ impl Docker {
         }
     }
 
-    /// One GET; returns status, `Api-Version` header and the body.
-    async fn raw_get(&self, path: &str) -> Result<(u16, Option<String>, Bytes), DockerError> {
+    /// One GET; returns status, `Api-Version` header and the body (at most `limit` bytes, refused
+    /// as soon as it passes them; of an error answer only its first bytes).
+    async fn raw_get(
+        &self,
+        path: &str,
+        limit: usize,
+    ) -> Result<(u16, Option<String>, Vec<u8>), DockerError> {
         let fut = async {
             let mut resp = self.send(path, false).await?;
-            let body = Limited::new(&mut resp.body, MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| DockerError::Http {
-                    socket: self.sock(),
-                    path: path.to_string(),
-                    reason: format!("reading the body: {e}"),
-                })?
-                .to_bytes();
+            let body = if resp.status == 200 {
+                let declared = resp.length;
+                read_bounded(&mut resp, limit, declared)
+                    .await
+                    .map_err(|reason| DockerError::Http {
+                        socket: self.sock(),
+                        path: path.to_string(),
+                        reason,
+                    })?
+            } else {
+                error_prefix(&mut resp).await
+            };
             Ok((resp.status, resp.api.take(), body))
         };
         tokio::time::timeout(self.timeout, fut)
@@ -377,20 +524,9 @@ impl Docker {
             return Ok(resp);
         }
         let status = resp.status;
-        let mut body = Vec::new();
-        let _ = tokio::time::timeout(self.timeout, async {
-            while let Some(Ok(f)) = resp.frame().await {
-                if let Ok(d) = f.into_data() {
-                    body.extend_from_slice(
-                        &d[..d.len().min(64 * 1024 - body.len().min(64 * 1024))],
-                    );
-                }
-                if body.len() >= 64 * 1024 {
-                    break;
-                }
-            }
-        })
-        .await;
+        let body = tokio::time::timeout(self.timeout, error_prefix(&mut resp))
+            .await
+            .unwrap_or_default();
         Err(self.status_error(path, status, &body))
     }
 
@@ -399,9 +535,10 @@ impl Docker {
         struct Msg {
             message: String,
         }
+        // The message is the peer's text: capped and escaped (it reaches the log and /readyz).
         let message = serde_json::from_slice::<Msg>(body)
-            .map(|m| m.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(200).collect());
+            .map(|m| peer_text(&m.message, PEER_TEXT_MAX))
+            .unwrap_or_else(|_| peer_bytes(body, PEER_TEXT_MAX));
         if status == 400 {
             // Version out of range (daemon upgraded or downgraded): negotiate again next time.
             *self.version.lock() = None;
@@ -425,13 +562,13 @@ impl Docker {
 
     /// `GET /_ping`; negotiates and remembers the API version.
     pub(crate) async fn ping(&self) -> Result<String, DockerError> {
-        let (status, api, body) = self.raw_get("/_ping").await?;
+        let (status, api, body) = self.raw_get("/_ping", ONE.bytes).await?;
         if status != 200 {
             return Err(DockerError::Status {
                 socket: self.sock(),
                 path: "/_ping".into(),
                 status,
-                message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+                message: peer_bytes(&body, PEER_TEXT_MAX),
             });
         }
         let v = negotiate(api.as_deref());
@@ -439,26 +576,50 @@ impl Docker {
         Ok(v)
     }
 
-    /// `GET /v<version><rel>` decoded from JSON.
-    pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
-        &self,
-        rel: &str,
-    ) -> Result<T, DockerError> {
+    /// A GET under the negotiated version: the body of a 200, or the error.
+    async fn get_body(&self, rel: &str, budget: Budget) -> Result<(String, Vec<u8>), DockerError> {
         let path = format!("/v{}{rel}", self.api_version().await?);
-        let (status, _, body) = self.raw_get(&path).await?;
+        let (status, _, body) = self.raw_get(&path, budget.bytes).await?;
         if status != 200 {
             return Err(self.status_error(path, status, &body));
         }
-        serde_json::from_slice(&body).map_err(|e| DockerError::Decode {
+        Ok((path, body))
+    }
+
+    fn decode_error(&self, path: String, e: serde_json::Error) -> DockerError {
+        DockerError::Decode {
             socket: self.sock(),
             path,
-            reason: e.to_string(),
-        })
+            // serde quotes offending values: the peer's text again.
+            reason: peer_text(&e.to_string(), PEER_TEXT_MAX),
+        }
+    }
+
+    /// `GET /v<version><rel>` decoded from JSON, within the budget of one object ([`ONE`]).
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        rel: &str,
+    ) -> Result<T, DockerError> {
+        self.get_json_within(rel, ONE).await
+    }
+
+    async fn get_json_within<T: serde::de::DeserializeOwned>(
+        &self,
+        rel: &str,
+        budget: Budget,
+    ) -> Result<T, DockerError> {
+        let (path, body) = self.get_body(rel, budget).await?;
+        json::with_budget(&body, budget.items).map_err(|e| self.decode_error(path, e))
     }
 
     /// Every container, running or not, with its labels.
     pub(crate) async fn list(&self) -> Result<Vec<Summary>, DockerError> {
-        self.get_json("/containers/json?all=true").await
+        #[derive(Deserialize)]
+        struct List(#[serde(deserialize_with = "json::bounded_vec")] Vec<Summary>);
+        Ok(self
+            .get_json_within::<List>("/containers/json?all=true", LIST)
+            .await?
+            .0)
     }
 
     pub(crate) async fn inspect(&self, id: &str) -> Result<Inspect, DockerError> {
@@ -472,6 +633,37 @@ impl Docker {
     pub(crate) async fn info(&self) -> Result<EngineInfo, DockerError> {
         self.get_json("/info").await
     }
+
+    /// IDs of the containers updated (`docker update`, a Wings resource change) between `since`
+    /// and `until` (Unix seconds): the engine answers from its event buffer and closes the stream
+    /// at `until`.
+    pub(crate) async fn updated_since(
+        &self,
+        since: f64,
+        until: f64,
+    ) -> Result<Vec<String>, DockerError> {
+        let rel = format!(
+            "/events?since={since:.9}&until={until:.9}&filters=%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22update%22%5D%7D"
+        );
+        let (path, body) = self.get_body(&rel, EVENTS).await?;
+        parse_event_ids(&body, EVENTS.items).map_err(|e| self.decode_error(path, e))
+    }
+}
+
+/// The first bytes of an error answer (enough for its message); the rest is not read.
+async fn error_prefix(resp: &mut Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < ERROR_BODY {
+        match resp.frame().await {
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    out.extend_from_slice(&d[..d.len().min(ERROR_BODY - out.len())]);
+                }
+            }
+            _ => break,
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -506,11 +698,45 @@ mod tests {
         let l: Vec<Summary> = serde_json::from_str(list).unwrap();
         assert_eq!(l[0].name(), "d3b07384-d113-4ec6-a2f4-6c3b1f0e8a9f");
         assert_eq!(l[0].labels.as_ref().unwrap()["Service"], "Pterodactyl");
+        assert_eq!(l[0].labels.as_ref().unwrap().len(), 2);
         assert_eq!(l[1].name(), "");
         let i: Inspect = serde_json::from_str(
-            r#"{"Id":"4c1e","Name":"/u","State":{"Status":"running","Running":true,"Paused":false,"Pid":17422,"StartedAt":"2024-06-10T12:00:00Z"}}"#,
+            r#"{"Id":"4c1e","Name":"/u","State":{"Status":"running","Running":true,"Paused":false,"Pid":17422,"StartedAt":"2024-06-10T12:00:00Z"},"HostConfig":{"NanoCpus":0,"CpuQuota":150000,"CpuPeriod":100000}}"#,
         )
         .unwrap();
         assert_eq!(i.state.pid, 17422);
+        assert_eq!(i.host_config.cpu_limit(), Some(1.5));
+        let hc = |n, q, p| HostConfig {
+            nano_cpus: n,
+            cpu_quota: q,
+            cpu_period: p,
+        };
+        assert_eq!(hc(500_000_000, 0, 0).cpu_limit(), Some(0.5));
+        assert_eq!(hc(0, 25_000, 0).cpu_limit(), Some(0.25));
+        assert_eq!(hc(0, -1, 100_000).cpu_limit(), None);
+    }
+
+    #[test]
+    fn events_give_the_updated_ids_once() {
+        let body = br#"{"status":"update","id":"aaa","Type":"container","Action":"update","Actor":{"ID":"aaa","Attributes":{"cpuquota":"50000"}},"time":1,"timeNano":1}
+{"Type":"container","Action":"update","Actor":{"ID":"bbb"}}
+{"Type":"container","Action":"update","Actor":{"ID":"aaa"}}
+"#;
+        assert_eq!(parse_event_ids(body, 10).unwrap(), ["aaa", "bbb"]);
+        assert_eq!(parse_event_ids(body, 1).unwrap(), ["aaa"]);
+        assert!(parse_event_ids(b"{garbage", 10).is_err());
+        assert!(parse_event_ids(b"", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_huge_list_of_empty_objects_is_refused_by_the_budget() {
+        let mut body = b"[".to_vec();
+        body.extend(std::iter::repeat_n(b"{},".as_slice(), 200_000).flatten());
+        body.extend_from_slice(b"{}]");
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct List(#[serde(deserialize_with = "json::bounded_vec")] Vec<Summary>);
+        let e = json::with_budget::<List>(&body, LIST.items).err().unwrap();
+        assert!(e.to_string().contains("more elements"), "{e}");
     }
 }

@@ -4,6 +4,7 @@
 
 pub(crate) mod discovery;
 pub(crate) mod docker;
+pub(crate) mod json;
 pub mod sampler;
 pub mod wings;
 

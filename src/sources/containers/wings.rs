@@ -9,13 +9,18 @@
 //! time; the token never appears in logs or errors. `configuration.environment` and `invocation`
 //! are kept for the game-server probes but never exported: they can hold secrets (RCON passwords).
 
+use super::json;
+use crate::sys::text::{PEER_TEXT_MAX, peer_text};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Bodies above this are refused: hundreds of servers with large environments fit easily.
-pub(crate) const MAX_BODY: usize = 32 << 20;
+/// Bodies above this are refused while they stream in: hundreds of servers with large
+/// environments fit easily.
+pub(crate) const MAX_BODY: usize = 16 << 20;
+/// `/api/system` is a few hundred bytes.
+const MAX_SYSTEM_BODY: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum WingsError {
@@ -137,106 +142,260 @@ pub struct Server {
     pub limits: ServerLimits,
     /// Wings' own `utilization.cpu_absolute` (100 = one core), for comparison in `check`.
     pub cpu_absolute: Option<f64>,
+    /// The server's container (named by the UUID), joined by discovery.
+    pub container_id: Option<String>,
 }
 
-fn s(v: &serde_json::Value, path: &[&str]) -> String {
-    let mut cur = v;
-    for k in path {
-        cur = &cur[*k];
-    }
-    match cur {
-        serde_json::Value::String(x) => x.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    }
+/// One element of `GET /api/servers`, as much of it as the agent reads; every other field is
+/// skipped while decoding (never stored), and scalars are read leniently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawServer {
+    #[serde(deserialize_with = "json::lenient_string")]
+    state: String,
+    #[serde(deserialize_with = "json::lenient_bool")]
+    is_suspended: bool,
+    utilization: RawUtilization,
+    configuration: RawConfiguration,
 }
 
-fn i(v: &serde_json::Value, path: &[&str]) -> i64 {
-    let mut cur = v;
-    for k in path {
-        cur = &cur[*k];
-    }
-    cur.as_i64()
-        .or_else(|| cur.as_f64().map(|f| f as i64))
-        .or_else(|| cur.as_str().and_then(|x| x.parse().ok()))
-        .unwrap_or(0)
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawUtilization {
+    #[serde(deserialize_with = "json::lenient_string")]
+    state: String,
+    #[serde(deserialize_with = "json::lenient_f64")]
+    cpu_absolute: Option<f64>,
 }
 
-fn port(v: &serde_json::Value) -> Option<u16> {
-    v.as_u64()
-        .or_else(|| v.as_str().and_then(|x| x.parse().ok()))
-        .and_then(|p| u16::try_from(p).ok())
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawConfiguration {
+    #[serde(deserialize_with = "json::lenient_string")]
+    uuid: String,
+    meta: RawName,
+    #[serde(deserialize_with = "json::lenient_bool")]
+    suspended: bool,
+    #[serde(deserialize_with = "json::lenient_string")]
+    invocation: String,
+    #[serde(deserialize_with = "json::any_string_map")]
+    environment: BTreeMap<String, String>,
+    container: RawImage,
+    egg: RawId,
+    allocations: RawAllocations,
+    build: RawBuild,
 }
 
-/// Decodes the `GET /api/servers` array. Elements without `configuration.uuid` are skipped; a
-/// body that is not an array is an error.
-pub(crate) fn parse_servers(body: &[u8]) -> Result<Vec<Server>, String> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let arr = v
-        .as_array()
-        .ok_or_else(|| "expected a JSON array of servers".to_string())?;
-    let mut out = Vec::with_capacity(arr.len());
-    for e in arr {
-        let c = &e["configuration"];
-        let uuid = s(c, &["uuid"]);
-        if uuid.is_empty() {
-            continue;
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawName {
+    #[serde(deserialize_with = "json::lenient_string")]
+    name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawImage {
+    #[serde(deserialize_with = "json::lenient_string")]
+    image: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawId {
+    #[serde(deserialize_with = "json::lenient_string")]
+    id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawAllocations {
+    default: RawDefault,
+    #[serde(deserialize_with = "ports_by_ip")]
+    mappings: BTreeMap<String, Vec<u16>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawDefault {
+    #[serde(deserialize_with = "json::lenient_string")]
+    ip: String,
+    #[serde(deserialize_with = "json::lenient_string")]
+    port: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawBuild {
+    #[serde(deserialize_with = "json::lenient_i64")]
+    memory_limit: i64,
+    #[serde(deserialize_with = "json::lenient_i64")]
+    swap: i64,
+    #[serde(deserialize_with = "json::lenient_i64")]
+    io_weight: i64,
+    #[serde(deserialize_with = "json::lenient_i64")]
+    cpu_limit: i64,
+    #[serde(deserialize_with = "json::lenient_i64")]
+    disk_space: i64,
+    #[serde(deserialize_with = "json::lenient_string")]
+    threads: String,
+    #[serde(deserialize_with = "json::lenient_bool")]
+    oom_disabled: bool,
+}
+
+/// `mappings`: IP → ports, every port counted against the decode budget; anything but an
+/// object is no mappings.
+fn ports_by_ip<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Vec<u16>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Ports(#[serde(deserialize_with = "json::ports")] Vec<u16>);
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = BTreeMap<String, Vec<u16>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of port lists")
         }
-        let mut mappings = BTreeMap::new();
-        if let Some(m) = c["allocations"]["mappings"].as_object() {
-            for (ip, ports) in m {
-                let ports: Vec<u16> = ports
-                    .as_array()
-                    .map(|a| a.iter().filter_map(port).collect())
-                    .unwrap_or_default();
-                mappings.insert(ip.clone(), ports);
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((ip, ports)) = map.next_entry::<String, Ports>()? {
+                out.insert(ip, ports.0);
+            }
+            Ok(out)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(BTreeMap::new())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// An element that is a server object, or anything else (skipped).
+#[derive(Debug)]
+struct MaybeServer(Option<RawServer>);
+
+impl<'de> Deserialize<'de> for MaybeServer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MaybeServer;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a server object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<MaybeServer, A::Error> {
+                RawServer::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|s| MaybeServer(Some(s)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<MaybeServer, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MaybeServer(None))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<MaybeServer, E> {
+                Ok(MaybeServer(None))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<MaybeServer, E> {
+                Ok(MaybeServer(None))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<MaybeServer, E> {
+                Ok(MaybeServer(None))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<MaybeServer, E> {
+                Ok(MaybeServer(None))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<MaybeServer, E> {
+                Ok(MaybeServer(None))
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<MaybeServer, E> {
+                Ok(MaybeServer(None))
             }
         }
-        let environment = c["environment"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            serde_json::Value::String(x) => x.clone(),
-                            serde_json::Value::Null => String::new(),
-                            other => other.to_string(),
-                        };
-                        (k.clone(), v)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let egg = s(c, &["egg", "id"]);
-        let state = match s(e, &["state"]) {
-            x if x.is_empty() => s(e, &["utilization", "state"]),
-            x => x,
+        d.deserialize_any(V)
+    }
+}
+
+/// What one `/api/servers` answer may decode into: elements kept (servers, environment entries,
+/// ports) across the whole answer.
+pub(crate) const MAX_ITEMS: usize = 200_000;
+
+/// Decodes the `GET /api/servers` array. Elements without `configuration.uuid` (or that are not
+/// objects) are skipped; a body that is not an array, or past the decode budget, is an error.
+pub(crate) fn parse_servers(body: &[u8]) -> Result<Vec<Server>, String> {
+    #[derive(Deserialize)]
+    struct List(#[serde(deserialize_with = "json::bounded_vec")] Vec<MaybeServer>);
+    let list: List = json::with_budget(body, MAX_ITEMS).map_err(|e| {
+        if e.is_data() || e.is_syntax() || e.is_eof() {
+            peer_text(&e.to_string(), PEER_TEXT_MAX)
+        } else {
+            "expected a JSON array of servers".to_string()
+        }
+    })?;
+    let mut out = Vec::with_capacity(list.0.len());
+    for e in list.0.into_iter().filter_map(|m| m.0) {
+        let c = e.configuration;
+        if c.uuid.is_empty() {
+            continue;
+        }
+        let state = if e.state.is_empty() {
+            e.utilization.state
+        } else {
+            e.state
         };
         out.push(Server {
-            uuid,
-            name: s(c, &["meta", "name"]),
+            uuid: c.uuid,
+            name: c.meta.name,
             state,
-            suspended: e["is_suspended"].as_bool().unwrap_or(false)
-                || c["suspended"].as_bool().unwrap_or(false),
-            image: s(c, &["container", "image"]),
-            invocation: s(c, &["invocation"]),
-            environment,
-            egg_id: (!egg.is_empty()).then_some(egg),
+            suspended: e.is_suspended || c.suspended,
+            image: c.container.image,
+            invocation: c.invocation,
+            environment: c.environment,
+            egg_id: (!c.egg.id.is_empty()).then_some(c.egg.id),
             allocations: Allocations {
-                default_ip: s(c, &["allocations", "default", "ip"]),
-                default_port: port(&c["allocations"]["default"]["port"]).unwrap_or(0),
-                mappings,
+                default_ip: c.allocations.default.ip,
+                default_port: json::port_of(&c.allocations.default.port).unwrap_or(0),
+                mappings: c.allocations.mappings,
             },
             limits: ServerLimits {
-                memory_limit_mb: i(c, &["build", "memory_limit"]),
-                swap_mb: i(c, &["build", "swap"]),
-                io_weight: i(c, &["build", "io_weight"]),
-                cpu_limit_pct: i(c, &["build", "cpu_limit"]),
-                disk_space_mib: i(c, &["build", "disk_space"]),
-                threads: s(c, &["build", "threads"]),
-                oom_disabled: c["build"]["oom_disabled"].as_bool().unwrap_or(false),
+                memory_limit_mb: c.build.memory_limit,
+                swap_mb: c.build.swap,
+                io_weight: c.build.io_weight,
+                cpu_limit_pct: c.build.cpu_limit,
+                disk_space_mib: c.build.disk_space,
+                threads: c.build.threads,
+                oom_disabled: c.build.oom_disabled,
             },
-            cpu_absolute: e["utilization"]["cpu_absolute"].as_f64(),
+            cpu_absolute: e.utilization.cpu_absolute,
+            container_id: None,
         });
     }
     Ok(out)
@@ -304,7 +463,7 @@ impl Wings {
         }))
     }
 
-    async fn get(&self, path: &str) -> Result<Vec<u8>, WingsError> {
+    async fn get(&self, path: &str, max_body: usize) -> Result<Vec<u8>, WingsError> {
         let url = format!("{}{path}", self.base_url);
         let req_err = |e: reqwest::Error| WingsError::Request {
             url: url.clone(),
@@ -334,13 +493,17 @@ impl Wings {
             };
             return Err(WingsError::Status { url, status, hint });
         }
+        let too_big = |url: String| WingsError::Decode {
+            url,
+            reason: format!("answer larger than {max_body} bytes"),
+        };
+        if resp.content_length().is_some_and(|n| n > max_body as u64) {
+            return Err(too_big(url));
+        }
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(req_err)? {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(WingsError::Decode {
-                    url,
-                    reason: format!("answer larger than {MAX_BODY} bytes"),
-                });
+            if body.len() + chunk.len() > max_body {
+                return Err(too_big(url));
             }
             body.extend_from_slice(&chunk);
         }
@@ -348,7 +511,7 @@ impl Wings {
     }
 
     pub(crate) async fn servers(&self) -> Result<Vec<Server>, WingsError> {
-        let body = self.get("/api/servers").await?;
+        let body = self.get("/api/servers", MAX_BODY).await?;
         parse_servers(&body).map_err(|reason| WingsError::Decode {
             url: format!("{}/api/servers", self.base_url),
             reason,
@@ -357,13 +520,18 @@ impl Wings {
 
     /// Wings' version from `GET /api/system`.
     pub(crate) async fn version(&self) -> Result<String, WingsError> {
-        let body = self.get("/api/system").await?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| WingsError::Decode {
-                url: format!("{}/api/system", self.base_url),
-                reason: e.to_string(),
-            })?;
-        Ok(s(&v, &["version"]))
+        let body = self.get("/api/system", MAX_SYSTEM_BODY).await?;
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct System {
+            #[serde(deserialize_with = "json::lenient_string")]
+            version: String,
+        }
+        let v: System = json::with_budget(&body, 100).map_err(|e| WingsError::Decode {
+            url: format!("{}/api/system", self.base_url),
+            reason: peer_text(&e.to_string(), PEER_TEXT_MAX),
+        })?;
+        Ok(peer_text(&v.version, 64))
     }
 }
 
@@ -423,6 +591,22 @@ mod tests {
             parse_servers(b"[1, {}, {\"configuration\":{}}]").unwrap(),
             vec![]
         );
+    }
+
+    #[test]
+    fn lenient_scalars_and_a_huge_array_within_the_budget() {
+        let s = parse_servers(br#"[{"state":"running","configuration":{"uuid":"u","build":{"cpu_limit":"150","memory_limit":1024.0,"threads":null},"allocations":{"default":{"ip":"1.2.3.4","port":"25565"},"mappings":{"1.2.3.4":[25565,"25566","x"]}},"environment":{"A":1,"B":true,"C":null}}}]"#).unwrap();
+        assert_eq!(s[0].limits.cpu_limit_pct, 150);
+        assert_eq!(s[0].limits.memory_limit_mb, 1024);
+        assert_eq!(s[0].allocations.ports(), vec![25565, 25566]);
+        assert_eq!(s[0].environment["A"], "1");
+        assert_eq!(s[0].environment["B"], "true");
+        // 32 MiB of `[0,0,…]` (16 million elements) stops at the budget, with a bounded message.
+        let mut body = b"[".to_vec();
+        body.extend(std::iter::repeat_n(b"0,".as_slice(), 16 << 20).flatten());
+        body.extend_from_slice(b"0]");
+        let e = parse_servers(&body).unwrap_err();
+        assert!(e.contains("more elements") && e.len() < 400, "{e}");
     }
 
     #[test]

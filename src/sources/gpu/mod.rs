@@ -243,6 +243,10 @@ pub(crate) struct GpuSampler {
     proc_path: PathBuf,
     nvml_library: Option<String>,
     nvml: NvmlState,
+    /// NVIDIA GPUs listed from procfs while NVML is not loaded, and when: the listing is
+    /// refreshed at the NVML retry interval, not every cycle (on a host without the NVIDIA
+    /// driver that is two failing opens per cycle saved).
+    nvidia_procfs: Option<(Instant, Vec<Gpu>)>,
     drm: drm::DrmSampler,
     pub(crate) reporter: Reporter,
 }
@@ -268,6 +272,7 @@ impl GpuSampler {
             proc_path,
             nvml_library,
             nvml: NvmlState::Untried,
+            nvidia_procfs: None,
             drm: drm::DrmSampler::new(sys_path, rootfs),
             reporter: Reporter::default(),
         }
@@ -341,9 +346,20 @@ impl GpuSampler {
                 };
             }
         }
-        if !matches!(self.nvml, NvmlState::Loaded(_)) {
+        if matches!(self.nvml, NvmlState::Loaded(_)) {
+            self.nvidia_procfs = None;
+        } else {
             // Listed without measurements, so capabilities stay right without NVML.
-            gpus.extend(nvidia_from_procfs(&self.proc_path));
+            if self
+                .nvidia_procfs
+                .as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= RETRY)
+            {
+                self.nvidia_procfs = Some((Instant::now(), nvidia_from_procfs(&self.proc_path)));
+            }
+            if let Some((_, listed)) = &self.nvidia_procfs {
+                gpus.extend(listed.iter().cloned());
+            }
         }
         // AMD and Intel.
         if self.drm.last_scan.is_none_or(|t| t.elapsed() >= RETRY) {

@@ -527,3 +527,46 @@ fn worker_does_not_let_a_stuck_driver_hold_the_cycle() {
     let r = off.sample(Duration::from_secs(1));
     assert!(r.errors.is_empty() && r.sample.gpus.is_empty());
 }
+
+#[test]
+fn nvidia_procfs_is_listed_at_the_retry_interval_not_every_cycle() {
+    // A host whose NVIDIA proc files appear after the first pass: not looked at again until the
+    // retry interval (strace on a host without the driver showed two failing opens per cycle).
+    let proc = tempfile::tempdir().unwrap();
+    let mut s = GpuSampler::new(
+        proc.path().to_path_buf(),
+        PathBuf::from("/nonexistent"),
+        PathBuf::from("/nonexistent"),
+        Some("/nonexistent/libnvidia-ml.so.1".into()),
+    );
+    assert!(s.sample().0.gpus.is_empty());
+    let src = fixtures().join("proc/driver");
+    let copy = |from: &Path, to: &Path| {
+        for e in walk(from) {
+            let rel = e.strip_prefix(from).unwrap();
+            std::fs::create_dir_all(to.join(rel).parent().unwrap()).unwrap();
+            std::fs::copy(&e, to.join(rel)).unwrap();
+        }
+    };
+    copy(&src, &proc.path().join("driver"));
+    assert!(nvidia_from_procfs(proc.path()).len() == 1);
+    assert!(
+        s.sample().0.gpus.is_empty(),
+        "listed again before the retry interval"
+    );
+    s.nvidia_procfs = None;
+    assert_eq!(s.sample().0.gpus.len(), 1);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
