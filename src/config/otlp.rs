@@ -6,7 +6,7 @@
 use super::error::ConfigError;
 use super::read::{Values, check_url};
 use super::source::Source;
-use crate::export::{ExportConfig, ExporterKind, OtlpProtocol, TlsFiles};
+use crate::export::{ExportConfig, ExporterKind, OtlpProtocol, Signal, TlsFiles};
 use std::time::Duration;
 
 /// What the direct orchestrator mode needs from the rest of the configuration.
@@ -18,9 +18,89 @@ pub(crate) struct Direct<'a> {
     pub(crate) insecure_tls: bool,
 }
 
-pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfig, ConfigError> {
+/// The settings of one signal's export: the metrics' own, or the logs' (which fall back to the
+/// metrics' generic values, see `table::Setting::fallback`).
+pub(crate) struct Keys {
+    pub(crate) signal: Signal,
+    exporter: &'static str,
+    endpoint: &'static str,
+    protocol: &'static str,
+    headers: &'static str,
+    compression: &'static str,
+    timeout: &'static str,
+    certificate: &'static str,
+    client_certificate: &'static str,
+    client_key: &'static str,
+    insecure: &'static str,
+}
+
+pub(crate) const METRICS: Keys = Keys {
+    signal: Signal::Metrics,
+    exporter: "metrics_exporter",
+    endpoint: "otlp_endpoint",
+    protocol: "otlp_protocol",
+    headers: "otlp_headers",
+    compression: "otlp_compression",
+    timeout: "otlp_timeout_ms",
+    certificate: "otlp_certificate",
+    client_certificate: "otlp_client_certificate",
+    client_key: "otlp_client_key",
+    insecure: "otlp_insecure",
+};
+
+pub(crate) const LOGS: Keys = Keys {
+    signal: Signal::Logs,
+    exporter: "logs_exporter",
+    endpoint: "otlp_logs_endpoint",
+    protocol: "otlp_logs_protocol",
+    headers: "otlp_logs_headers",
+    compression: "otlp_logs_compression",
+    timeout: "otlp_logs_timeout_ms",
+    certificate: "otlp_logs_certificate",
+    client_certificate: "otlp_logs_client_certificate",
+    client_key: "otlp_logs_client_key",
+    insecure: "otlp_logs_insecure",
+};
+
+/// Whether a value came from `key` itself (its flag, file or remote key, or one of `vars`).
+fn set_as(src: &Source, key: &str, vars: &[&str]) -> bool {
+    match src {
+        Source::Flag(f) => *f == key.replace('_', "-"),
+        Source::File(k) | Source::Remote(k) => k == key,
+        Source::Env(n) => vars.contains(&n.as_str()),
+        Source::Default => false,
+    }
+}
+
+/// The URL of a signal's endpoint setting, as the specification reads it: the per-signal value
+/// as given; `OTEL_EXPORTER_OTLP_ENDPOINT` as a base (the signal's path appended for HTTP); for
+/// the logs, the metrics' own `otlp_endpoint` (flag, file, remote) with `/v1/metrics` replaced
+/// by `/v1/logs`.
+fn signal_url(k: &Keys, base: String, src: &Source, protocol: OtlpProtocol) -> String {
+    if protocol == OtlpProtocol::Grpc {
+        return base;
+    }
+    let path = k.signal.http_path();
+    if matches!(src, Source::Env(n) if n == "OTEL_EXPORTER_OTLP_ENDPOINT") {
+        return format!("{base}{path}");
+    }
+    let own_vars = super::table::setting(k.endpoint).env;
+    if k.signal == Signal::Metrics || set_as(src, k.endpoint, own_vars) {
+        return base;
+    }
+    let stem = base
+        .strip_suffix(Signal::Metrics.http_path())
+        .unwrap_or(&base);
+    format!("{stem}{path}")
+}
+
+pub(crate) fn export_config(
+    r: &Values<'_>,
+    d: Direct<'_>,
+    k: &Keys,
+) -> Result<ExportConfig, ConfigError> {
     let exporter = r.choice(
-        "metrics_exporter",
+        k.exporter,
         &[
             ("otlp", ExporterKind::Otlp),
             ("", ExporterKind::Otlp),
@@ -31,7 +111,7 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
         "use otlp, console or none",
     )?;
     let mut protocol = r.choice(
-        "otlp_protocol",
+        k.protocol,
         &[
             ("grpc", OtlpProtocol::Grpc),
             ("http/protobuf", OtlpProtocol::HttpProtobuf),
@@ -40,24 +120,24 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
         ],
         "use grpc, http/protobuf or http/json",
     )?;
-    let insecure = r.bool("otlp_insecure")?;
-    let mut headers = r.kv_list("otlp_headers", "use name=value pairs separated by commas")?;
+    let insecure = r.bool(k.insecure)?;
+    let mut headers = r.kv_list(k.headers, "use name=value pairs separated by commas")?;
     for (name, _) in &headers {
         if name
             .bytes()
             .any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
         {
             return Err(r.invalid(
-                "otlp_headers",
-                r.source("otlp_headers"),
+                k.headers,
+                r.source(k.headers),
                 format!("header name `{name}` has invalid characters"),
                 "use letters, digits, - and _ in header names",
             ));
         }
     }
     let mut direct_orchestrator = false;
-    let endpoint_explicit = r.raw("otlp_endpoint").is_some();
-    let endpoint = match r.raw("otlp_endpoint") {
+    let endpoint_explicit = r.raw(k.endpoint).is_some();
+    let endpoint = match r.raw(k.endpoint) {
         Some((v, src)) => {
             let v = v.trim().to_string();
             let with_scheme = if v.contains("://") {
@@ -69,21 +149,14 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
             };
             check_url(&with_scheme).map_err(|p| {
                 r.invalid(
-                    "otlp_endpoint",
+                    k.endpoint,
                     src.clone(),
                     p.0,
                     "give a URL such as http://127.0.0.1:4318 (HTTP) or http://127.0.0.1:4317 (gRPC)",
                 )
             })?;
             let base = with_scheme.trim_end_matches('/').to_string();
-            // OTEL_EXPORTER_OTLP_ENDPOINT is a base URL for every signal; the per-signal variable
-            // is used as given.
-            let is_base = matches!(&src, Source::Env(n) if n == "OTEL_EXPORTER_OTLP_ENDPOINT");
-            if protocol != OtlpProtocol::Grpc && is_base {
-                format!("{base}/v1/metrics")
-            } else {
-                base
-            }
+            signal_url(k, base, &src, protocol)
         }
         None => match (d.orchestrator, d.node_token) {
             (Some(base), Some(token)) => {
@@ -100,30 +173,38 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
                     protocol = OtlpProtocol::HttpProtobuf;
                 }
                 headers.push(("authorization".into(), format!("Bearer {token}")));
-                format!("{base}/internal/nodes/{node_id}/telemetry")
+                // The metrics go where the original agent sent them; the logs to the OTLP path
+                // under it.
+                match k.signal {
+                    Signal::Metrics => format!("{base}/internal/nodes/{node_id}/telemetry"),
+                    Signal::Logs => format!(
+                        "{base}/internal/nodes/{node_id}/telemetry{}",
+                        Signal::Logs.http_path()
+                    ),
+                }
             }
             _ => match protocol {
                 OtlpProtocol::Grpc => "http://localhost:4317".into(),
-                _ => "http://localhost:4318/v1/metrics".into(),
+                _ => format!("http://localhost:4318{}", k.signal.http_path()),
             },
         },
     };
     let gzip = r.choice(
-        "otlp_compression",
+        k.compression,
         &[("gzip", true), ("none", false), ("", false)],
         "use gzip or none",
     )?;
-    let timeout = Duration::from_millis(r.u64("otlp_timeout_ms", 1)?);
+    let timeout = Duration::from_millis(r.u64(k.timeout, 1)?);
     let tls = TlsFiles {
-        ca_pem: r.pem_file("otlp_certificate")?,
-        client_cert_pem: r.pem_file("otlp_client_certificate")?,
-        client_key_pem: r.pem_file("otlp_client_key")?,
+        ca_pem: r.pem_file(k.certificate)?,
+        client_cert_pem: r.pem_file(k.client_certificate)?,
+        client_key_pem: r.pem_file(k.client_key)?,
     };
     if tls.client_cert_pem.is_some() != tls.client_key_pem.is_some() {
         let key = if tls.client_cert_pem.is_some() {
-            "otlp_client_key"
+            k.client_key
         } else {
-            "otlp_client_certificate"
+            k.client_certificate
         };
         return Err(r.invalid(
             key,

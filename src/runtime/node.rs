@@ -13,6 +13,7 @@ use crate::sys::clock::now_nanos;
 use bytes::Bytes;
 use prost::Message;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -42,15 +43,21 @@ pub fn node_cycle(ctx: &Context, sampler: &mut NodeSampler, export: &ExportStats
     gpu_cycle(ctx, sample.boot_time.saturating_mul(1_000_000_000), &mut b);
     containers_cycle(ctx, time, &mut b);
     let samplers = ctx.health.snapshot();
+    let logs = ctx.logs();
     metrics::agent::agent(
         &AgentSample {
             samplers: &samplers,
             delivery: export.counts(),
+            logs_delivery: logs.as_ref().and_then(|l| l.export.as_ref()).map(|s| s.counts()),
             process: ctx.health.process_usage(),
             start_nanos: ctx.started_nanos,
         },
         &mut b,
     );
+    if let Some(l) = &logs {
+        let dropped = l.own_log_dropped.as_ref().map(|d| d.load(Ordering::Relaxed));
+        metrics::agent::logs(&(l.report)(), dropped, ctx.started_nanos, &mut b);
+    }
     Bytes::from(b.into_request(&ctx.resource()).encode_to_vec())
 }
 

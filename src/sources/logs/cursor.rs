@@ -263,6 +263,8 @@ struct Pending {
     asked: u64,
     done: u64,
     stop: bool,
+    /// The last write's failure, until a write succeeds.
+    error: Option<String>,
 }
 
 /// The one thread that writes cursor files: callers hand it updates and never wait on the disk;
@@ -295,7 +297,9 @@ impl CursorWriter {
                         (std::mem::take(&mut p.dirty), p.asked)
                     };
                     let batch: Vec<_> = batch.into_iter().collect();
-                    match dir.write(&batch) {
+                    let written = dir.write(&batch);
+                    s.0.lock().error = written.as_ref().err().map(|e| e.to_string());
+                    match written {
                         Ok(()) => {
                             if last_error.take().is_some() {
                                 tracing::info!(dir = %dir.path().display(), "log cursors are written again");
@@ -330,6 +334,11 @@ impl CursorWriter {
         p.dirty.extend(updates);
         p.asked += 1;
         self.shared.1.notify_all();
+    }
+
+    /// The last write's failure, while writes fail.
+    pub(crate) fn error(&self) -> Option<String> {
+        self.shared.0.lock().error.clone()
     }
 
     /// Waits until everything submitted so far is on disk (or `timeout`); `true` when it is.
