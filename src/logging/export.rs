@@ -135,11 +135,13 @@ mod tests {
         };
         let sub = tracing_subscriber::registry().with(l);
         tracing::subscriber::with_default(sub, || {
-            tracing::debug!("too verbose");
-            tracing::warn!(signal = "logs", n = 3, "batches dropped");
-            tracing::info!("{}", "x".repeat(10_000));
-            tracing::error!("no room");
-            tracing::error!("no room either");
+            // (Events of this module are never copied: these pose as another's.)
+            tracing::warn!(target: "node_agent::logging::export", "never copied");
+            tracing::debug!(target: "node_agent::t", "too verbose");
+            tracing::warn!(target: "node_agent::t", signal = "logs", n = 3, "batches dropped");
+            tracing::info!(target: "node_agent::t", "{}", "x".repeat(10_000));
+            tracing::error!(target: "node_agent::t", "no room");
+            tracing::error!(target: "node_agent::t", "no room either");
         });
         let a = rx.try_recv().unwrap();
         assert_eq!((a.level, a.message.as_str()), (Level::WARN, "batches dropped"));

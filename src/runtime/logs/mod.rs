@@ -93,8 +93,22 @@ impl LogsSource {
         let node = Arc::new(RwLock::new(node));
         let dir = cfg.cursor_dir();
         let (cursors, mut acked) = CursorDir::open(&dir)?;
+        // Positions the sink still holds batches for, ahead of the files: written to the files
+        // now, as the sink forgets those batches once it delivers them.
+        let mut ahead = Vec::new();
         for (id, p) in recovered {
-            acked.entry(id).or_default().merge(&p);
+            if !cursor::valid_id(&id) {
+                continue;
+            }
+            let pos = acked.entry(id.clone()).or_default();
+            let before = pos.clone();
+            pos.merge(&p);
+            if *pos != before {
+                ahead.push((id, Some(pos.clone())));
+            }
+        }
+        if let Err(e) = cursors.write(&ahead) {
+            tracing::error!(error = %e, "cannot write log cursors: a restart would read those lines again");
         }
         let (chunk_tx, chunk_rx) = mpsc::unbounded_channel();
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
@@ -126,7 +140,7 @@ impl LogsSource {
         let handles = vec![
             tokio::spawn(batch::batcher(
                 d.clone(),
-                sink,
+                sink.clone(),
                 node.clone(),
                 chunk_rx,
                 cfg.flush_interval,

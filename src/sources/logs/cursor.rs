@@ -167,6 +167,32 @@ struct File {
     pos: Position,
 }
 
+/// The cursors of `dir` as they are, without creating or repairing anything (for `check`).
+pub(crate) fn peek(dir: &Path) -> std::io::Result<HashMap<String, Position>> {
+    let mut out = HashMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some(id) = name.strip_suffix(".json").filter(|id| valid_id(id)) else {
+            continue;
+        };
+        if let Ok(f) = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<File>(&b).map_err(|e| e.to_string()))
+            && f.v == 1
+            && f.id == id
+        {
+            out.insert(id.to_string(), f.pos);
+        }
+    }
+    Ok(out)
+}
+
 /// The cursor files of one state directory.
 #[derive(Debug, Clone)]
 pub(crate) struct CursorDir {
