@@ -20,6 +20,7 @@ mod firstrun;
 mod gpu;
 mod house;
 mod logs;
+mod logs_e2e;
 mod opamp;
 mod pipeline;
 mod probe_e2e;
