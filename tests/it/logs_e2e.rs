@@ -26,6 +26,11 @@ use std::time::{Duration, Instant};
 const UA: &str = "0a1b2c3d-0000-4000-8000-0000000000e1";
 const UB: &str = "0a1b2c3d-0000-4000-8000-0000000000e2";
 const UC: &str = "0a1b2c3d-0000-4000-8000-0000000000e3";
+/// rotel (0.x) cuts its batches at 8,192 records by default, and the part of a ResourceLogs cut
+/// off that way arrives without its Resource (seen with 50,000-line bursts: thousands of records
+/// with an empty resource). Batches bounded by time only keep every Resource.
+const ROTEL_ARGS: &[&str] = &["--logs-batch-max-size", "1000000", "--batch-timeout", "200ms"];
+
 /// Lines per burst (ten bursts per container): 500 in `cargo test` (5,000 numbered lines per
 /// container, to stay well under 30 s); `NODE_AGENT_LOGS_E2E_BURST=5000` for the 50,000
 /// (`scripts/logs-e2e.sh` runs it and prints the numbers recorded in docs/logs.md).
@@ -251,7 +256,7 @@ fn every_console_line_once_through_the_agent_across_two_sigkills() {
     let docker = Dockerd::start();
     let image = docker.build_image();
     let receiver = Receiver::start(&[]);
-    let rotel = Rotel::start(&receiver.url(), &[]);
+    let rotel = Rotel::start(&receiver.url(), ROTEL_ARGS);
     let dir = tempfile::tempdir().unwrap();
     eprintln!("agent logs in {}", dir.path().display());
     let state = dir.path().join("state");
@@ -374,6 +379,8 @@ fn every_console_line_once_through_the_agent_across_two_sigkills() {
         eprintln!("rotel's log (end):\n{}", &log[log.len().saturating_sub(4000)..]);
     }
     let recs: Vec<Rec> = received(&receiver).into_iter().map(|(r, _)| r).collect();
+    let orphans = recs.iter().filter(|r| r.resource.is_empty()).count();
+    assert_eq!(orphans, 0, "records that arrived without their Resource");
     let [wa, wb, wc] = want;
     check_container(&recs, &a, UA, &image, wa);
     check_container(&recs, &b, UB, &image, wb);
@@ -571,7 +578,7 @@ fn collector_down_lines_spool_and_arrive_after_once() {
     let image = docker.build_image();
     let receiver = Receiver::start(&[]);
     let (grpc, http) = (crate::harness::free_port(), crate::harness::free_port());
-    let mut rotel = Rotel::start_on(&receiver.url(), grpc, http, &[]);
+    let mut rotel = Rotel::start_on(&receiver.url(), grpc, http, ROTEL_ARGS);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let env = agent_env(
@@ -616,7 +623,7 @@ fn collector_down_lines_spool_and_arrive_after_once() {
         .map(|m| m.len())
         .sum();
     let during = mine(&receiver).len();
-    rotel = Rotel::start_on(&receiver.url(), grpc, http, &[]);
+    rotel = Rotel::start_on(&receiver.url(), grpc, http, ROTEL_ARGS);
     wait_until(Duration::from_secs(60), "the container to finish", || {
         state_of(&docker, UC) == "exited"
     });
@@ -625,6 +632,10 @@ fn collector_down_lines_spool_and_arrive_after_once() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let (_, log) = agent.stop(Duration::from_secs(30));
+    let orphans = with_received(&receiver, |recs| {
+        recs.iter().filter(|(r, _)| r.resource.is_empty()).count()
+    });
+    assert_eq!(orphans, 0, "records that arrived without their Resource");
     let mut got = mine(&receiver);
     got.sort_by_key(|r| r.ts);
     let bodies: Vec<&str> = got.iter().map(|r| r.body.as_str()).collect();
