@@ -274,6 +274,9 @@ fn every_console_line_once_through_the_agent_across_two_sigkills() {
     let n_burst = burst();
     let step = n_burst * 3 * 10 / 8;
     let burst = format!("BURST={n_burst}");
+    // Longer pauses between larger bursts, so both kills land while lines still flow.
+    let pause = |base: f64| format!("PAUSE={:.1}", base * (n_burst as f64 / 1000.0).max(1.0));
+    let (pa, pb, pc) = (pause(0.5), pause(0.6), pause(0.4));
     // As Wings makes a server: the `local` driver (5 MB, one file) and a TTY.
     let wings_log = [
         "--log-driver",
@@ -291,7 +294,7 @@ fn every_console_line_once_through_the_agent_across_two_sigkills() {
         UA,
         true,
         &wings_log,
-        &["TAG=A", &burst, "PAUSE=0.5"],
+        &["TAG=A", &burst, &pa],
         SCRIPT,
     );
     let b = server(
@@ -300,7 +303,7 @@ fn every_console_line_once_through_the_agent_across_two_sigkills() {
         UB,
         false,
         &["--log-driver", "local"],
-        &["TAG=B", &burst, "PAUSE=0.6"],
+        &["TAG=B", &burst, &pb],
         SCRIPT,
     );
     let c = server(
@@ -309,7 +312,7 @@ fn every_console_line_once_through_the_agent_across_two_sigkills() {
         UC,
         false,
         &["--log-driver", "local"],
-        &["TAG=C", &burst, "PAUSE=0.4", "PARTS=2"],
+        &["TAG=C", &burst, &pc, "PARTS=2"],
         SCRIPT,
     );
     // Not a server: never followed under `logs = servers`.
