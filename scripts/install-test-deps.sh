@@ -41,6 +41,16 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# gRPC stand-in (tests/peers/otlp_grpc_answers.py): the reference Python gRPC server and the
+# standard rich-status encoding (RetryInfo in grpc-status-details-bin). In a folder of its own and
+# without dependencies, so it adds to the protobuf runtime of $peers/py instead of replacing it.
+if [ ! -d "$peers/py-grpc/grpc_status" ]; then
+  echo "install-test-deps: pip install grpcio grpcio-status googleapis-common-protos"
+  rm -rf "$peers/py-grpc"
+  python3 -m pip install -q --disable-pip-version-check --no-deps --target "$peers/py-grpc" \
+    grpcio==1.85.1 grpcio-status==1.85.1 googleapis-common-protos==1.76.0
+fi
+
 # npm peers: a real Bedrock server (bedrock-protocol) and a real Java server (minecraft-protocol).
 if [ "${NODE_AGENT_SKIP_NPM:-0}" != 1 ]; then
   if [ ! -d "$peers/npm-bedrock/node_modules/bedrock-protocol" ]; then

@@ -7,7 +7,7 @@
 set -u
 A=.device-carry/node-agent
 Q=index,uuid,name,pci.bus_id,memory.total,memory.used,utilization.gpu,temperature.gpu,power.draw,driver_version
-export OTEL_METRICS_EXPORTER=console
+export OTEL_METRICS_EXPORTER=console NODE_AGENT_CONSOLE_FORMAT=otlp-json
 { uname -a; head -3 /etc/os-release; ldd --version | head -1; nvidia-smi -L; which python3; } > $OUT/env.txt 2>&1
 { echo '## mount | grep cgroup'; mount | grep cgroup; echo '## cat /proc/self/cgroup'; cat /proc/self/cgroup;
   echo '## ls /sys/fs/cgroup'; ls /sys/fs/cgroup; echo '## /sys/fs/cgroup/cgroup.controllers'; cat /sys/fs/cgroup/cgroup.controllers;

@@ -40,10 +40,7 @@ pub(crate) async fn check(ctx: &Context) -> (Option<LogsCheck>, SourceStatus) {
         detail,
     };
     if cfg.logs_export.exporter == ExporterKind::None {
-        return (
-            None,
-            status(true, "off (OTEL_LOGS_EXPORTER=none)".into()),
-        );
+        return (None, status(true, "off (OTEL_LOGS_EXPORTER=none)".into()));
     }
     let selection = cfg.logs.selection;
     if selection == Selection::Off {
@@ -54,16 +51,27 @@ pub(crate) async fn check(ctx: &Context) -> (Option<LogsCheck>, SourceStatus) {
     let list = match docker.list().await {
         Ok(l) => l,
         Err(e) if e.is_absent() => {
-            return (None, status(true, "no Docker on this node: no consoles to follow".into()));
+            return (
+                None,
+                status(true, "no Docker on this node: no consoles to follow".into()),
+            );
         }
-        Err(e) => return (None, status(false, format!("cannot list Docker containers: {e}"))),
+        Err(e) => {
+            return (
+                None,
+                status(false, format!("cannot list Docker containers: {e}")),
+            );
+        }
     };
     let cursors = match peek(&dir) {
         Ok(c) => c,
         Err(e) => {
             return (
                 None,
-                status(false, format!("cannot read the cursors in {}: {e}", dir.display())),
+                status(
+                    false,
+                    format!("cannot read the cursors in {}: {e}", dir.display()),
+                ),
             );
         }
     };
@@ -79,7 +87,10 @@ pub(crate) async fn check(ctx: &Context) -> (Option<LogsCheck>, SourceStatus) {
             Followed {
                 id: s.id.clone(),
                 name: s.name(),
-                server_uuid: ctx.containers.server(&s.id, &s.name(), &labels).map(|x| x.0),
+                server_uuid: ctx
+                    .containers
+                    .server(&s.id, &s.name(), &labels)
+                    .map(|x| x.0),
                 state: s.state.clone(),
                 cursor: cursors.get(&s.id).cloned(),
             }
@@ -97,7 +108,11 @@ pub(crate) async fn check(ctx: &Context) -> (Option<LogsCheck>, SourceStatus) {
         },
         containers.len(),
         dir.display(),
-        if ok_dir { String::new() } else { format!("; {dir_detail}") }
+        if ok_dir {
+            String::new()
+        } else {
+            format!("; {dir_detail}")
+        }
     );
     (
         Some(LogsCheck {

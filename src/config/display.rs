@@ -21,9 +21,14 @@ pub fn effective(layers: &Layers) -> Vec<EffectiveSetting> {
             let found = layers.get(s.key);
             EffectiveSetting {
                 key: s.key,
-                value: found
-                    .as_ref()
-                    .map(|(v, _)| if s.secret { redact(v) } else { v.clone() }),
+                value: found.as_ref().map(|(v, _)| {
+                    if s.secret {
+                        redact(v)
+                    } else {
+                        // A URL's `user:password@` is a secret too.
+                        crate::sys::text::redact_userinfo(v).into_owned()
+                    }
+                }),
                 source: found
                     .map(|(_, src)| src.to_string())
                     .unwrap_or_else(|| "unset".into()),

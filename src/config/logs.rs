@@ -154,10 +154,22 @@ mod tests {
     fn bad_values_name_the_setting() {
         for (var, value, setting) in [
             ("NODE_AGENT_LOGS", "some", "logs"),
-            ("NODE_AGENT_LOGS_MAX_LINE_BYTES", "1000", "logs_max_line_bytes"),
-            ("NODE_AGENT_LOGS_MEMORY_BYTES", "1048576", "logs_memory_bytes"),
+            (
+                "NODE_AGENT_LOGS_MAX_LINE_BYTES",
+                "1000",
+                "logs_max_line_bytes",
+            ),
+            (
+                "NODE_AGENT_LOGS_MEMORY_BYTES",
+                "1048576",
+                "logs_memory_bytes",
+            ),
             ("NODE_AGENT_LOGS_BUDGET_LINES", "0", "logs_budget_lines"),
-            ("NODE_AGENT_LOGS_FLUSH_INTERVAL_MS", "60000", "logs_flush_interval_ms"),
+            (
+                "NODE_AGENT_LOGS_FLUSH_INTERVAL_MS",
+                "60000",
+                "logs_flush_interval_ms",
+            ),
             ("NODE_AGENT_LOGS_BACKFILL_SEC", "-1", "logs_backfill_sec"),
             ("NODE_AGENT_LOG_EXPORT", "loud", "log_export"),
             ("OTEL_LOGS_EXPORTER", "zipkin", "logs_exporter"),

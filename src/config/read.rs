@@ -205,23 +205,45 @@ impl Values<'_> {
     }
 }
 
-/// Accepts absolute http(s) URLs with a host.
+/// Accepts absolute http(s) URLs with a host and a valid port (parsed as a URL: `http://[::1`
+/// is refused). A problem never shows a `user:password@` part.
 pub(crate) fn check_url(v: &str) -> Result<(), Problem> {
-    let rest = v
-        .strip_prefix("http://")
-        .or_else(|| v.strip_prefix("https://"))
-        .ok_or_else(|| Problem(format!("`{v}` does not start with http:// or https://")))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.contains(char::is_whitespace) || host.starts_with(':') {
-        return Err(Problem(format!("`{v}` has no host")));
+    parse_endpoint(v).map(|_| ())
+}
+
+/// Checks that `v` is an absolute `http`/`https` URL with a host and a valid port; returns it
+/// without its `user:password@` part, and that part percent-decoded. A problem never shows the
+/// password.
+pub(crate) fn parse_endpoint(v: &str) -> Result<(String, Option<(String, String)>), Problem> {
+    let shown = crate::sys::text::redact_userinfo(v);
+    let url = reqwest::Url::parse(v)
+        .map_err(|e| Problem(format!("`{shown}` is not a valid URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Problem(format!(
+            "`{shown}` does not start with http:// or https://"
+        )));
     }
-    if let Some((_, port)) = host.rsplit_once(':')
-        && !host.ends_with(']')
-        && port.parse::<u16>().is_err()
-    {
-        return Err(Problem(format!("`{v}` has an invalid port `{port}`")));
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Problem(format!("`{shown}` has no host")));
     }
-    Ok(())
+    if v.contains(char::is_whitespace) {
+        return Err(Problem(format!("`{shown}` contains white space")));
+    }
+    let userinfo = (!url.username().is_empty() || url.password().is_some()).then(|| {
+        (
+            percent_decode(url.username()),
+            percent_decode(url.password().unwrap_or("")),
+        )
+    });
+    let scheme_end = v.find("://").map_or(0, |i| i + 3);
+    let authority_end = v[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(v.len(), |i| scheme_end + i);
+    let bare = match v[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &v[..scheme_end], &v[scheme_end + at + 1..]),
+        None => v.to_string(),
+    };
+    Ok((bare, userinfo))
 }
 
 /// Parses `k=v,k2=v2` (OTEL_EXPORTER_OTLP_HEADERS, OTEL_RESOURCE_ATTRIBUTES) with percent-decoding.
@@ -240,7 +262,7 @@ pub(crate) fn parse_kv_list(v: &str) -> Result<Vec<(String, String)>, Problem> {
     Ok(out)
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -122,7 +122,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "insecure_tls",
         &["AGENT_INSECURE_TLS"],
         Some("false"),
-        "Skip TLS certificate checks towards Wings and the orchestrator",
+        "Skip TLS certificate checks towards Wings and the orchestrator (direct mode); never towards an OTLP collector",
     ),
     s(
         "sample_interval_min_sec",
@@ -183,6 +183,12 @@ pub(crate) const SETTINGS: &[Setting] = &[
         &["OTEL_METRICS_EXPORTER"],
         Some("otlp"),
         "otlp, console (print to stdout) or none",
+    ),
+    s(
+        "console_format",
+        &["NODE_AGENT_CONSOLE_FORMAT"],
+        Some("text"),
+        "How the console exporter prints: text (one line per point, one block per sample) or otlp-json (one OTLP/JSON request per line)",
     ),
     s(
         "sdk_disabled",
@@ -268,7 +274,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
             "OTEL_EXPORTER_OTLP_INSECURE",
         ],
         Some("false"),
-        "Endpoints without a scheme use plain http when true",
+        "gRPC endpoints without a scheme use plain http when true (https otherwise); never turns off certificate checks",
     ),
     s(
         "logs_exporter",

@@ -13,7 +13,7 @@
 use super::shared::{DiskWake, LaneCell};
 use super::signal::LaneBudget;
 use super::spool::lock::{self, LockError, SpoolLock};
-use super::spool::record::{self, Damage};
+use super::spool::record::{self, Damage, ReadBack};
 use super::spool::{self, FsyncPolicy, Spool, Vanished};
 use super::stats::{DiskHealth, SpoolState};
 use parking_lot::{Condvar, Mutex};
@@ -310,16 +310,17 @@ impl Writer {
                 .into_iter()
                 .map(|r| {
                     let res = spool.read(r.seg, r.off, r.len).map(|d| d.payload);
+                    let dir = spool.dir().to_path_buf();
                     let res = res.map_err(|e| match e {
                         Damage::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                            format!("segment {} of {} is missing", r.seg, spool.dir().display())
+                            ReadBack::Missing { seg: r.seg, dir }
                         }
-                        e => format!(
-                            "cannot read back segment {} offset {} of {}: {e}",
-                            r.seg,
-                            r.off,
-                            spool.dir().display()
-                        ),
+                        damage => ReadBack::Damaged {
+                            seg: r.seg,
+                            off: r.off,
+                            dir,
+                            damage,
+                        },
                     });
                     (r, res)
                 })

@@ -1,14 +1,26 @@
-//! OTLP/gRPC transport: sends already-encoded `ExportMetricsServiceRequest` bytes.
+//! OTLP/gRPC transport: sends already-encoded export requests (`MetricsService/Export` or
+//! `LogsService/Export`, by signal).
 //!
 //! The queue holds encoded requests (that is what the disk spool stores and what merging batches
 //! concatenates), so the gRPC call uses a pass-through codec instead of re-decoding every request
 //! into prost structs just to encode it again.
+//!
+//! Status codes are read as the OTLP specification's table says ("Failures"): `CANCELLED`,
+//! `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE` and `DATA_LOSS` are retried;
+//! `RESOURCE_EXHAUSTED` only when the server sends `RetryInfo` (it can recover); everything else,
+//! `UNKNOWN` included, is not retried: the batch is dropped and counted. Two refusals say more
+//! and let the sender do better than drop: a server's "message larger than the limit"
+//! (`RESOURCE_EXHAUSTED` or `OUT_OF_RANGE` saying so, without `RetryInfo`) is *too large* (the
+//! sender splits the request), and `INVALID_ARGUMENT` is *invalid* (the sender bisects a merged
+//! request to drop only the bad batch). A `RetryInfo` delay is honoured on any retried code. A
+//! response's `partial_success` is handled as for OTLP/HTTP.
 
 use super::config::ExportConfig;
+use super::response::{PartialLog, RpcStatus, partial_success};
 use super::signal::max_attempt_timeout;
-use super::{SendError, SetupError, Signal};
+use super::{Accepted, SendError, SetupError, Signal};
+use crate::sys::text::{PEER_TEXT_MAX, peer_text};
 use bytes::{Buf, BufMut, Bytes};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
 use std::time::Duration;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -52,17 +64,26 @@ impl Decoder for RawDecoder {
     type Item = Bytes;
     type Error = Status;
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        // A collector's response is tiny; cap it anyway.
-        if src.remaining() > 1 << 20 {
-            return Err(Status::resource_exhausted("response larger than 1 MiB"));
-        }
-        Ok(Some(src.copy_to_bytes(src.remaining())))
+        // tonic bounds the message (4 MiB by default) before it gets here; keep a prefix only. A
+        // larger answer is still an accepted request: refusing it would make tonic report
+        // OUT_OF_RANGE, a retryable code, and the accepted batch would be sent again forever.
+        let keep = src.remaining().min(RESPONSE_MAX);
+        let head = src.copy_to_bytes(keep);
+        src.advance(src.remaining());
+        Ok(Some(head))
     }
 }
+
+/// The most of a response kept (an `ExportMetricsServiceResponse` is a few bytes).
+const RESPONSE_MAX: usize = 64 * 1024;
 
 pub struct GrpcTransport {
     channel: Channel,
     pub(crate) timeout: Duration,
+    /// For log lines and errors (never carries userinfo).
+    endpoint: String,
+    /// Per signal.
+    partial: [PartialLog; 2],
     gzip: bool,
     metadata: Vec<(
         MetadataKey<tonic::metadata::Ascii>,
@@ -99,23 +120,23 @@ impl GrpcTransport {
         }
         let mut metadata = Vec::new();
         for (k, v) in &cfg.headers {
+            // Neither name nor value is echoed: a misplaced `:` puts the secret in the name.
             let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()).map_err(|_| {
                 SetupError::new(
                     "otlp_headers",
-                    format!("`{k}` is not a valid gRPC metadata key"),
+                    "a name is not a valid gRPC metadata key".into(),
                 )
             })?;
             let value = MetadataValue::try_from(v.as_str()).map_err(|_| {
-                SetupError::new(
-                    "otlp_headers",
-                    format!("the value of `{k}` is not valid ASCII"),
-                )
+                SetupError::new("otlp_headers", "a value is not visible ASCII".into())
             })?;
             metadata.push((key, value));
         }
         Ok(GrpcTransport {
             channel: endpoint.connect_lazy(),
             timeout: cfg.timeout,
+            endpoint: crate::sys::text::redact_userinfo(&cfg.endpoint).into_owned(),
+            partial: Default::default(),
             gzip: cfg.gzip,
             metadata,
         })
@@ -126,19 +147,20 @@ impl GrpcTransport {
         signal: Signal,
         payload: Bytes,
         timeout: Duration,
-    ) -> Result<(), SendError> {
-        let mut client = tonic::client::Grpc::new(self.channel.clone());
+    ) -> Result<Accepted, SendError> {
+        let mut client = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(RESPONSE_DECODE_MAX);
         if self.gzip {
             client = client
                 .send_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Gzip);
         }
         client.ready().await.map_err(|e| SendError::Retryable {
-            reason: format!("gRPC channel not ready: {e}"),
+            reason: format!("gRPC {}: channel not ready: {e}", self.endpoint),
             retry_after: None,
         })?;
         let mut request = tonic::Request::new(payload);
-        // The queue bounds the attempt by `timeout`; the server gets a little more to answer.
+        // The sender bounds the attempt by `timeout`; the server gets a little more to answer.
         request.set_timeout(timeout + Duration::from_secs(1));
         for (k, v) in &self.metadata {
             request.metadata_mut().insert(k.clone(), v.clone());
@@ -152,21 +174,41 @@ impl GrpcTransport {
             .await
         {
             Ok(response) => {
-                if let Ok(r) = ExportMetricsServiceResponse::decode(response.into_inner())
-                    && let Some(p) = r.partial_success
-                    && p.rejected_data_points > 0
-                {
-                    tracing::warn!(rejected = p.rejected_data_points, message = %p.error_message, "collector rejected part of a batch");
-                }
-                Ok(())
+                let body = response.into_inner();
+                let rejected = self.partial[signal.index()].note(
+                    signal,
+                    &self.endpoint,
+                    partial_success(signal, &body, false),
+                );
+                Ok(Accepted { rejected })
             }
-            Err(status) => Err(classify(&status)),
+            Err(status) if answer_too_large(&status) => {
+                // A server sends a message only with success: the request was accepted.
+                tracing::warn!(endpoint = %self.endpoint, signal = %signal.name(), "the collector's answer is larger than the agent reads; the request counts as accepted");
+                Ok(Accepted::default())
+            }
+            Err(status) => Err(classify(&self.endpoint, &status)),
         }
     }
 }
 
-/// A server's "message larger than the limit" (grpc-go: `ResourceExhausted` "received message
-/// larger than max"; tonic: `OutOfRange` "decoded message length too large").
+/// The most of an answer tonic buffers (or inflates) before it reaches [`RawDecoder`]. One byte
+/// under tonic's default 4 MiB, so that tonic's own "decoded message length too large … the
+/// limit is: 4194303 bytes" (or "size limit, of 4194303 bytes, exceeded while decompressing")
+/// about the *answer* is never mistaken for a server refusing the *request* as too large (which,
+/// with the default limit, names 4194304).
+const RESPONSE_DECODE_MAX: usize = 4 * 1024 * 1024 - 1;
+
+/// tonic refused the collector's answer for its size (a local status, not the server's).
+fn answer_too_large(status: &Status) -> bool {
+    matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted)
+        && status
+            .message()
+            .contains(&format!(" {RESPONSE_DECODE_MAX} bytes"))
+}
+
+/// A server's "message larger than the limit" about the request (grpc-go: `ResourceExhausted`
+/// "received message larger than max"; tonic: `OutOfRange` "decoded message length too large").
 fn too_large(status: &Status) -> bool {
     matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange) && {
         let m = status.message().to_ascii_lowercase();
@@ -174,27 +216,183 @@ fn too_large(status: &Status) -> bool {
     }
 }
 
-/// Which gRPC failures are worth retrying (OTLP spec, "Failures").
-fn classify(status: &Status) -> SendError {
-    let reason = format!("gRPC {:?}: {}", status.code(), status.message());
+/// Which gRPC failures are worth retrying, and after how long (OTLP specification, "Failures"
+/// and "OTLP/gRPC Throttling"), and which refusals the sender can work around (too large,
+/// invalid).
+fn classify(endpoint: &str, status: &Status) -> SendError {
+    let details = RpcStatus::decode(status.details()).ok();
+    let retry_delay = details.as_ref().and_then(RpcStatus::retry_delay);
+    let reason = format!(
+        "gRPC {endpoint}: {:?}: {}",
+        status.code(),
+        peer_text(status.message(), PEER_TEXT_MAX)
+    );
+    let has_retry_info = details.as_ref().is_some_and(RpcStatus::has_retry_info);
+    if too_large(status) && !has_retry_info {
+        return SendError::TooLarge { reason };
+    }
     match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::Aborted
         | Code::OutOfRange
         | Code::Unavailable
-        | Code::DataLoss
-        | Code::ResourceExhausted
-        | Code::Unknown
-            if !too_large(status) =>
-        {
-            SendError::Retryable {
-                reason,
-                retry_after: None,
-            }
-        }
-        Code::ResourceExhausted | Code::OutOfRange => SendError::TooLarge { reason },
+        | Code::DataLoss => SendError::Retryable {
+            reason,
+            retry_after: retry_delay,
+        },
+        // The server can recover only when it says when (RetryInfo); otherwise it is a quota
+        // or a size limit that another attempt will hit again.
+        Code::ResourceExhausted if has_retry_info => SendError::Retryable {
+            reason,
+            retry_after: retry_delay,
+        },
         Code::InvalidArgument => SendError::Invalid { reason },
         _ => SendError::Permanent { reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::response::ProtoAny;
+
+    fn status(code: Code, retry_secs: Option<i64>) -> Status {
+        let mut details = RpcStatus {
+            code: code as i32,
+            message: "m".into(),
+            details: vec![],
+        };
+        if let Some(s) = retry_secs {
+            // google.rpc.RetryInfo { retry_delay: Duration { seconds } }: field 1 of field 1.
+            let duration = [0x08, s as u8];
+            let mut retry = vec![0x0a, duration.len() as u8];
+            retry.extend_from_slice(&duration);
+            details.details.push(ProtoAny {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                value: retry,
+            });
+        }
+        Status::with_details(code, "m\nforged", Bytes::from(details.encode_to_vec()))
+    }
+
+    #[test]
+    fn codes_follow_the_specification_table() {
+        let retried = [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unavailable,
+            Code::DataLoss,
+        ];
+        for code in [
+            Code::Cancelled,
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::DeadlineExceeded,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::ResourceExhausted,
+            Code::FailedPrecondition,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::Unavailable,
+            Code::DataLoss,
+        ] {
+            let e = classify("e", &status(code, None));
+            assert_eq!(
+                matches!(e, SendError::Retryable { .. }),
+                retried.contains(&code),
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_large_and_invalid_are_told_apart_from_other_refusals() {
+        let large = |code, msg: &str| classify("e", &Status::new(code, msg.to_string()));
+        // grpc-go and tonic servers refusing the request for its size: split, not dropped.
+        for (code, msg) in [
+            (
+                Code::ResourceExhausted,
+                "grpc: received message larger than max (5000000 vs. 4194304)",
+            ),
+            (
+                Code::OutOfRange,
+                "Error, decoded message length too large: found 5000000 bytes, the limit is: 4194304 bytes",
+            ),
+        ] {
+            assert!(
+                matches!(large(code, msg), SendError::TooLarge { .. }),
+                "{code:?}"
+            );
+        }
+        // A quota is not a size: dropped, not retried, not split.
+        assert!(matches!(
+            large(Code::ResourceExhausted, "quota exceeded"),
+            SendError::Permanent { .. }
+        ));
+        assert!(matches!(
+            large(Code::InvalidArgument, "bad"),
+            SendError::Invalid { .. }
+        ));
+        // RetryInfo on a "too large" status: the server says it can recover.
+        let mut s = status(Code::ResourceExhausted, Some(2));
+        s = Status::with_details(
+            s.code(),
+            "message larger than max",
+            Bytes::copy_from_slice(s.details()),
+        );
+        assert!(matches!(classify("e", &s), SendError::Retryable { .. }));
+        // tonic refusing the *answer* for its size is not the server refusing the request.
+        let local = Status::out_of_range(format!(
+            "Error, decoded message length too large: found 9999999 bytes, the limit is: {RESPONSE_DECODE_MAX} bytes"
+        ));
+        assert!(answer_too_large(&local));
+        let inflated = Status::resource_exhausted(format!(
+            "Error decompressing: size limit, of {RESPONSE_DECODE_MAX} bytes, exceeded while decompressing message"
+        ));
+        assert!(answer_too_large(&inflated));
+        assert!(!answer_too_large(&Status::out_of_range(
+            "Error, decoded message length too large: found 5000000 bytes, the limit is: 4194304 bytes"
+        )));
+    }
+
+    #[test]
+    fn retry_info_makes_resource_exhausted_retryable_and_sets_the_delay() {
+        match classify("e", &status(Code::ResourceExhausted, Some(3))) {
+            SendError::Retryable {
+                retry_after,
+                reason,
+            } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(3)));
+                assert!(
+                    reason.contains("m\\nforged") && !reason.contains('\n'),
+                    "{reason}"
+                );
+            }
+            e => panic!("{e:?}"),
+        }
+        match classify("e", &status(Code::Unavailable, Some(5))) {
+            SendError::Retryable { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(5)))
+            }
+            e => panic!("{e:?}"),
+        }
+        // A zero delay still says "recoverable", but the backoff decides when.
+        match classify("e", &status(Code::ResourceExhausted, Some(0))) {
+            SendError::Retryable { retry_after, .. } => assert_eq!(retry_after, None),
+            e => panic!("{e:?}"),
+        }
+        // RetryInfo does not make a non-retryable code retryable.
+        assert!(matches!(
+            classify("e", &status(Code::Unknown, Some(1))),
+            SendError::Permanent { .. }
+        ));
     }
 }

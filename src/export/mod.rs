@@ -12,16 +12,26 @@
 //!   timeouts, merge limit) and [`split`] (halving a request a collector refuses as too large);
 //! - [`queue`]: the [`Exporter`] that ties them together, and its shutdown.
 //!
-//! docs/delivery.md says what can be lost when.
+//! The transports (`http.rs`, `grpc.rs`, `console.rs`) send one request of one signal and
+//! classify the answer as the OTLP specification says: accepted (with the items a partial
+//! success rejected), retryable (with the server's delay), too large, invalid, or otherwise not
+//! retryable. What a collector answers is read in `response.rs`, OTLP/JSON is written by
+//! `json.rs`, gzip by `gzip.rs`.
+//!
+//! docs/delivery.md says what can be lost when; docs/export.md describes the transports.
 
 mod config;
+mod console;
 pub(crate) mod disk;
 pub mod grpc;
+mod gzip;
 pub mod http;
+mod json;
 pub(crate) mod lane;
 pub mod logs;
 pub mod logs_sink;
 pub(crate) mod queue;
+mod response;
 pub(crate) mod retry;
 pub(crate) mod sender;
 pub(crate) mod shared;
@@ -30,7 +40,9 @@ pub(crate) mod split;
 pub(crate) mod spool;
 pub(crate) mod stats;
 
-pub(crate) use config::{ExportConfig, ExporterKind, OtlpProtocol, TlsFiles};
+pub(crate) use config::{
+    ConsoleFormat, ExportConfig, ExporterKind, OtlpProtocol, TlsFiles, basic_auth,
+};
 pub use signal::{LaneBudget, Signal};
 pub use spool::FsyncPolicy;
 pub use spool::lock::LockError;
@@ -39,14 +51,22 @@ pub use stats::{
 };
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 use std::time::Duration;
 
 pub use queue::{Exporter, Leftover, QueueConfig, StartError};
 
-/// Why a send failed, and what can help.
+/// A request the endpoint accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    /// Items (data points, log records) the collector rejected inside the accepted request
+    /// (OTLP partial success): not retried, counted.
+    pub(crate) rejected: u64,
+}
+
+/// Why a send failed, and what can help. The reason may reach the log and `/readyz`: whatever
+/// a peer put in it is already capped and escaped.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum SendError {
     #[error("{reason} (will retry)")]
@@ -54,11 +74,11 @@ pub(crate) enum SendError {
         reason: String,
         retry_after: Option<Duration>,
     },
-    /// The request is larger than the collector accepts (HTTP 413, gRPC message too large):
-    /// smaller requests will pass.
+    /// The request is larger than the collector accepts (HTTP 413, gRPC `RESOURCE_EXHAUSTED` or
+    /// `OUT_OF_RANGE` saying the message is too large): smaller requests will pass.
     #[error("{reason} (too large)")]
     TooLarge { reason: String },
-    /// The collector could not accept the content (HTTP 400, gRPC `InvalidArgument`): one batch
+    /// The collector could not accept the content (HTTP 400, gRPC `INVALID_ARGUMENT`): one batch
     /// of a merged request may be bad.
     #[error("{reason} (invalid)")]
     Invalid { reason: String },
@@ -84,9 +104,9 @@ impl SetupError {
 /// Where batches go.
 pub enum Transport {
     Grpc(grpc::GrpcTransport),
-    Http(http::HttpTransport),
-    /// `OTEL_METRICS_EXPORTER=console`: one OTLP/JSON document per line on stdout.
-    Console,
+    Http(Box<http::HttpTransport>),
+    /// `OTEL_METRICS_EXPORTER=console`: a readable listing, or OTLP/JSON lines, on stdout.
+    Console(console::Console),
     /// `OTEL_METRICS_EXPORTER=none`: sampled, then discarded.
     Discard,
 }
@@ -96,11 +116,11 @@ impl Transport {
     pub fn new(cfg: &ExportConfig) -> Result<Self, SetupError> {
         Ok(match cfg.exporter {
             ExporterKind::None => Transport::Discard,
-            ExporterKind::Console => Transport::Console,
+            ExporterKind::Console => Transport::Console(console::Console::new(cfg.console_format)),
             ExporterKind::Otlp => match cfg.protocol {
                 OtlpProtocol::Grpc => Transport::Grpc(grpc::GrpcTransport::new(cfg)?),
                 OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => {
-                    Transport::Http(http::HttpTransport::new(cfg)?)
+                    Transport::Http(Box::new(http::HttpTransport::new(cfg)?))
                 }
             },
         })
@@ -110,7 +130,7 @@ impl Transport {
     /// that signal's URL).
     pub fn for_signal(signal: Signal, cfg: &ExportConfig) -> Result<Self, SetupError> {
         Ok(match Transport::new(cfg)? {
-            Transport::Http(t) => Transport::Http(t.with_url(signal, &cfg.endpoint)),
+            Transport::Http(t) => Transport::Http(Box::new(t.with_url(signal, &cfg.endpoint))),
             t => t,
         })
     }
@@ -121,29 +141,12 @@ impl Transport {
         signal: Signal,
         payload: Bytes,
         timeout: Duration,
-    ) -> Result<(), SendError> {
+    ) -> Result<Accepted, SendError> {
         match self {
             Transport::Grpc(t) => t.send(signal, payload, timeout).await,
             Transport::Http(t) => t.send(signal, payload, timeout).await,
-            Transport::Console => {
-                let invalid = |e: prost::DecodeError| SendError::Invalid {
-                    reason: format!("invalid batch: {e}"),
-                };
-                let line = match signal {
-                    Signal::Metrics => ExportMetricsServiceRequest::decode(payload)
-                        .map_err(invalid)
-                        .map(|r| serde_json::to_string(&r).unwrap_or_default())?,
-                    Signal::Logs => ExportLogsServiceRequest::decode(payload)
-                        .map_err(invalid)
-                        .map(|r| serde_json::to_string(&r).unwrap_or_default())?,
-                };
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
-                Ok(())
-            }
-            Transport::Discard => Ok(()),
+            Transport::Console(c) => c.send(signal, payload),
+            Transport::Discard => Ok(Accepted::default()),
         }
     }
 
@@ -159,14 +162,14 @@ impl Transport {
     /// Whether the endpoint answers: an empty export request must be accepted.
     pub(crate) async fn probe(&self) -> Result<(), SendError> {
         match self {
-            Transport::Grpc(_) | Transport::Http(_) => {
-                self.send(
+            Transport::Grpc(_) | Transport::Http(_) => self
+                .send(
                     Signal::Metrics,
                     Bytes::from(ExportMetricsServiceRequest::default().encode_to_vec()),
                     self.timeout(),
                 )
                 .await
-            }
+                .map(|_| ()),
             _ => Ok(()),
         }
     }

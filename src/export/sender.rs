@@ -3,12 +3,12 @@
 //!
 //! | outcome | what happens |
 //! |---|---|
-//! | accepted | the parts are sent; the rest of the request goes next |
-//! | retryable (unavailable, 429/502/503/504, connection errors) | the same request after a backoff; the lane writes ahead from now on |
+//! | accepted | the parts are sent; the rest of the request goes next; items a partial success rejected are counted (`rejected`), not retried |
+//! | retryable (gRPC `UNAVAILABLE` and the others the OTLP table retries, `RESOURCE_EXHAUSTED` with `RetryInfo`; HTTP 429/502/503/504; connection errors) | the same request after the server's delay (`RetryInfo`, `Retry-After`) or a backoff; the lane writes ahead from now on |
 //! | timed out | the same, with a longer timeout (bounded) and half the parts |
 //! | too large (413, gRPC message too large) | half the parts, and a smaller merge limit from now on; a single batch is split in two |
-//! | invalid (400, gRPC `InvalidArgument`) | half the parts until the one refused is alone; only it is dropped |
-//! | any other refusal (401, 403, …) | the parts are dropped, counted and logged |
+//! | invalid (400, gRPC `INVALID_ARGUMENT`) | half the parts until the one refused is alone; only it is dropped |
+//! | any other refusal (401, 403, a redirect, gRPC `UNKNOWN`, `RESOURCE_EXHAUSTED` without `RetryInfo`, …) | the parts are dropped, counted (`rejected`) and logged |
 
 use super::retry::Policy;
 use super::shared::LaneCell;
@@ -99,9 +99,10 @@ pub(crate) async fn run(
             Err(_) => Err(()),
         };
         match result {
-            Ok(Ok(())) => {
+            Ok(Ok(accepted)) => {
                 policy.on_success(started.elapsed());
                 let recovered = cell.with(|l, now| {
+                    l.counts.rejected_items += accepted.rejected;
                     l.attempt_sent(now);
                     l.counts.last_success = now_secs();
                     std::mem::take(&mut l.counts.failing_since) != 0

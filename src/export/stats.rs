@@ -90,6 +90,9 @@ pub struct Counts {
     pub retried: u64,
     /// Dropped batches by [`DropReason`] (in the order of [`DropReason::ALL`]).
     pub dropped: [u64; 5],
+    /// Items (data points, log records) a collector rejected inside requests it accepted (OTLP
+    /// partial success): not retried; the batches count as sent.
+    pub rejected_items: u64,
     /// Batches held in memory (queued, being sent, or written ahead and still cached).
     pub memory_batches: u64,
     pub memory_bytes: u64,
@@ -249,6 +252,7 @@ impl ExportStats {
             sent: c.sent,
             retried: c.retried,
             dropped: DropReason::ALL.map(|r| (r.name(), c.dropped[r.index()])),
+            rejected: c.rejected_items,
             memory_batches: c.memory_batches,
             memory_bytes: c.memory_bytes,
             disk_batches: c.disk_batches,
@@ -280,6 +284,7 @@ impl ExportStats {
             "retried": c.retried,
             "dropped": c.dropped_total(),
             "dropped_by_reason": dropped,
+            "rejected_items": c.rejected_items,
             "spool": {
                 "state": self.spool_state(),
                 "stalled": stall.is_some(),

@@ -144,7 +144,10 @@ mod tests {
             tracing::error!(target: "node_agent::t", "no room either");
         });
         let a = rx.try_recv().unwrap();
-        assert_eq!((a.level, a.message.as_str()), (Level::WARN, "batches dropped"));
+        assert_eq!(
+            (a.level, a.message.as_str()),
+            (Level::WARN, "batches dropped")
+        );
         assert_eq!(
             a.fields,
             vec![("signal".into(), "logs".into()), ("n".into(), "3".into())]

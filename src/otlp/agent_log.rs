@@ -106,6 +106,9 @@ mod tests {
         assert_eq!((rec.time_unix_nano, rec.observed_time_unix_nano), (5, 7));
         let keys: Vec<&str> = rec.attributes.iter().map(|a| a.key.as_str()).collect();
         assert_eq!(keys, ["code.namespace", "signal"]);
-        assert_eq!(rl.resource.as_ref().unwrap().attributes[0].key, "service.name");
+        assert_eq!(
+            rl.resource.as_ref().unwrap().attributes[0].key,
+            "service.name"
+        );
     }
 }

@@ -15,7 +15,7 @@
 
 use super::logs::LogsSource;
 use crate::export::logs_sink::LaneLogSink;
-use crate::export::{ExporterKind, Exporter, Signal};
+use crate::export::{Exporter, ExporterKind, Signal};
 use crate::logging::export::OwnLog;
 use crate::otlp::agent_log::{self, AgentRecord};
 use crate::sources::logs::{Selection, Servers};

@@ -48,14 +48,20 @@ pub fn node_cycle(ctx: &Context, sampler: &mut NodeSampler, export: &ExportStats
         &AgentSample {
             samplers: &samplers,
             delivery: export.counts(),
-            logs_delivery: logs.as_ref().and_then(|l| l.export.as_ref()).map(|s| s.counts()),
+            logs_delivery: logs
+                .as_ref()
+                .and_then(|l| l.export.as_ref())
+                .map(|s| s.counts()),
             process: ctx.health.process_usage(),
             start_nanos: ctx.started_nanos,
         },
         &mut b,
     );
     if let Some(l) = &logs {
-        let dropped = l.own_log_dropped.as_ref().map(|d| d.load(Ordering::Relaxed));
+        let dropped = l
+            .own_log_dropped
+            .as_ref()
+            .map(|d| d.load(Ordering::Relaxed));
         metrics::agent::logs(&(l.report)(), dropped, ctx.started_nanos, &mut b);
     }
     Bytes::from(b.into_request(&ctx.resource()).encode_to_vec())

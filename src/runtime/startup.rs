@@ -79,9 +79,14 @@ pub(crate) fn destination(e: &ExportConfig) -> String {
             "not exporting (OTEL_METRICS_EXPORTER=none): samples are only served locally".into()
         }
         ExporterKind::Otlp if e.direct_orchestrator => format!(
-            "sending OTLP over {} to the orchestrator at {} (ORCHESTRATOR_BASE_URL with NODE_TOKEN)",
+            "sending OTLP over {} to the orchestrator at {} (ORCHESTRATOR_BASE_URL with NODE_TOKEN){}",
             protocol_words(e.protocol),
-            display_url(&e.endpoint)
+            display_url(&e.endpoint),
+            if e.orchestrator_insecure_tls {
+                "; its certificate is NOT checked (AGENT_INSECURE_TLS)"
+            } else {
+                ""
+            }
         ),
         ExporterKind::Otlp if e.endpoint_explicit => format!(
             "sending OTLP over {} to {}",

@@ -7,3 +7,4 @@ pub(crate) mod fuzz;
 pub(crate) mod limits;
 pub mod mountinfo;
 pub(crate) mod procfile;
+pub(crate) mod text;

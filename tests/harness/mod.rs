@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod agent;
+pub mod answers;
 pub mod docker;
 pub mod prometheus;
 pub mod wings;
@@ -175,7 +176,10 @@ impl Receiver {
             .filter_map(|l| match serde_json::from_str(l) {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    eprintln!("receiver: an undecodable line ({e}): {}", &l[..l.len().min(200)]);
+                    eprintln!(
+                        "receiver: an undecodable line ({e}): {}",
+                        &l[..l.len().min(200)]
+                    );
                     None
                 }
             })

@@ -4,7 +4,8 @@
 //! Proven: the logs lane has its own memory and disk budgets (a flood of logs drops logs, never
 //! metrics), its own spool directory and transport path, the acknowledgement hook says
 //! delivered/spooled/dropped exactly once per batch, and a restart hands back the metas of the
-//! spooled batches.
+//! spooled batches. Against the answering stand-in: logs as strict OTLP/JSON, and a logs partial
+//! success counted as rejected items.
 
 use crate::harness::*;
 use bytes::Bytes;
@@ -293,5 +294,89 @@ fn a_second_signal_has_its_own_lane_budgets_path_and_acknowledgements() {
         assert_eq!(logs.recovered, metas.len() as u64);
         assert!(logs.balanced(), "{logs:?}");
         e.shutdown(Duration::from_secs(2)).await;
+    });
+}
+
+/// Log bodies ("line K …") the answering stand-in received, per request.
+fn answered_lines(peer: &crate::harness::answers::Answers) -> Vec<Vec<u64>> {
+    peer.requests()
+        .iter()
+        .filter(|r| r["path"] == "/v1/logs")
+        .map(|r| {
+            assert!(r.get("decode_error").is_none(), "{r}");
+            r["logs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    b.as_str()
+                        .unwrap()
+                        .split(' ')
+                        .nth(1)
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The logs lane over OTLP/HTTP JSON and protobuf: every batch arrives once on `/v1/logs` as
+/// strict proto3 JSON (parsed with unknown fields refused), and a partial success's rejected log
+/// records are counted as items (not batches, not retried) while the batches count as sent.
+#[test]
+fn logs_over_http_json_and_partial_success_are_counted_as_items() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for protocol in ["http/json", "http/protobuf"] {
+            let work = tempfile::tempdir().unwrap();
+            let peer =
+                crate::harness::answers::Answers::http(&["--rejected", "3", "--message", "old"]);
+            let e = Exporter::start(
+                transport(&peer.url(), protocol),
+                queue(&work.path().join("spool")),
+            )
+            .unwrap();
+            let heard: Heard = Arc::default();
+            submit_logs(&e, &heard, 0..12, 50, Duration::from_millis(5)).await;
+            let mut got = Vec::new();
+            for _ in 0..200 {
+                got = answered_lines(&peer);
+                if got.iter().map(Vec::len).sum::<usize>() >= 12 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let mut all: Vec<u64> = got.iter().flatten().copied().collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..12).collect::<Vec<_>>(), "{protocol}: each once");
+            let reqs = peer.requests();
+            assert!(
+                reqs.iter().all(|r| r["ctype"]
+                    == if protocol == "http/json" {
+                        "application/json"
+                    } else {
+                        "application/x-protobuf"
+                    }),
+                "{reqs:?}"
+            );
+            // Let the last answer be booked.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let logs = e.stats_of(Signal::Logs).unwrap().snapshot();
+            assert_eq!(logs.sent, 12, "{protocol}: {logs:?}");
+            assert_eq!((logs.retried, logs.dropped_total()), (0, 0), "{logs:?}");
+            assert_eq!(
+                logs.rejected_items,
+                3 * got.len() as u64,
+                "{protocol}: 3 per request"
+            );
+            assert!(heard.lock().iter().all(|x| x.1 == Settled::Delivered));
+            e.shutdown(Duration::from_secs(2)).await;
+        }
     });
 }

@@ -562,6 +562,7 @@ fn http_over_tls_with_private_ca_and_client_certificate() {
 fn console_exporter_prints_otlp_json() {
     let out = agent_command()
         .env("OTEL_METRICS_EXPORTER", "console")
+        .env("NODE_AGENT_CONSOLE_FORMAT", "otlp-json")
         .env("AGENT_SAMPLE_INTERVAL_MIN_SEC", "0.2")
         .env("AGENT_SAMPLE_INTERVAL_MAX_SEC", "0.2")
         .env("NODE_AGENT_SPOOL_DIR", tempfile::tempdir().unwrap().path())

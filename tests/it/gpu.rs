@@ -67,6 +67,7 @@ fn first_console_sample(envs: &[(&str, &str)]) -> Value {
     let mut cmd = agent_command();
     cmd.arg("run")
         .env("OTEL_METRICS_EXPORTER", "console")
+        .env("NODE_AGENT_CONSOLE_FORMAT", "otlp-json")
         .env("AGENT_SAMPLE_INTERVAL_MIN_SEC", "1")
         .env("AGENT_SAMPLE_INTERVAL_MAX_SEC", "1")
         .env("LOG_LEVEL", "warn")
@@ -132,10 +133,11 @@ fn points(sample: &Value) -> Vec<(String, f64, BTreeMap<String, String>)> {
                         .and_then(|i| i.as_str().map(|s| s.parse().unwrap()).or(i.as_f64()))
                 })
                 .unwrap();
+            // Proto3 JSON omits an empty list: a point without attributes has no key.
             let attrs = p["attributes"]
                 .as_array()
-                .unwrap()
-                .iter()
+                .into_iter()
+                .flatten()
                 .map(|a| (a["key"].as_str().unwrap().to_string(), attr_value(a)))
                 .collect();
             out.push((m["name"].as_str().unwrap().to_string(), v, attrs));

@@ -29,7 +29,12 @@ const UC: &str = "0a1b2c3d-0000-4000-8000-0000000000e3";
 /// rotel (0.x) cuts its batches at 8,192 records by default, and the part of a ResourceLogs cut
 /// off that way arrives without its Resource (seen with 50,000-line bursts: thousands of records
 /// with an empty resource). Batches bounded by time only keep every Resource.
-const ROTEL_ARGS: &[&str] = &["--logs-batch-max-size", "1000000", "--batch-timeout", "200ms"];
+const ROTEL_ARGS: &[&str] = &[
+    "--logs-batch-max-size",
+    "1000000",
+    "--batch-timeout",
+    "200ms",
+];
 
 /// Lines per burst (ten bursts per container): 500 in `cargo test` (5,000 numbered lines per
 /// container, to stay well under 30 s); `NODE_AGENT_LOGS_E2E_BURST=5000` for the 50,000
@@ -51,9 +56,9 @@ fn text(v: &serde_json::Value) -> String {
 
 /// The records decoded so far per receiver file, and the length read: the file grows to
 /// hundreds of MB in the 50,000-line run, so each look parses only what was appended.
-static SEEN: std::sync::LazyLock<
-    parking_lot::Mutex<BTreeMap<std::path::PathBuf, (usize, Vec<(Rec, u64)>)>>,
-> = std::sync::LazyLock::new(Default::default);
+type Seen = BTreeMap<std::path::PathBuf, (usize, Vec<(Rec, u64)>)>;
+static SEEN: std::sync::LazyLock<parking_lot::Mutex<Seen>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// Runs `f` over every log record the receiver decoded, with the time its request arrived
 /// (Unix ns).
@@ -204,19 +209,31 @@ fn check_container(
         if bodies != want {
             // The missing and repeated numbered lines, as ranges.
             let num = |b: &str| -> Option<u64> { b.rsplit(' ').next()?.parse().ok() };
-            let got_n: std::collections::BTreeSet<u64> =
-                bodies.iter().filter(|b| b.contains(" out ")).filter_map(|b| num(b)).collect();
-            let want_n: Vec<u64> = want.iter().filter(|b| b.contains(" out ")).filter_map(|b| num(b)).collect();
+            let got_n: std::collections::BTreeSet<u64> = bodies
+                .iter()
+                .filter(|b| b.contains(" out "))
+                .filter_map(|b| num(b))
+                .collect();
+            let want_n: Vec<u64> = want
+                .iter()
+                .filter(|b| b.contains(" out "))
+                .filter_map(|b| num(b))
+                .collect();
             let mut gaps = Vec::new();
             let mut start: Option<u64> = None;
             for w in &want_n {
                 match (got_n.contains(w), start) {
                     (false, None) => start = Some(*w),
-                    (true, Some(s)) => { gaps.push((s, *w - 1)); start = None; }
+                    (true, Some(s)) => {
+                        gaps.push((s, *w - 1));
+                        start = None;
+                    }
                     _ => {}
                 }
             }
-            if let Some(s) = start { gaps.push((s, *want_n.last().unwrap())); }
+            if let Some(s) = start {
+                gaps.push((s, *want_n.last().unwrap()));
+            }
             eprintln!("{name} {stream}: missing ranges {gaps:?}");
             let first = bodies.iter().zip(&want).position(|(a, b)| a != b);
             let dup = {
@@ -317,7 +334,15 @@ fn every_console_line_once_through_the_agent_across_two_sigkills() {
     );
     // Not a server: never followed under `logs = servers`.
     docker.run(&[
-        "run", "-d", "--network", "none", "--name", "other", &image, "sh", "-c",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "other",
+        &image,
+        "sh",
+        "-c",
         "echo not-a-server",
     ]);
     let mut rng = fastrand::Rng::with_seed(29);
@@ -326,9 +351,11 @@ fn every_console_line_once_through_the_agent_across_two_sigkills() {
         count_of(&receiver, &ids)
     };
     // Kill 1: once some lines arrived, at a random moment.
-    wait_until(Duration::from_secs(60), "first lines at the receiver", || {
-        count(&[&a, &b, &c]) > step
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "first lines at the receiver",
+        || count(&[&a, &b, &c]) > step,
+    );
     std::thread::sleep(Duration::from_millis(rng.u64(0..700)));
     agent.proc.signal(libc::SIGKILL);
     agent.proc.wait_timeout(Duration::from_secs(10)).unwrap();
@@ -340,9 +367,11 @@ fn every_console_line_once_through_the_agent_across_two_sigkills() {
     });
     docker.run(&["start", UC]);
     // Kill 2: mid-stream again, once the second agent delivered something.
-    wait_until(Duration::from_secs(60), "the second agent to deliver", || {
-        count(&[&a, &b, &c]) > at_kill1 + step
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "the second agent to deliver",
+        || count(&[&a, &b, &c]) > at_kill1 + step,
+    );
     std::thread::sleep(Duration::from_millis(rng.u64(0..700)));
     agent.proc.signal(libc::SIGKILL);
     agent.proc.wait_timeout(Duration::from_secs(10)).unwrap();
@@ -379,7 +408,10 @@ fn every_console_line_once_through_the_agent_across_two_sigkills() {
     );
     if n != total {
         let log = rotel.log();
-        eprintln!("rotel's log (end):\n{}", &log[log.len().saturating_sub(4000)..]);
+        eprintln!(
+            "rotel's log (end):\n{}",
+            &log[log.len().saturating_sub(4000)..]
+        );
     }
     let recs: Vec<Rec> = received(&receiver).into_iter().map(|(r, _)| r).collect();
     let orphans = recs.iter().filter(|r| r.resource.is_empty()).count();
@@ -507,19 +539,22 @@ fn flooding_container_is_bounded_counted_and_does_not_hold_up_the_others() {
     let noisy = server(&docker, &image, UB, false, &[], &[], &script);
     let with_total = flood_total(&docker, &noisy);
     wait_until(Duration::from_secs(60), "every quiet line", || {
-        state_of(&docker, UA) == "exited"
-            && count_of(&receiver, &[&quiet]) as u64 >= quiet_n
+        state_of(&docker, UA) == "exited" && count_of(&receiver, &[&quiet]) as u64 >= quiet_n
     });
     // The noisy container's counters settle (its last lines, the next self-metrics export).
     let noisy_got = |rx: &Receiver| count_of(rx, &[&noisy]) as u64;
     let mut settled = (0, 0.0);
-    wait_until(Duration::from_secs(30), "received + dropped = printed", || {
-        let dropped: f64 = self_metric(&receiver, "node_agent.logs.dropped", &noisy)
-            .values()
-            .sum();
-        settled = (noisy_got(&receiver), dropped);
-        settled.0 + dropped as u64 == with_total + 1
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "received + dropped = printed",
+        || {
+            let dropped: f64 = self_metric(&receiver, "node_agent.logs.dropped", &noisy)
+                .values()
+                .sum();
+            settled = (noisy_got(&receiver), dropped);
+            settled.0 + dropped as u64 == with_total + 1
+        },
+    );
     let peak = peak_rss(pid);
     let drops = self_metric(&receiver, "node_agent.logs.dropped", &noisy);
     let mem_peak = receiver
@@ -538,7 +573,10 @@ fn flooding_container_is_bounded_counted_and_does_not_hold_up_the_others() {
     quiet_recs.sort_by_key(|(r, _)| r.ts);
     let bodies: Vec<&str> = quiet_recs.iter().map(|(r, _)| r.body.as_str()).collect();
     let want: Vec<String> = (0..quiet_n).map(|i| format!("Q {i}")).collect();
-    assert_eq!(bodies, want, "the quiet container's lines, once each, in order");
+    assert_eq!(
+        bodies, want,
+        "the quiet container's lines, once each, in order"
+    );
     let mut late: Vec<f64> = quiet_recs
         .iter()
         .map(|(r, at)| at.saturating_sub(r.ts) as f64 / 1e9)
@@ -562,7 +600,10 @@ fn flooding_container_is_bounded_counted_and_does_not_hold_up_the_others() {
         peak as f64 / 1048576.0,
         mem_peak / 1048576.0,
     );
-    assert!(drops.get("budget").copied().unwrap_or(0.0) > 0.0, "{drops:?}");
+    assert!(
+        drops.get("budget").copied().unwrap_or(0.0) > 0.0,
+        "{drops:?}"
+    );
     assert!(
         log.contains("container over its log budget"),
         "the drop episode is logged:\n{log}"
@@ -600,7 +641,9 @@ fn collector_down_lines_spool_and_arrive_after_once() {
         false,
         &[],
         &[],
-        &format!("i=0; while [ $i -lt {n} ]; do echo \"T $i\"; i=$((i+1)); sleep 0.05; done; printf 'T end'"),
+        &format!(
+            "i=0; while [ $i -lt {n} ]; do echo \"T $i\"; i=$((i+1)); sleep 0.05; done; printf 'T end'"
+        ),
     );
     let mine = |r: &Receiver| -> Vec<Rec> {
         with_received(r, |recs| {
@@ -630,9 +673,11 @@ fn collector_down_lines_spool_and_arrive_after_once() {
     wait_until(Duration::from_secs(60), "the container to finish", || {
         state_of(&docker, UC) == "exited"
     });
-    wait_until(Duration::from_secs(60), "every line after the outage", || {
-        mine(&receiver).len() as u64 > n
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "every line after the outage",
+        || mine(&receiver).len() as u64 > n,
+    );
     std::thread::sleep(Duration::from_secs(2));
     let (_, log) = agent.stop(Duration::from_secs(30));
     let orphans = with_received(&receiver, |recs| {
@@ -650,7 +695,10 @@ fn collector_down_lines_spool_and_arrive_after_once() {
         want.len()
     );
     assert_eq!(bodies, want, "every line once, in order");
-    assert_eq!(during, before, "nothing arrives while the collector is down");
+    assert_eq!(
+        during, before,
+        "nothing arrives while the collector is down"
+    );
     assert!(spooled > 0, "the lines waited in the spool");
     assert!(!log.contains("ERROR"), "{log}");
     drop(rotel);

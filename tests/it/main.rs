@@ -26,3 +26,4 @@ mod pipeline;
 mod probe_e2e;
 mod probes;
 mod top;
+mod transports;

@@ -518,14 +518,20 @@ fn collector_configs_are_complete_and_use_only_contrib_components() {
         logs["logs_endpoint"].as_str(),
         Some("${env:ORCHESTRATOR_BASE_URL}/internal/nodes/${env:NODE_ID}/telemetry/v1/logs")
     );
-    assert_eq!(logs["headers"]["Authorization"], orch["headers"]["Authorization"]);
+    assert_eq!(
+        logs["headers"]["Authorization"],
+        orch["headers"]["Authorization"]
+    );
     assert_eq!(logs["sending_queue"]["enabled"].as_bool(), Some(true));
     let pipes = &cfg["service"]["pipelines"];
     assert_eq!(
         pipes["logs/orchestrator"]["exporters"][0].as_str(),
         Some("otlphttp/orchestrator-logs")
     );
-    assert_eq!(pipes["logs/debug"]["exporters"][0].as_str(), Some("debug/logs"));
+    assert_eq!(
+        pipes["logs/debug"]["exporters"][0].as_str(),
+        Some("debug/logs")
+    );
     let res = &cfg["processors"]["resource/node"]["attributes"][0];
     assert_eq!(res["key"].as_str(), Some("service.instance.id"));
     assert_eq!(res["value"].as_str(), Some("${env:NODE_ID}"));
@@ -544,6 +550,7 @@ fn agent_console_sample(dir: &Path) -> PathBuf {
         agent_command()
             .arg("run")
             .env("OTEL_METRICS_EXPORTER", "console")
+            .env("NODE_AGENT_CONSOLE_FORMAT", "otlp-json")
             .env("AGENT_SAMPLE_INTERVAL_MIN_SEC", "1")
             .env("AGENT_SAMPLE_INTERVAL_MAX_SEC", "1")
             .env("NODE_AGENT_SPOOL_DIR", dir.join("spool"))

@@ -13,6 +13,9 @@ use std::time::Duration;
 /// A tmux server on its own socket (so the developer's tmux is never touched), killed on drop.
 struct Tmux {
     socket: String,
+    /// Where the pane's shell writes top's exit status (tmux learns it only when it reaps the
+    /// pane's process, which a loaded machine may delay).
+    dir: tempfile::TempDir,
 }
 
 impl Tmux {
@@ -28,8 +31,13 @@ impl Tmux {
         for (k, v) in env {
             cmd.push_str(&format!(" {k}='{v}'"));
         }
-        cmd.push_str(&format!(" {} top", agent_bin().display()));
-        let t = Tmux { socket };
+        let dir = tempfile::tempdir().unwrap();
+        cmd.push_str(&format!(
+            " {} top; echo $? > {}/status",
+            agent_bin().display(),
+            dir.path().display()
+        ));
+        let t = Tmux { socket, dir };
         let ok = t
             .tmux(&[
                 "new-session",
@@ -85,16 +93,29 @@ impl Tmux {
     }
 
     fn quit(&self) {
+        let shell = self.pane_pid();
         self.tmux(&["send-keys", "-t", "top", "q"])
             .status()
             .unwrap();
-        // tmux marks the pane dead when its terminal closes and learns the exit status when it
-        // reaps the process, a moment later: wait for both.
-        wait_until(Duration::from_secs(10), "top to quit on q", || {
-            let (dead, status) = self.pane_state();
-            dead && !status.is_empty()
-        });
-        let status = self.pane_state().1;
+        let file = self.dir.path().join("status");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Ok(s) = std::fs::read_to_string(&file)
+                && s.ends_with('\n')
+            {
+                break s.trim().to_string();
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "top did not quit on q within 20 s (pane dead, status: {:?}); the pane's \
+                     processes: {}\nscreen:\n{}",
+                    self.pane_state(),
+                    process_report(shell),
+                    self.capture()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         assert_eq!(
             status,
             "0",
@@ -102,6 +123,55 @@ impl Tmux {
             self.capture()
         );
     }
+
+    /// The PID of the pane's program.
+    fn pane_pid(&self) -> u32 {
+        let out = self
+            .tmux(&["display-message", "-p", "-t", "top", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+}
+
+/// What a process and its threads are doing, from /proc (for a failure message).
+fn process_report(pid: u32) -> String {
+    let read = |p: String| std::fs::read_to_string(p).unwrap_or_else(|e| format!("({e})"));
+    let mut out = format!(
+        "pid {pid}: {}",
+        read(format!("/proc/{pid}/cmdline")).replace('\0', " ")
+    );
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let p = t.path().display().to_string();
+            let stat = read(format!("{p}/stat"));
+            let state = stat
+                .rsplit(") ")
+                .next()
+                .unwrap_or("")
+                .chars()
+                .next()
+                .unwrap_or('?');
+            out.push_str(&format!(
+                "\n  task {} {} state {state} wchan {} stack {}",
+                t.file_name().to_string_lossy(),
+                read(format!("{p}/comm")).trim(),
+                read(format!("{p}/wchan")),
+                read(format!("{p}/stack")).replace('\n', " | ")
+            ));
+        }
+    }
+    let children = read(format!("/proc/{pid}/task/{pid}/children"));
+    for c in children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+    {
+        out.push_str(&format!("\nchild of {pid}: {}", process_report(c)));
+    }
+    out
 }
 
 impl Drop for Tmux {

@@ -265,7 +265,10 @@ fn random_operations_keep_the_books_balanced() {
                                 (
                                     *r,
                                     if rng.u8(0..5) == 0 {
-                                        Err("bad".into())
+                                        Err(crate::export::spool::record::ReadBack::Missing {
+                                            seg: r.seg,
+                                            dir: "/spool".into(),
+                                        })
                                     } else {
                                         Ok(rec(1))
                                     },

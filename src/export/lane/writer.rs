@@ -4,6 +4,7 @@
 
 use super::{Disk, Item, Lane, Never, Rec};
 use crate::export::spool::Found;
+use crate::export::spool::record::ReadBack;
 use crate::export::stats::{DropReason, Settled};
 use bytes::Bytes;
 use std::time::Instant;
@@ -196,7 +197,7 @@ impl Lane {
     }
 
     /// What the read gave: payloads (now in flight) or why a record was unreadable.
-    pub(crate) fn read_done(&mut self, results: Vec<(Rec, Result<Bytes, String>)>, now: Instant) {
+    pub(crate) fn read_done(&mut self, results: Vec<(Rec, Result<Bytes, ReadBack>)>, now: Instant) {
         self.read_want = None;
         let mut items = Vec::new();
         for (rec, res) in results {
@@ -225,7 +226,7 @@ impl Lane {
                     self.disk.remove(i);
                     self.disk_only_records -= 1;
                     self.disk_only_batches -= rec.batches;
-                    self.lose(DropReason::Unreadable, rec.batches, &cause, now);
+                    self.lose(DropReason::Unreadable, rec.batches, &cause.to_string(), now);
                 }
             }
         }

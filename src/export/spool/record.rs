@@ -62,6 +62,20 @@ pub(crate) enum Damage {
     Invalid(&'static str),
 }
 
+/// Why a spooled record could not be read back for delivery (the record is then counted as lost).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadBack {
+    #[error("segment {seg} of {dir} is missing")]
+    Missing { seg: u64, dir: std::path::PathBuf },
+    #[error("cannot read back segment {seg} offset {off} of {dir}: {damage}")]
+    Damaged {
+        seg: u64,
+        off: u64,
+        dir: std::path::PathBuf,
+        damage: Damage,
+    },
+}
+
 /// Checks and splits a record's header and body (`buf` holds the whole record).
 fn parse(buf: Bytes, off: u64) -> Result<Decoded, Damage> {
     let h = &buf[..HEADER as usize];

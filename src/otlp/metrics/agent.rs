@@ -18,6 +18,8 @@ pub(crate) struct DeliveryCounts {
     /// Dropped batches by reason (`spool_full`, `unreadable`, `rejected`, `queue_full`,
     /// `shutdown`).
     pub(crate) dropped: [(&'static str, u64); 5],
+    /// Data points the collector rejected inside accepted requests (partial success).
+    pub(crate) rejected: u64,
     pub(crate) memory_batches: u64,
     pub(crate) memory_bytes: u64,
     pub(crate) disk_batches: u64,
@@ -75,7 +77,11 @@ pub(crate) fn agent(a: &AgentSample<'_>, b: &mut MetricsBuilder) {
     );
     // The metrics lane's points as they always were; the logs lane's with `signal` = `logs`.
     let lanes: Vec<(&DeliveryCounts, Option<KeyValue>)> = std::iter::once((export, None))
-        .chain(a.logs_delivery.as_ref().map(|l| (l, Some(kv("signal", "logs")))))
+        .chain(
+            a.logs_delivery
+                .as_ref()
+                .map(|l| (l, Some(kv("signal", "logs")))),
+        )
         .collect();
     let with = |mut attrs: Vec<KeyValue>, signal: &Option<KeyValue>| {
         attrs.extend(signal.clone());
@@ -109,9 +115,17 @@ pub(crate) fn agent(a: &AgentSample<'_>, b: &mut MetricsBuilder) {
             )
         }),
     );
-    let tier = |t: &str, s: &Option<KeyValue>| {
-        with(vec![kv("node_agent.queue.tier", t.to_string())], s)
-    };
+    b.sum(
+        "node_agent.export.rejected",
+        "{data_point}",
+        "Data points (log records on the logs lane) the collector rejected inside requests it accepted (OTLP partial success; not retried)",
+        true,
+        lanes
+            .iter()
+            .map(|(e, s)| (e.rejected, start_nanos, with(vec![], s))),
+    );
+    let tier =
+        |t: &str, s: &Option<KeyValue>| with(vec![kv("node_agent.queue.tier", t.to_string())], s);
     b.sum(
         "node_agent.queue.batches",
         "{batch}",
@@ -160,7 +174,12 @@ pub(crate) fn agent(a: &AgentSample<'_>, b: &mut MetricsBuilder) {
 
 /// The logs signal's own numbers: per container, lines read, sent (taken by the queue for good)
 /// and dropped by reason; the memory the source holds; records of the agent's own log dropped.
-pub(crate) fn logs(r: &Report, own_log_dropped: Option<u64>, start_nanos: u64, b: &mut MetricsBuilder) {
+pub(crate) fn logs(
+    r: &Report,
+    own_log_dropped: Option<u64>,
+    start_nanos: u64,
+    b: &mut MetricsBuilder,
+) {
     let who = |c: &ContainerReport| {
         let mut a = vec![
             kv("container.id", c.id.clone()),

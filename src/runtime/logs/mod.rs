@@ -19,8 +19,8 @@ use crate::sources::logs::cursor::{self, CursorDir, CursorWriter};
 use crate::sources::logs::follow::{self, Ctx, Followed};
 use crate::sources::logs::select::selected;
 use crate::sources::logs::{
-    ContainerReport, Counters, CursorError, LogsConfig, Position, Report, Selection, Servers, Status,
-    api,
+    ContainerReport, Counters, CursorError, LogsConfig, Position, Report, Selection, Servers,
+    Status, api,
 };
 use acks::Tracker;
 use batch::Delivery;
