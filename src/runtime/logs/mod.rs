@@ -496,6 +496,8 @@ async fn events(ctx: Arc<Ctx>, tx: mpsc::UnboundedSender<Msg>, mut stop: watch::
     let mut backoff = Duration::from_millis(250);
     let mut last_error: Option<String> = None;
     loop {
+        // No Docker on this node at all: nothing to warn about (the list is silent too).
+        let mut absent = false;
         let err = match api::events(&ctx.docker).await {
             Ok(mut resp) => {
                 if tx.send(Msg::Resync).is_err() {
@@ -530,9 +532,12 @@ async fn events(ctx: Arc<Ctx>, tx: mpsc::UnboundedSender<Msg>, mut stop: watch::
                     }
                 }
             }
-            Err(e) => e.to_string(),
+            Err(e) => {
+                absent = e.is_absent();
+                e.to_string()
+            }
         };
-        if last_error.as_deref() != Some(&err) {
+        if last_error.as_deref() != Some(&err) && !absent {
             tracing::warn!(error = %err, "logs: Docker events unavailable; retrying (containers are still found by listing)");
         }
         last_error = Some(err);
