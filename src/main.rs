@@ -28,7 +28,8 @@ fn main() -> ExitCode {
     };
     // The live view owns the terminal: log lines would tear through it.
     if !matches!(inv.action, Action::Top { once: false }) {
-        node_agent::logging::init(&cfg.log_level, cfg.log_format);
+        let export = cfg.log_export.filter(|_| matches!(inv.action, Action::Run));
+        node_agent::logging::init(&cfg.log_level, cfg.log_format, export);
         for w in &cfg.warnings {
             tracing::warn!("{w}");
         }

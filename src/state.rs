@@ -13,6 +13,7 @@ use crate::sources::containers::Inventory;
 use crate::sources::containers::sampler::Sampler as ContainerSampler;
 use crate::sources::gpu::{GpuSampler, GpuWorker};
 use crate::sources::host::{Capabilities, HostInfo};
+use crate::sources::logs::{Report as LogsReport, Selection};
 use crate::sources::node::NodeSample;
 use crate::sources::probe::prober::PlayersConfig;
 use crate::sys::clock::now_nanos;
@@ -36,8 +37,8 @@ pub(crate) struct Live {
     pub(crate) players: PlayersConfig,
     /// The Resource's configured part (attributes, service name, node address).
     pub(crate) resource: ResourceConfig,
-    // The logs selection joins here when the logs source lands (and its keys join
-    // `config::remote::LIVE`), read by the logs loop at every iteration like the above.
+    /// Which containers' consoles are followed (`logs`); the logs source takes a change at once.
+    pub(crate) logs: Selection,
 }
 
 impl Live {
@@ -47,6 +48,7 @@ impl Live {
             discovery_interval: cfg.discovery.interval,
             players: cfg.players.clone(),
             resource: cfg.resource.clone(),
+            logs: cfg.logs.selection,
         }
     }
 }
@@ -123,6 +125,16 @@ impl Containers {
     }
 }
 
+/// The running logs signal, as `/readyz` and the self-metrics see it.
+pub(crate) struct LogsState {
+    /// What the logs source is doing now.
+    pub(crate) report: Box<dyn Fn() -> LogsReport + Send + Sync>,
+    /// The logs lane's delivery counters.
+    pub(crate) export: Option<Arc<ExportStats>>,
+    /// Records of the agent's own log not sent (its buffer was full); `None` when not exported.
+    pub(crate) own_log_dropped: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
 /// State shared by the samplers, the exporter and the local HTTP endpoint.
 pub struct Context {
     pub cfg: Config,
@@ -148,6 +160,8 @@ pub struct Context {
     live_changed: tokio::sync::watch::Sender<()>,
     /// The control-plane connection's status, when there is a client (it keeps it current).
     pub(crate) control: Mutex<Option<Arc<Mutex<ControlStatus>>>>,
+    /// The logs signal, once it runs.
+    pub(crate) logs: RwLock<Option<Arc<LogsState>>>,
 }
 
 impl Context {
@@ -170,6 +184,7 @@ impl Context {
             live: RwLock::new(Arc::new(Live::from_config(&cfg))),
             live_changed: tokio::sync::watch::Sender::new(()),
             control: Mutex::new(None),
+            logs: RwLock::new(None),
             gpu,
             containers: Containers::new(cfg.node.proc_path.clone(), cfg.sample_interval.0),
             mounts,
@@ -210,6 +225,11 @@ impl Context {
     /// Wakes when the live settings change.
     pub(crate) fn live_changes(&self) -> tokio::sync::watch::Receiver<()> {
         self.live_changed.subscribe()
+    }
+
+    /// The logs signal's state, when it runs.
+    pub(crate) fn logs(&self) -> Option<Arc<LogsState>> {
+        self.logs.read().clone()
     }
 
     /// Remembers a sampler's latest request for `/metrics`.

@@ -2,6 +2,7 @@
 //! endpoint answers, as a readable report or one JSON document. Exit 0 when healthy, 1 when a
 //! source or the endpoint fails.
 
+mod logs;
 mod render;
 
 pub(crate) use render::render_text;
@@ -73,6 +74,8 @@ pub(crate) struct Report {
     /// One probe pass over the game servers (static targets; Wings servers once wired in).
     pub(crate) game_servers: Vec<TargetResult>,
     pub(crate) endpoint: EndpointStatus,
+    /// The containers whose console is followed, and their cursors (when logs are on).
+    pub(crate) logs: Option<logs::LogsCheck>,
 }
 
 /// The gap between the two node readings that give CPU utilization.
@@ -185,6 +188,8 @@ pub(crate) async fn build_report(cfg: Config) -> Report {
             detail,
         });
     }
+    let (logs, logs_status) = logs::check(&ctx).await;
+    sources.push(logs_status);
     let wings_servers = targets::from_inventory(&ctx.containers.inventory());
     let game_servers = game_servers(cfg, &wings_servers, &mut sources).await;
     let endpoint = endpoint_status(cfg).await;
@@ -217,6 +222,7 @@ pub(crate) async fn build_report(cfg: Config) -> Report {
         sources,
         game_servers,
         endpoint,
+        logs,
     }
 }
 

@@ -112,6 +112,9 @@ pub(crate) fn render_text(r: &Report) -> String {
             );
         }
     }
+    if let Some(l) = &r.logs {
+        super::logs::render(&mut o, l);
+    }
     let _ = writeln!(o, "\nSources");
     for s in &r.sources {
         let _ = writeln!(

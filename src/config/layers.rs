@@ -7,7 +7,7 @@
 
 use super::error::ConfigError;
 use super::source::Source;
-use super::table::{SETTINGS, setting};
+use super::table::{SETTINGS, Setting, setting};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -111,12 +111,30 @@ impl Layers {
 
     /// The winning raw value of a setting and its source. Empty environment values count as unset,
     /// as the OpenTelemetry specification asks.
+    ///
+    /// A setting with a `fallback` (the logs' OTLP settings) that no layer sets takes its twin's
+    /// value, from every layer but the twin's metrics-only variables.
     pub(crate) fn get(&self, key: &str) -> Option<(String, Source)> {
-        let setting = setting(key);
+        let s = setting(key);
+        self.set_in_layers(s, false)
+            .or_else(|| {
+                let twin = setting(s.fallback?);
+                self.set_in_layers(twin, true)
+                    .or_else(|| twin.default.map(|d| (d.to_string(), Source::Default)))
+            })
+            .or_else(|| s.default.map(|d| (d.to_string(), Source::Default)))
+    }
+
+    /// The value a flag, the environment, the remote layer or the file gives `setting`.
+    fn set_in_layers(&self, setting: &Setting, skip_metrics_env: bool) -> Option<(String, Source)> {
+        let key = setting.key;
         if let Some(v) = self.flags.get(key) {
             return Some((v.clone(), Source::Flag(key.replace('_', "-"))));
         }
         for name in setting.env {
+            if skip_metrics_env && name.contains("_METRICS_") {
+                continue;
+            }
             if let Some(v) = self.env.get(*name)
                 && !v.trim().is_empty()
             {
@@ -129,7 +147,7 @@ impl Layers {
         if let Some(v) = self.file.get(key) {
             return Some((v.clone(), Source::File(key.to_string())));
         }
-        setting.default.map(|d| (d.to_string(), Source::Default))
+        None
     }
 
     /// The same layers with `remote` as the remote layer.

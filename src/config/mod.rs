@@ -16,6 +16,7 @@
 pub mod display;
 mod error;
 pub(crate) mod layers;
+mod logs;
 pub(crate) mod opamp;
 mod otlp;
 mod read;
@@ -29,12 +30,13 @@ pub use layers::Layers;
 pub use source::Source;
 pub(crate) use table::SETTINGS;
 
-use crate::export::{ExporterKind, FsyncPolicy, QueueConfig};
+use crate::export::{ExporterKind, FsyncPolicy, LaneBudget, QueueConfig};
 use crate::logging::LogFormat;
 use crate::otlp::resource::ResourceConfig;
 use crate::sources::containers::DiscoveryConfig;
 use crate::sources::containers::wings::WingsConfig;
 use crate::sources::gpu::GpuConfig;
+use crate::sources::logs::LogsConfig;
 use crate::sources::node::NodeConfig;
 use crate::sources::probe::Limits;
 use crate::sources::probe::prober::PlayersConfig;
@@ -79,6 +81,12 @@ pub struct Config {
     pub(crate) sdk_disabled: bool,
     /// The control plane's client; `None` when no OpAMP endpoint is set.
     pub(crate) opamp: Option<opamp::OpampConfig>,
+    /// Container logs: which containers, the bounds, where the cursors live.
+    pub(crate) logs: LogsConfig,
+    /// Where the logs go (`OTEL_LOGS_EXPORTER`, `OTEL_EXPORTER_OTLP_LOGS_*`).
+    pub(crate) logs_export: ExportConfig,
+    /// The agent's own log as OTLP logs: the least severe level sent; `None` when off.
+    pub log_export: Option<tracing::Level>,
 }
 
 impl Config {
@@ -91,21 +99,25 @@ impl Config {
         let wings_token = secret::token(&r, "wings_token", "wings_token_file", &mut warnings)?;
         let node_ip = r.non_empty("node_ip");
         let insecure_tls = r.bool("insecure_tls")?;
-        let export = otlp::export_config(
-            &r,
-            otlp::Direct {
-                orchestrator: &r.url("orchestrator_base_url")?,
-                node_id: &node_id,
-                node_token: &node_token,
-                insecure_tls,
-            },
-        )?;
+        let orchestrator = r.url("orchestrator_base_url")?;
+        let direct = || otlp::Direct {
+            orchestrator: &orchestrator,
+            node_id: &node_id,
+            node_token: &node_token,
+            insecure_tls,
+        };
+        let export = otlp::export_config(&r, direct(), &otlp::METRICS)?;
+        let logs_export = otlp::export_config(&r, direct(), &otlp::LOGS)?;
         let http_timeout = r.seconds("http_timeout_sec")?;
         let proc_path = PathBuf::from(r.string("proc_path").unwrap_or_default());
         let sys_path = PathBuf::from(r.string("sys_path").unwrap_or_default());
         let rootfs_path = PathBuf::from(r.string("rootfs_path").unwrap_or_default());
         let state_dir = PathBuf::from(r.string("state_dir").unwrap_or_default());
         let opamp = opamp::opamp_config(&r, state_dir.clone(), node_token.as_ref(), &export.tls)?;
+        let docker_host = docker_host(&r)?;
+        let log_export = logs::log_export(&r)?;
+        let logs = logs::logs_config(&r, &state_dir, &docker_host, http_timeout)?;
+        let spooled = |e: &ExportConfig| e.exporter == ExporterKind::Otlp;
         Ok(Config {
             resource: ResourceConfig {
                 node_id,
@@ -141,7 +153,7 @@ impl Config {
                 rootfs_path,
             },
             discovery: DiscoveryConfig {
-                docker_host: docker_host(&r)?,
+                docker_host,
                 wings: WingsConfig {
                     base_url: r.url("wings_base_url")?,
                     token: wings_token,
@@ -157,12 +169,17 @@ impl Config {
             players: players_config(&r, layers, node_ip)?,
             queue: QueueConfig {
                 memory_bytes: r.u64("queue_memory_bytes", 4096)?,
-                // Console and `none` never fail to deliver: no spool directory for them.
-                spool_dir: r
-                    .non_empty("spool_dir")
-                    .filter(|_| export.exporter == ExporterKind::Otlp)
-                    .map(PathBuf::from),
-                spool_max_bytes: r.u64("spool_max_bytes", 0)?,
+                // Console and `none` never fail to deliver: no spool for them.
+                spool_dir: (spooled(&export) || spooled(&logs_export)).then(|| {
+                    r.non_empty("spool_dir")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| state_dir.join("spool"))
+                }),
+                spool_max_bytes: if spooled(&export) {
+                    r.u64("spool_max_bytes", 0)?
+                } else {
+                    0
+                },
                 fsync: r.choice(
                     "spool_fsync",
                     &[
@@ -173,8 +190,22 @@ impl Config {
                     "use always, batch or never",
                 )?,
                 backoff_max: r.seconds("send_backoff_max_sec")?,
-                logs: None,
+                // `OTEL_LOGS_EXPORTER=none`: no logs are read, no lane.
+                logs: match logs_export.exporter {
+                    ExporterKind::None => None,
+                    _ => Some(LaneBudget {
+                        memory_bytes: r.u64("logs_queue_memory_bytes", 4096)?,
+                        spool_max_bytes: if spooled(&logs_export) {
+                            r.u64("logs_spool_max_bytes", 0)?
+                        } else {
+                            0
+                        },
+                    }),
+                },
             },
+            logs_export,
+            logs,
+            log_export,
             export,
             sample_interval: r.range("sample_interval_min_sec", "sample_interval_max_sec")?,
             shutdown_grace: r.seconds("shutdown_grace_sec")?,

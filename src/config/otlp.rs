@@ -20,7 +20,7 @@ use super::error::ConfigError;
 use super::read::{Values, parse_endpoint};
 use super::source::Source;
 use crate::export::{
-    ConsoleFormat, ExportConfig, ExporterKind, OtlpProtocol, TlsFiles, basic_auth,
+    ConsoleFormat, ExportConfig, ExporterKind, OtlpProtocol, Signal, TlsFiles, basic_auth,
 };
 use crate::sys::text::redact_userinfo;
 use std::time::Duration;
@@ -34,12 +34,92 @@ pub(crate) struct Direct<'a> {
     pub(crate) insecure_tls: bool,
 }
 
+/// The settings of one signal's export: the metrics' own, or the logs' (which fall back to the
+/// metrics' generic values, see `table::Setting::fallback`).
+pub(crate) struct Keys {
+    pub(crate) signal: Signal,
+    exporter: &'static str,
+    endpoint: &'static str,
+    protocol: &'static str,
+    headers: &'static str,
+    compression: &'static str,
+    timeout: &'static str,
+    certificate: &'static str,
+    client_certificate: &'static str,
+    client_key: &'static str,
+    insecure: &'static str,
+}
+
+pub(crate) const METRICS: Keys = Keys {
+    signal: Signal::Metrics,
+    exporter: "metrics_exporter",
+    endpoint: "otlp_endpoint",
+    protocol: "otlp_protocol",
+    headers: "otlp_headers",
+    compression: "otlp_compression",
+    timeout: "otlp_timeout_ms",
+    certificate: "otlp_certificate",
+    client_certificate: "otlp_client_certificate",
+    client_key: "otlp_client_key",
+    insecure: "otlp_insecure",
+};
+
+pub(crate) const LOGS: Keys = Keys {
+    signal: Signal::Logs,
+    exporter: "logs_exporter",
+    endpoint: "otlp_logs_endpoint",
+    protocol: "otlp_logs_protocol",
+    headers: "otlp_logs_headers",
+    compression: "otlp_logs_compression",
+    timeout: "otlp_logs_timeout_ms",
+    certificate: "otlp_logs_certificate",
+    client_certificate: "otlp_logs_client_certificate",
+    client_key: "otlp_logs_client_key",
+    insecure: "otlp_logs_insecure",
+};
+
+/// Whether a value came from `key` itself (its flag, file or remote key, or one of `vars`).
+fn set_as(src: &Source, key: &str, vars: &[&str]) -> bool {
+    match src {
+        Source::Flag(f) => *f == key.replace('_', "-"),
+        Source::File(k) | Source::Remote(k) => k == key,
+        Source::Env(n) => vars.contains(&n.as_str()),
+        Source::Default => false,
+    }
+}
+
+/// The URL of a signal's endpoint setting, as the specification reads it: the per-signal value
+/// as given; `OTEL_EXPORTER_OTLP_ENDPOINT` as a base (the signal's path appended for HTTP); for
+/// the logs, the metrics' own `otlp_endpoint` (flag, file, remote) with `/v1/metrics` replaced
+/// by `/v1/logs`.
+fn signal_url(k: &Keys, base: String, src: &Source, protocol: OtlpProtocol) -> String {
+    if protocol == OtlpProtocol::Grpc {
+        return base;
+    }
+    let path = k.signal.http_path();
+    if matches!(src, Source::Env(n) if n == "OTEL_EXPORTER_OTLP_ENDPOINT") {
+        return format!("{base}{path}");
+    }
+    let own_vars = super::table::setting(k.endpoint).env;
+    if k.signal == Signal::Metrics || set_as(src, k.endpoint, own_vars) {
+        return base;
+    }
+    let stem = base
+        .strip_suffix(Signal::Metrics.http_path())
+        .unwrap_or(&base);
+    format!("{stem}{path}")
+}
+
 const ENDPOINT_FIX: &str =
     "give a URL such as http://127.0.0.1:4318 (HTTP) or http://127.0.0.1:4317 (gRPC)";
 
-pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfig, ConfigError> {
+pub(crate) fn export_config(
+    r: &Values<'_>,
+    d: Direct<'_>,
+    k: &Keys,
+) -> Result<ExportConfig, ConfigError> {
     let exporter = r.choice(
-        "metrics_exporter",
+        k.exporter,
         &[
             ("otlp", ExporterKind::Otlp),
             ("", ExporterKind::Otlp),
@@ -60,7 +140,7 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
         "use text or otlp-json",
     )?;
     let mut protocol = r.choice(
-        "otlp_protocol",
+        k.protocol,
         &[
             ("grpc", OtlpProtocol::Grpc),
             ("http/protobuf", OtlpProtocol::HttpProtobuf),
@@ -69,13 +149,13 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
         ],
         "use grpc, http/protobuf or http/json",
     )?;
-    let insecure = r.bool("otlp_insecure")?;
-    let mut headers = r.kv_list("otlp_headers", "use name=value pairs separated by commas")?;
-    check_headers(r, &headers)?;
+    let insecure = r.bool(k.insecure)?;
+    let mut headers = r.kv_list(k.headers, "use name=value pairs separated by commas")?;
+    check_headers(r, k.headers, &headers)?;
     let mut direct_orchestrator = false;
     let mut orchestrator_insecure_tls = false;
     let endpoint_explicit;
-    let endpoint = match r.raw("otlp_endpoint") {
+    let endpoint = match r.raw(k.endpoint) {
         Some((v, src)) => {
             endpoint_explicit = true;
             let v = v.trim();
@@ -86,21 +166,21 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
                 format!("{}://{v}", if insecure { "http" } else { "https" })
             } else {
                 return Err(r.invalid(
-                    "otlp_endpoint",
+                    k.endpoint,
                     src,
                     format!("`{}` has no scheme", redact_userinfo(v)),
                     "an OTLP/HTTP endpoint is a URL: write http://… or https://… (otlp_insecure applies to gRPC only)",
                 ));
             };
             let (url, userinfo) = parse_endpoint(&with_scheme)
-                .map_err(|p| r.invalid("otlp_endpoint", src.clone(), p.0, ENDPOINT_FIX))?;
+                .map_err(|p| r.invalid(k.endpoint, src.clone(), p.0, ENDPOINT_FIX))?;
             if let Some((user, password)) = userinfo {
                 if headers
                     .iter()
                     .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
                 {
                     return Err(r.invalid(
-                        "otlp_endpoint",
+                        k.endpoint,
                         src,
                         "the URL carries user:password@ and otlp_headers sets Authorization too",
                         "keep one of them (the header is the better place for a secret)",
@@ -109,14 +189,7 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
                 headers.push(("authorization".into(), basic_auth(&user, &password)));
             }
             let base = url.trim_end_matches('/').to_string();
-            // OTEL_EXPORTER_OTLP_ENDPOINT is a base URL for every signal; the per-signal variable
-            // is used as given.
-            let is_base = matches!(&src, Source::Env(n) if n == "OTEL_EXPORTER_OTLP_ENDPOINT");
-            if protocol != OtlpProtocol::Grpc && is_base {
-                format!("{base}/v1/metrics")
-            } else {
-                base
-            }
+            signal_url(k, base, &src, protocol)
         }
         None => match (d.orchestrator, d.node_token) {
             (Some(base), Some(token)) => {
@@ -152,36 +225,42 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
                     protocol = OtlpProtocol::HttpProtobuf;
                 }
                 headers.push(("authorization".into(), format!("Bearer {token}")));
-                format!(
-                    "{}/internal/nodes/{node_id}/telemetry",
-                    base.trim_end_matches('/')
-                )
+                // The metrics go where the original agent sent them; the logs to the OTLP path
+                // under it.
+                let base = base.trim_end_matches('/');
+                match k.signal {
+                    Signal::Metrics => format!("{base}/internal/nodes/{node_id}/telemetry"),
+                    Signal::Logs => format!(
+                        "{base}/internal/nodes/{node_id}/telemetry{}",
+                        Signal::Logs.http_path()
+                    ),
+                }
             }
             _ => {
                 endpoint_explicit = false;
                 match protocol {
                     OtlpProtocol::Grpc => "http://localhost:4317".into(),
-                    _ => "http://localhost:4318/v1/metrics".into(),
+                    _ => format!("http://localhost:4318{}", k.signal.http_path()),
                 }
             }
         },
     };
     let gzip = r.choice(
-        "otlp_compression",
+        k.compression,
         &[("gzip", true), ("none", false), ("", false)],
         "use gzip or none",
     )?;
-    let timeout = Duration::from_millis(r.u64("otlp_timeout_ms", 1)?);
+    let timeout = Duration::from_millis(r.u64(k.timeout, 1)?);
     let tls = TlsFiles {
-        ca_pem: r.pem_file("otlp_certificate")?,
-        client_cert_pem: r.pem_file("otlp_client_certificate")?,
-        client_key_pem: r.pem_file("otlp_client_key")?,
+        ca_pem: r.pem_file(k.certificate)?,
+        client_cert_pem: r.pem_file(k.client_certificate)?,
+        client_key_pem: r.pem_file(k.client_key)?,
     };
     if tls.client_cert_pem.is_some() != tls.client_key_pem.is_some() {
         let key = if tls.client_cert_pem.is_some() {
-            "otlp_client_key"
+            k.client_key
         } else {
-            "otlp_client_certificate"
+            k.client_certificate
         };
         return Err(r.invalid(
             key,
@@ -206,7 +285,11 @@ pub(crate) fn export_config(r: &Values<'_>, d: Direct<'_>) -> Result<ExportConfi
 }
 
 /// Header names must be tokens and values visible text; neither is echoed in the error.
-fn check_headers(r: &Values<'_>, headers: &[(String, String)]) -> Result<(), ConfigError> {
+fn check_headers(
+    r: &Values<'_>,
+    key: &'static str,
+    headers: &[(String, String)],
+) -> Result<(), ConfigError> {
     for (i, (name, value)) in headers.iter().enumerate() {
         let bad_name = name
             .bytes()
@@ -232,8 +315,8 @@ fn check_headers(r: &Values<'_>, headers: &[(String, String)]) -> Result<(), Con
                 )
             };
             return Err(r.invalid(
-                "otlp_headers",
-                r.source("otlp_headers"),
+                key,
+                r.source(key),
                 format!("item {}: the {what} (not shown: it may be a secret)", i + 1),
                 hint,
             ));

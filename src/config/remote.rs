@@ -36,8 +36,8 @@ pub(crate) const DEFAULT_ALLOW: &[&str] = &[
 ];
 
 /// Settings (and sections) a running agent applies without a restart: the loops read them each
-/// iteration. Everything else is read once at start. Future live settings (the logs selection)
-/// are added here and to `state::Live`.
+/// iteration (the logs source takes `logs` at once). Everything else is read once at start. A
+/// new live setting is added here and to `state::Live`.
 pub(crate) const LIVE: &[&str] = &[
     "sample_interval_min_sec",
     "sample_interval_max_sec",
@@ -52,6 +52,7 @@ pub(crate) const LIVE: &[&str] = &[
     "probe_max_frame_bytes",
     "servers",
     "static_targets",
+    "logs",
 ];
 
 /// Why a remote configuration (or the operator's allow-list) was refused. Names the setting,

@@ -13,6 +13,9 @@ pub(crate) struct Setting {
     pub(crate) default: Option<&'static str>,
     pub(crate) secret: bool,
     pub(crate) help: &'static str,
+    /// A logs setting's metrics twin: when no layer sets this one, the twin's value is used, from
+    /// every layer except the twin's metrics-only variable (`OTEL_EXPORTER_OTLP_METRICS_*`).
+    pub(crate) fallback: Option<&'static str>,
 }
 
 const fn s(
@@ -27,6 +30,7 @@ const fn s(
         default,
         secret: false,
         help,
+        fallback: None,
     }
 }
 
@@ -37,6 +41,25 @@ const fn secret(key: &'static str, env: &'static [&'static str], help: &'static 
         default: None,
         secret: true,
         help,
+        fallback: None,
+    }
+}
+
+/// A per-signal OTLP setting of the logs: its own variable, else its metrics twin's value.
+const fn logs_twin(
+    key: &'static str,
+    env: &'static [&'static str],
+    twin: &'static str,
+    secret: bool,
+    help: &'static str,
+) -> Setting {
+    Setting {
+        key,
+        env,
+        default: None,
+        secret,
+        help,
+        fallback: Some(twin),
     }
 }
 
@@ -266,6 +289,75 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "gRPC endpoints without a scheme use plain http when true (https otherwise); never turns off certificate checks",
     ),
     s(
+        "logs_exporter",
+        &["OTEL_LOGS_EXPORTER"],
+        Some("otlp"),
+        "Where container logs and the agent's own log go: otlp, console (print to stdout) or none (no logs are read)",
+    ),
+    logs_twin(
+        "otlp_logs_endpoint",
+        &["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"],
+        "otlp_endpoint",
+        false,
+        "OTLP endpoint of the logs, used as given (default: OTEL_EXPORTER_OTLP_ENDPOINT with /v1/logs appended for HTTP, or otlp_endpoint with /v1/metrics replaced by /v1/logs)",
+    ),
+    logs_twin(
+        "otlp_logs_protocol",
+        &["OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"],
+        "otlp_protocol",
+        false,
+        "grpc, http/protobuf or http/json for the logs (default: otlp_protocol)",
+    ),
+    logs_twin(
+        "otlp_logs_headers",
+        &["OTEL_EXPORTER_OTLP_LOGS_HEADERS"],
+        "otlp_headers",
+        true,
+        "Extra request headers of the logs, k=v,k2=v2 (default: otlp_headers)",
+    ),
+    logs_twin(
+        "otlp_logs_compression",
+        &["OTEL_EXPORTER_OTLP_LOGS_COMPRESSION"],
+        "otlp_compression",
+        false,
+        "gzip or none for the logs (default: otlp_compression)",
+    ),
+    logs_twin(
+        "otlp_logs_timeout_ms",
+        &["OTEL_EXPORTER_OTLP_LOGS_TIMEOUT"],
+        "otlp_timeout_ms",
+        false,
+        "Timeout of one logs export request, milliseconds (default: otlp_timeout_ms)",
+    ),
+    logs_twin(
+        "otlp_logs_certificate",
+        &["OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE"],
+        "otlp_certificate",
+        false,
+        "PEM file of the CA of the logs collector (default: otlp_certificate)",
+    ),
+    logs_twin(
+        "otlp_logs_client_certificate",
+        &["OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE"],
+        "otlp_client_certificate",
+        false,
+        "PEM client certificate for the logs (default: otlp_client_certificate)",
+    ),
+    logs_twin(
+        "otlp_logs_client_key",
+        &["OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY"],
+        "otlp_client_key",
+        false,
+        "PEM private key of the logs client certificate (default: otlp_client_key)",
+    ),
+    logs_twin(
+        "otlp_logs_insecure",
+        &["OTEL_EXPORTER_OTLP_LOGS_INSECURE"],
+        "otlp_insecure",
+        false,
+        "otlp_insecure for the logs endpoint (default: otlp_insecure)",
+    ),
+    s(
         "service_name",
         &["OTEL_SERVICE_NAME"],
         None,
@@ -290,6 +382,12 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "auto (text on a terminal, else text), text or json",
     ),
     s(
+        "log_export",
+        &["NODE_AGENT_LOG_EXPORT"],
+        Some("off"),
+        "Send the agent's own log as OTLP logs through the logs queue too: off, or the least severe level sent (error, warn, info, debug)",
+    ),
+    s(
         "http_listen",
         &["NODE_AGENT_HTTP_LISTEN"],
         Some("127.0.0.1:9464"),
@@ -299,13 +397,13 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "state_dir",
         &["NODE_AGENT_STATE_DIR"],
         Some("/var/lib/node-agent"),
-        "Directory of the agent's own state (OpAMP instance UID, last remote configuration, audit log)",
+        "Directory of the agent's own state (log cursors, OpAMP instance UID, last remote configuration, audit log; the spool unless spool_dir is set)",
     ),
     s(
         "spool_dir",
         &["NODE_AGENT_SPOOL_DIR"],
-        Some("/var/lib/node-agent/spool"),
-        "Directory of the on-disk delivery spool",
+        None,
+        "Directory of the on-disk delivery spool (default: <state_dir>/spool); metrics and logs each have a sub-directory",
     ),
     s(
         "queue_memory_bytes",
@@ -324,6 +422,18 @@ pub(crate) const SETTINGS: &[Setting] = &[
         &["NODE_AGENT_SPOOL_FSYNC"],
         Some("batch"),
         "always (fsync every write), batch (fsync once per sampling cycle) or never",
+    ),
+    s(
+        "logs_queue_memory_bytes",
+        &["NODE_AGENT_LOGS_QUEUE_MEMORY_BYTES"],
+        Some("8388608"),
+        "Memory budget of the logs' delivery queue before it spills to disk, bytes",
+    ),
+    s(
+        "logs_spool_max_bytes",
+        &["NODE_AGENT_LOGS_SPOOL_MAX_BYTES"],
+        Some("536870912"),
+        "Disk budget of the logs' spool; the oldest batches are dropped (and counted) past it, bytes",
     ),
     s(
         "shutdown_grace_sec",
@@ -366,6 +476,54 @@ pub(crate) const SETTINGS: &[Setting] = &[
         &["NODE_AGENT_FILESYSTEM_TIMEOUT_MS"],
         Some("1000"),
         "A mount whose statfs takes longer is reported stale and skipped, milliseconds (1 to 86400000)",
+    ),
+    s(
+        "logs",
+        &["NODE_AGENT_LOGS"],
+        Some("servers"),
+        "Container consoles sent as OTLP logs: off, servers (Pterodactyl server containers) or all (docs/logs.md)",
+    ),
+    s(
+        "logs_max_line_bytes",
+        &["NODE_AGENT_LOGS_MAX_LINE_BYTES"],
+        Some("1048576"),
+        "A longer console line is cut there and marked, bytes (at least 65536)",
+    ),
+    s(
+        "logs_memory_bytes",
+        &["NODE_AGENT_LOGS_MEMORY_BYTES"],
+        Some("16777216"),
+        "Memory for console lines being assembled or not yet queued, bytes (at least twice logs_max_line_bytes)",
+    ),
+    s(
+        "logs_budget_interval_sec",
+        &["NODE_AGENT_LOGS_BUDGET_INTERVAL_SEC"],
+        Some("10"),
+        "The window of each container's console allowance, seconds",
+    ),
+    s(
+        "logs_budget_lines",
+        &["NODE_AGENT_LOGS_BUDGET_LINES"],
+        Some("50000"),
+        "Console lines per container per window; past it lines are dropped and counted",
+    ),
+    s(
+        "logs_budget_bytes",
+        &["NODE_AGENT_LOGS_BUDGET_BYTES"],
+        Some("16777216"),
+        "Console bytes per container per window; past it lines are dropped and counted",
+    ),
+    s(
+        "logs_flush_interval_ms",
+        &["NODE_AGENT_LOGS_FLUSH_INTERVAL_MS"],
+        Some("500"),
+        "A batch of console lines is queued this often (sooner at 2 MiB), milliseconds",
+    ),
+    s(
+        "logs_backfill_sec",
+        &["NODE_AGENT_LOGS_BACKFILL_SEC"],
+        None,
+        "How far back a container never seen before is read, seconds (default: everything Docker still holds)",
     ),
     s(
         "opamp_endpoint",

@@ -138,6 +138,12 @@ impl HttpTransport {
         })
     }
 
+    /// Sends `signal` to `url` (a transport built from that signal's own configuration).
+    pub(crate) fn with_url(mut self, signal: Signal, url: &str) -> Self {
+        self.urls[signal.index()] = url.to_string();
+        self
+    }
+
     /// The URL requests of `signal` go to.
     pub(crate) fn url(&self, signal: Signal) -> &str {
         &self.urls[signal.index()]

@@ -31,6 +31,10 @@ impl LaneLogSink {
     pub async fn recovered(&self) -> Vec<(String, Position)> {
         let mut newest = BTreeMap::new();
         for meta in self.exporter.recovered(Signal::Logs).await {
+            // The agent's own log shares the lane; its batches carry no positions.
+            if meta.is_empty() {
+                continue;
+            }
             match serde_json::from_slice::<Vec<(String, Position)>>(&meta) {
                 Ok(ps) => newest.extend(ps),
                 Err(e) => {

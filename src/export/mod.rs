@@ -126,6 +126,15 @@ impl Transport {
         })
     }
 
+    /// The transport of one signal's lane, from that signal's own configuration (its endpoint is
+    /// that signal's URL).
+    pub fn for_signal(signal: Signal, cfg: &ExportConfig) -> Result<Self, SetupError> {
+        Ok(match Transport::new(cfg)? {
+            Transport::Http(t) => Transport::Http(Box::new(t.with_url(signal, &cfg.endpoint))),
+            t => t,
+        })
+    }
+
     /// Sends one encoded request of `signal`, giving the collector `timeout` to answer.
     pub(crate) async fn send(
         &self,

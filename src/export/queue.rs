@@ -85,6 +85,16 @@ impl Exporter {
     /// sender tasks and the watchdog on the current runtime. Fails only when another agent holds
     /// the spool.
     pub fn start(transport: Transport, cfg: QueueConfig) -> Result<Exporter, StartError> {
+        Exporter::start_with(transport, None, cfg)
+    }
+
+    /// [`Exporter::start`] with the logs lane on a transport of its own (the logs' endpoint,
+    /// protocol, headers and TLS may differ from the metrics'); `None`: the metrics' transport.
+    pub fn start_with(
+        transport: Transport,
+        logs_transport: Option<Transport>,
+        cfg: QueueConfig,
+    ) -> Result<Exporter, StartError> {
         let health = Arc::new(DiskHealth::default());
         let wake = Arc::new(DiskWake::default());
         let spool_root = cfg.spool_dir.clone();
@@ -142,10 +152,15 @@ impl Exporter {
         }
         let (closed, _) = watch::channel(false);
         let transport = Arc::new(transport);
+        let logs_transport = logs_transport.map(Arc::new);
         let merge_cap = |b: u64| MERGE_LIMIT.min((b / 2) as usize).max(1);
         let mut tasks = Vec::new();
         for cell in lanes.iter().flatten() {
             let budget = cell.with(|l, _| l.budget);
+            let transport = match (&logs_transport, cell.stats.signal) {
+                (Some(t), Signal::Logs) => t.clone(),
+                _ => transport.clone(),
+            };
             let policy = Policy::new(
                 transport.timeout(),
                 cfg.backoff_max,
@@ -153,7 +168,7 @@ impl Exporter {
             );
             tasks.push(tokio::spawn(sender::run(
                 cell.clone(),
-                transport.clone(),
+                transport,
                 policy,
                 closed.subscribe(),
             )));

@@ -8,8 +8,9 @@
 //! - [`metrics`]: one file per source, mapping its sample to the semantic conventions' names.
 //! - [`resource`]: the node's identity and capabilities as the Resource of every request.
 //!
-//! A new signal (logs) gets its own module next to `metrics`.
+//! - [`logs`]: container console lines as log records; [`agent_log`]: the agent's own log.
 
+pub(crate) mod agent_log;
 pub(crate) mod builder;
 pub(crate) mod logs;
 pub(crate) mod metrics;

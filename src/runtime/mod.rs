@@ -14,10 +14,14 @@
 //! - [`control`]: the OpAMP client (when an endpoint is set), started before the samplers so a
 //!   saved remote configuration is in force from the first sample; it says goodbye at shutdown.
 //!
-//! A new loop (a logs follower) is a file here, started from [`run`].
+//! - [`log_signal`]: container consoles ([`logs`]) and the agent's own log, on the logs lane;
+//!   at shutdown the source's last lines are handed over and answered before the queue stops.
+//!
+//! A new loop is a file here, started from [`run`].
 
 pub(crate) mod control;
 pub(crate) mod discovery;
+pub(crate) mod log_signal;
 pub mod logs;
 pub mod node;
 pub(crate) mod players;
@@ -27,7 +31,7 @@ pub(crate) mod startup;
 pub(crate) mod timing;
 
 use crate::config::{Config, Layers};
-use crate::export::{Exporter, Transport};
+use crate::export::{Exporter, Signal, Transport};
 use crate::sources::probe::prober::Prober;
 use crate::state::Context;
 use crate::sys::limits::raise_fd_limit;
@@ -63,6 +67,18 @@ pub async fn run(cfg: Config, layers: Layers) -> i32 {
             return 2;
         }
     };
+    let logs_transport = match cfg
+        .queue
+        .logs
+        .map(|_| Transport::for_signal(Signal::Logs, &cfg.logs_export))
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the logs exporter");
+            return 2;
+        }
+    };
     let listener = match startup::listen(&cfg).await {
         Ok(l) => l,
         Err(e) => {
@@ -72,7 +88,7 @@ pub async fn run(cfg: Config, layers: Layers) -> i32 {
     };
     startup::announce(&cfg, listener.as_ref().and_then(|l| l.local_addr().ok()));
     let prober = Prober::from_config(&cfg.players);
-    let exporter = match Exporter::start(transport, cfg.queue.clone()) {
+    let exporter = match Exporter::start_with(transport, logs_transport, cfg.queue.clone()) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -110,6 +126,13 @@ pub async fn run(cfg: Config, layers: Layers) -> i32 {
         exporter.clone(),
         shutdown_rx.clone(),
     ));
+    let logs = log_signal::spawn(
+        ctx.clone(),
+        exporter.clone(),
+        crate::logging::export::take(),
+        shutdown_rx.clone(),
+        grace,
+    );
     let first = signals.next().await;
     shutdown::announce(first, &ctx, &exporter.stats(), grace);
     let _ = shutdown_tx.send(true);
@@ -132,6 +155,11 @@ pub async fn run(cfg: Config, layers: Layers) -> i32 {
             shutdown::Ending::Interrupted
         }
     };
+    // The logs source hands over its last lines and waits for their answers (it started
+    // shutting down with the first signal, beside the metrics' grace).
+    if let Some(l) = logs {
+        let _ = tokio::time::timeout(grace + std::time::Duration::from_secs(2), l).await;
+    }
     let samples = ctx.health.snapshot().get("node").map_or(0, |h| h.passes);
     // What is not yet on disk is written now (bounded: a hung disk cannot hold the exit).
     let left = exporter.shutdown(SPOOL_FLUSH_LIMIT).await;

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use prost::Message;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -59,15 +60,27 @@ pub(crate) fn node_cycle_sized(
     gpu_cycle(ctx, sample.boot_time.saturating_mul(1_000_000_000), &mut b);
     let containers = containers_cycle(ctx, time, &mut b);
     let samplers = ctx.health.snapshot();
+    let logs = ctx.logs();
     metrics::agent::agent(
         &AgentSample {
             samplers: &samplers,
             delivery: export.counts(),
+            logs_delivery: logs
+                .as_ref()
+                .and_then(|l| l.export.as_ref())
+                .map(|s| s.counts()),
             process: ctx.health.process_usage(),
             start_nanos: ctx.started_nanos,
         },
         &mut b,
     );
+    if let Some(l) = &logs {
+        let dropped = l
+            .own_log_dropped
+            .as_ref()
+            .map(|d| d.load(Ordering::Relaxed));
+        metrics::agent::logs(&(l.report)(), dropped, ctx.started_nanos, &mut b);
+    }
     let resource = ctx.resource();
     let node = b.into_request(&resource);
     // One allocation of the right size: the last request's, or at first a guess per container.

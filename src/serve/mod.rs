@@ -1,6 +1,7 @@
 //! The local HTTP endpoint (on by default at 127.0.0.1:9464, `http_listen`): `/healthz` (the
-//! process answers), `/readyz` (samplers succeeding recently and delivery not stuck; 503 with a
-//! JSON body naming what is not; the OpAMP connection is shown but does not gate readiness),
+//! process answers), `/readyz` (samplers succeeding recently, delivery not stuck, the logs'
+//! cursors written; 503 with a JSON body naming what is not; the OpAMP connection is shown but
+//! does not gate readiness),
 //! `/metrics` (Prometheus text rendered from each sampler's latest OTLP request, see [`prom`]).
 //!
 //! It is meant for loopback or a pod network, and it is bounded against whoever can reach it:
@@ -20,7 +21,7 @@
 pub(crate) mod conns;
 pub(crate) mod prom;
 
-use crate::state::Context;
+use crate::state::{Context, LogsState};
 use crate::sys::text::one_line;
 use bytes::Bytes;
 use conns::{AcceptErrors, Conns};
@@ -51,6 +52,17 @@ const MAX_ERROR_CHARS: usize = 300;
 /// An error message as `/readyz` shows it: escaped and cut (it may quote a peer).
 fn shown(e: &str) -> String {
     one_line(format_args!("{e}"), MAX_ERROR_CHARS)
+}
+
+/// An exporter's JSON with its error texts (which quote the collector) [`shown`].
+fn shown_errors(exporter: &mut serde_json::Value) {
+    for at in ["/last_error", "/spool/last_error"] {
+        if let Some(err) = exporter.pointer_mut(at)
+            && let Some(text) = err.as_str()
+        {
+            *err = shown(text).into();
+        }
+    }
 }
 
 /// The listen backlog (the kernel caps it at `net.core.somaxconn`): a burst of connections waits
@@ -244,7 +256,9 @@ pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
     }
     let e = &ctx.export;
     // Stuck: every attempt failed for longer than two full backoffs plus a request timeout.
-    let stuck_after = (cfg.queue.backoff_max * 2 + cfg.export.timeout).as_secs() + 10;
+    let stuck_after = (cfg.queue.backoff_max * 2 + cfg.export.timeout.max(cfg.logs_export.timeout))
+        .as_secs()
+        + 10;
     let failing_since = e.snapshot().failing_since;
     let stuck = failing_since > 0 && now.saturating_sub(failing_since) > stuck_after;
     // A spool disk that has not finished an operation for a while (the queue runs from memory).
@@ -252,17 +266,17 @@ pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
     ready &= !stuck && !disk_stalled;
     let mut exporter = e.to_json();
     exporter["ready"] = (!stuck && !disk_stalled).into();
-    for at in ["/last_error", "/spool/last_error"] {
-        if let Some(err) = exporter.pointer_mut(at)
-            && let Some(text) = err.as_str()
-        {
-            *err = shown(text).into();
-        }
-    }
+    shown_errors(&mut exporter);
+    let logs = ctx.logs().map(|l| {
+        let (ok, part) = logs_readiness(&l, stuck_after, now);
+        ready &= ok;
+        part
+    });
     let body = serde_json::json!({
         "ready": ready,
         "samplers": samplers,
         "exporter": exporter,
+        "logs": logs,
         // The control plane, informational: the agent works on without it (offline mode).
         "opamp": ctx.control_status().map(|mut c| {
             c.last_error = c.last_error.as_deref().map(shown);
@@ -273,4 +287,46 @@ pub(crate) fn readiness(ctx: &Context, now: u64) -> (bool, serde_json::Value) {
         }),
     });
     (ready, body)
+}
+
+/// The logs signal's part: not ready while its cursors cannot be written (a restart would read
+/// lines again) or its lane has failed every attempt for longer than `stuck_after` seconds.
+fn logs_readiness(l: &LogsState, stuck_after: u64, now: u64) -> (bool, serde_json::Value) {
+    let r = (l.report)();
+    let mut exporter = l.export.as_ref().map(|e| e.to_json());
+    let failing_since = l.export.as_ref().map_or(0, |e| e.snapshot().failing_since);
+    let stuck = failing_since > 0 && now.saturating_sub(failing_since) > stuck_after;
+    if let Some(e) = exporter.as_mut() {
+        e["ready"] = (!stuck).into();
+        shown_errors(e);
+    }
+    let ok = !stuck && r.cursor_error.is_none();
+    let retrying: Vec<serde_json::Value> = r
+        .containers
+        .iter()
+        .filter_map(|c| match &c.status {
+            crate::sources::logs::Status::Retrying(e) => {
+                Some(serde_json::json!({"container": c.name, "id": c.id, "error": shown(e)}))
+            }
+            _ => None,
+        })
+        .collect();
+    (
+        ok,
+        serde_json::json!({
+            "ready": ok,
+            "selection": r.selection,
+            "containers": r.containers.len(),
+            "retrying": retrying,
+            "cursor_dir": r.cursor_dir,
+            "cursor_error": r.cursor_error.as_deref().map(shown),
+            "memory": {"used": r.memory_used, "peak": r.memory_peak, "limit": r.memory_limit},
+            "lines": {
+                "read": r.containers.iter().map(|c| c.lines).sum::<u64>(),
+                "sent": r.containers.iter().map(|c| c.sent).sum::<u64>(),
+                "dropped": r.containers.iter().map(|c| c.dropped_budget + c.dropped_memory + c.dropped_sink).sum::<u64>(),
+            },
+            "exporter": exporter,
+        }),
+    )
 }

@@ -174,10 +174,20 @@ impl Receiver {
 
     /// Every request received so far, decoded.
     pub fn requests(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter_map(|l| match serde_json::from_str(l) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    eprintln!(
+                        "receiver: an undecodable line ({e}): {}",
+                        &l[..l.len().min(200)]
+                    );
+                    None
+                }
+            })
             .collect()
     }
 
@@ -200,6 +210,11 @@ pub struct Rotel {
 }
 
 impl Rotel {
+    /// What rotel logged so far (its export errors, for a test's failure message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("rotel.out")).unwrap_or_default()
+    }
+
     pub fn start(upstream: &str, extra: &[&str]) -> Rotel {
         Rotel::start_on(upstream, free_port(), free_port(), extra)
     }
@@ -219,7 +234,7 @@ impl Rotel {
                 .args(["--pid-file", dir.path().join("rotel.pid").to_str().unwrap()])
                 .args(["--log-file", dir.path().join("rotel.log").to_str().unwrap()])
                 .args(extra)
-                .stdout(Stdio::null())
+                .stdout(std::fs::File::create(dir.path().join("rotel.out")).unwrap())
                 .stderr(Stdio::null()),
         );
         wait_for_port(grpc_port, Duration::from_secs(20));

@@ -11,7 +11,7 @@
 //! long line whole, with the container's identity; cursors survive stops and go with `destroy`.
 
 #[path = "logs_support.rs"]
-mod support;
+pub(crate) mod support;
 
 use crate::harness::docker::Dockerd;
 use crate::harness::{Proc, wait_until};

@@ -21,6 +21,7 @@ mod firstrun;
 mod gpu;
 mod house;
 mod logs;
+mod logs_e2e;
 mod node_numbers;
 mod opamp;
 mod pipeline;

@@ -186,6 +186,12 @@ fn compose_files_validate_with_docker_compose() {
         "node-agent must not get NODE_TOKEN"
     );
     assert_eq!(agent_env["NODE_ID"].as_str(), Some("node-01"));
+    assert_eq!(agent_env["NODE_AGENT_LOGS"].as_str(), Some("servers"));
+    assert_eq!(
+        agent_env["NODE_AGENT_STATE_DIR"].as_str(),
+        Some("/var/lib/node-agent"),
+        "the cursors on the agent's volume"
+    );
     assert_eq!(
         agent_env["OTEL_EXPORTER_OTLP_ENDPOINT"].as_str(),
         Some("http://127.0.0.1:4318"),
@@ -504,6 +510,27 @@ fn collector_configs_are_complete_and_use_only_contrib_components() {
         cfg["exporters"]["prometheus"]
             .get("resource_to_telemetry_conversion")
             .is_none()
+    );
+    // The container consoles: their own exporter (own queue) to the OTLP logs path under the
+    // per-node URL (where the agent's direct mode sends them), and a debug pipeline.
+    let logs = &cfg["exporters"]["otlphttp/orchestrator-logs"];
+    assert_eq!(
+        logs["logs_endpoint"].as_str(),
+        Some("${env:ORCHESTRATOR_BASE_URL}/internal/nodes/${env:NODE_ID}/telemetry/v1/logs")
+    );
+    assert_eq!(
+        logs["headers"]["Authorization"],
+        orch["headers"]["Authorization"]
+    );
+    assert_eq!(logs["sending_queue"]["enabled"].as_bool(), Some(true));
+    let pipes = &cfg["service"]["pipelines"];
+    assert_eq!(
+        pipes["logs/orchestrator"]["exporters"][0].as_str(),
+        Some("otlphttp/orchestrator-logs")
+    );
+    assert_eq!(
+        pipes["logs/debug"]["exporters"][0].as_str(),
+        Some("debug/logs")
     );
     let res = &cfg["processors"]["resource/node"]["attributes"][0];
     assert_eq!(res["key"].as_str(), Some("service.instance.id"));

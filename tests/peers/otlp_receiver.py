@@ -3,8 +3,8 @@
 
 Decodes OTLP/HTTP metric requests (and log requests on /v1/logs) with the reference
 `opentelemetry-proto` Python classes (not our Rust code), and appends one JSON line per request to
-OUT_FILE: headers, resource attributes and every metric with its kind, unit, monotonicity and data
-points (for logs: every record's body, times and attributes).
+OUT_FILE: headers, the arrival time (`at`, Unix ns), resource attributes and every metric with its
+kind, unit, monotonicity and data points (for logs: every record's body, times and attributes).
 
 Usage: otlp_receiver.py PORT OUT_FILE [--token T] [--status CODE] [--max-bytes N] [--delay-ms N]
                         [--strict]
@@ -111,7 +111,8 @@ class Handler(OtlpHandler):
                 return self.reply(400, f"cannot decode: {e!r}".encode(), "text/plain")
             items = [{"decode_error": repr(e)}]
         record = {"path": self.path, "auth": self.headers.get("Authorization"), "ctype": ctype,
-                  "encoding": self.headers.get("Content-Encoding"), "bytes": len(raw)}
+                  "encoding": self.headers.get("Content-Encoding"), "bytes": len(raw),
+                  "at": time.time_ns()}
         record["logs" if logs else "metrics"] = items
         with lock, open(args.out, "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -16,7 +16,7 @@ use crate::sources::logs::budget::{Charge, Memory};
 use crate::sources::logs::cursor::{CursorWriter, Position};
 use crate::sources::logs::follow::{Chunk, Followed, Record};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,7 +125,7 @@ fn submit(d: &Delivery, sink: &dyn LogSink, node: &[KeyValue], p: Pending) {
 pub(crate) async fn batcher(
     d: Arc<Delivery>,
     sink: Arc<dyn LogSink>,
-    node: Vec<KeyValue>,
+    node: Arc<RwLock<Vec<KeyValue>>>,
     mut rx: mpsc::UnboundedReceiver<Chunk>,
     interval: Duration,
     max_bytes: usize,
@@ -140,14 +140,14 @@ pub(crate) async fn batcher(
                 Some(c) => {
                     p.add(c);
                     if p.bytes() >= max_bytes {
-                        submit(&d, &*sink, &node, std::mem::take(&mut p));
+                        submit(&d, &*sink, &node.read(), std::mem::take(&mut p));
                     }
                 }
                 None => break,
             },
             _ = tick.tick() => {
                 if !p.is_empty() {
-                    submit(&d, &*sink, &node, std::mem::take(&mut p));
+                    submit(&d, &*sink, &node.read(), std::mem::take(&mut p));
                 }
             }
             _ = stop.changed() => break,
@@ -157,7 +157,7 @@ pub(crate) async fn batcher(
         p.add(c);
     }
     if !p.is_empty() {
-        submit(&d, &*sink, &node, p);
+        submit(&d, &*sink, &node.read(), p);
     }
 }
 
@@ -172,14 +172,17 @@ pub(crate) async fn acknowledgements(
         if released.is_empty() {
             continue;
         }
-        for f in released
-            .iter()
-            .filter(|f| f.outcome == Some(Outcome::Dropped))
         {
             let followed = d.followed.lock();
-            for (id, n) in &f.records {
-                if let Some(c) = followed.get(id) {
-                    Counters::add(&c.counters.dropped_sink, *n);
+            for f in &released {
+                for (id, n) in &f.records {
+                    if let Some(c) = followed.get(id) {
+                        if f.outcome == Some(Outcome::Dropped) {
+                            Counters::add(&c.counters.dropped_sink, *n);
+                        } else {
+                            Counters::add(&c.counters.sent, *n);
+                        }
+                    }
                 }
             }
         }

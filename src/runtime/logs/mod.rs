@@ -19,12 +19,13 @@ use crate::sources::logs::cursor::{self, CursorDir, CursorWriter};
 use crate::sources::logs::follow::{self, Ctx, Followed};
 use crate::sources::logs::select::selected;
 use crate::sources::logs::{
-    Counters, CursorError, LogsConfig, Position, Selection, Servers, Status, api,
+    ContainerReport, Counters, CursorError, LogsConfig, Position, Report, Selection, Servers,
+    Status, api,
 };
 use acks::Tracker;
 use batch::Delivery;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,39 +41,6 @@ pub enum LogsError {
     Cursors(#[from] CursorError),
 }
 
-/// One container in a [`Report`].
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ContainerReport {
-    pub id: String,
-    pub name: String,
-    pub server_uuid: Option<String>,
-    pub status: Status,
-    /// Acknowledged by the sink (what the cursor file says, or is about to).
-    pub cursor: Option<Position>,
-    /// Handed to the sink.
-    pub read: Position,
-    pub lines: u64,
-    pub bytes: u64,
-    pub dropped_budget: u64,
-    pub dropped_memory: u64,
-    pub dropped_sink: u64,
-    pub cut: u64,
-    pub decode_errors: u64,
-}
-
-/// What the source is doing (for `check` and the agent's own metrics).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Report {
-    pub cursor_dir: String,
-    pub memory_used: usize,
-    pub memory_peak: usize,
-    pub memory_limit: usize,
-    pub batches: u64,
-    pub records: u64,
-    pub batches_in_flight: usize,
-    pub containers: Vec<ContainerReport>,
-}
-
 struct Task {
     handle: JoinHandle<()>,
     stop: watch::Sender<bool>,
@@ -85,13 +53,22 @@ struct Inner {
     ctx: Arc<Ctx>,
     d: Arc<Delivery>,
     tasks: Mutex<HashMap<String, Task>>,
+    /// Which containers are followed (changed live by [`LogsSource::set_selection`]).
+    selection: Mutex<Selection>,
+    /// Asks the supervisor to read the container list now.
+    resync_now: Notify,
 }
+
+/// The supervisor task and its stop switch, while the selection is not `off`.
+type Supervisor = (JoinHandle<()>, watch::Sender<bool>);
 
 /// The running source. Dropping it stops everything at once, as a crash would (lines not yet
 /// acknowledged are read again next time); [`LogsSource::shutdown`] stops it cleanly.
 pub struct LogsSource {
     inner: Arc<Inner>,
-    stop: watch::Sender<bool>,
+    /// The node's resource attributes, put on every container's Resource.
+    node: Arc<RwLock<Vec<KeyValue>>>,
+    supervisor: Mutex<Option<Supervisor>>,
     batcher_stop: watch::Sender<bool>,
     handles: Vec<JoinHandle<()>>,
     cursor_dir: String,
@@ -113,10 +90,25 @@ impl LogsSource {
         recovered: Vec<(String, Position)>,
     ) -> Result<LogsSource, LogsError> {
         cfg.validate().map_err(LogsError::Config)?;
+        let node = Arc::new(RwLock::new(node));
         let dir = cfg.cursor_dir();
         let (cursors, mut acked) = CursorDir::open(&dir)?;
+        // Positions the sink still holds batches for, ahead of the files: written to the files
+        // now, as the sink forgets those batches once it delivers them.
+        let mut ahead = Vec::new();
         for (id, p) in recovered {
-            acked.entry(id).or_default().merge(&p);
+            if !cursor::valid_id(&id) {
+                continue;
+            }
+            let pos = acked.entry(id.clone()).or_default();
+            let before = pos.clone();
+            pos.merge(&p);
+            if *pos != before {
+                ahead.push((id, Some(pos.clone())));
+            }
+        }
+        if let Err(e) = cursors.write(&ahead) {
+            tracing::error!(error = %e, "cannot write log cursors: a restart would read those lines again");
         }
         let (chunk_tx, chunk_rx) = mpsc::unbounded_channel();
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
@@ -141,14 +133,15 @@ impl LogsSource {
             ctx,
             d: d.clone(),
             tasks: Mutex::new(HashMap::new()),
+            selection: Mutex::new(cfg.selection),
+            resync_now: Notify::new(),
         });
-        let (stop, stop_rx) = watch::channel(false);
         let (batcher_stop, batcher_stop_rx) = watch::channel(false);
-        let mut handles = vec![
+        let handles = vec![
             tokio::spawn(batch::batcher(
                 d.clone(),
-                sink,
-                node,
+                sink.clone(),
+                node.clone(),
                 chunk_rx,
                 cfg.flush_interval,
                 cfg.batch_bytes,
@@ -156,16 +149,52 @@ impl LogsSource {
             )),
             tokio::spawn(batch::acknowledgements(d, ack_rx)),
         ];
-        if cfg.selection != Selection::Off {
-            handles.push(tokio::spawn(supervise(inner.clone(), stop_rx)));
-        }
+        let supervisor = (cfg.selection != Selection::Off).then(|| start_supervisor(&inner));
         Ok(LogsSource {
             inner,
-            stop,
+            node,
+            supervisor: Mutex::new(supervisor),
             batcher_stop,
             handles,
             cursor_dir: dir.display().to_string(),
         })
+    }
+
+    /// Changes which containers are followed, at once: newly selected ones are followed from
+    /// their cursors (or the start of what Docker holds), followers of containers no longer
+    /// selected stop (their cursors stay: selected again, they continue where they were);
+    /// `off` stops every follower and every Docker call.
+    pub fn set_selection(&self, selection: Selection) {
+        let old = std::mem::replace(&mut *self.inner.selection.lock(), selection);
+        if old == selection {
+            return;
+        }
+        tracing::info!(
+            from = old.name(),
+            to = selection.name(),
+            "logs: the container selection changed"
+        );
+        let mut sup = self.supervisor.lock();
+        if selection == Selection::Off {
+            if let Some((handle, stop)) = sup.take() {
+                let _ = stop.send(true);
+                handle.abort();
+            }
+            let ids: Vec<String> = self.inner.tasks.lock().keys().cloned().collect();
+            for id in ids {
+                self.inner.unfollow(&id);
+            }
+        } else if sup.is_none() {
+            *sup = Some(start_supervisor(&self.inner));
+        } else {
+            self.inner.resync_now.notify_one();
+        }
+    }
+
+    /// New resource attributes of the node (a remote configuration changed them): the next
+    /// batch carries them.
+    pub fn set_node(&self, node: Vec<KeyValue>) {
+        *self.node.write() = node;
     }
 
     pub fn report(&self) -> Report {
@@ -181,12 +210,14 @@ impl LogsSource {
                 ContainerReport {
                     id: f.id.clone(),
                     name: who.name.clone(),
+                    image: who.image.clone(),
                     server_uuid: who.server_uuid.clone(),
                     status: f.status.lock().clone(),
                     cursor: acked.get(&f.id).cloned(),
                     read: f.read_pos.lock().clone(),
                     lines: Counters::get(&c.lines),
                     bytes: Counters::get(&c.bytes),
+                    sent: Counters::get(&c.sent),
                     dropped_budget: Counters::get(&c.dropped_budget),
                     dropped_memory: Counters::get(&c.dropped_memory),
                     dropped_sink: Counters::get(&c.dropped_sink),
@@ -198,7 +229,9 @@ impl LogsSource {
         containers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         let (memory_used, memory_peak, memory_limit) = batch::memory_report(&self.inner.ctx.mem);
         Report {
+            selection: *self.inner.selection.lock(),
             cursor_dir: self.cursor_dir.clone(),
+            cursor_error: d.writer.error(),
             memory_used,
             memory_peak,
             memory_limit,
@@ -213,7 +246,10 @@ impl LogsSource {
     /// sink's answers and the cursor writes. `true` when everything was acknowledged and written.
     pub async fn shutdown(mut self, grace: Duration) -> bool {
         let deadline = Instant::now() + grace;
-        let _ = self.stop.send(true);
+        if let Some((handle, stop)) = self.supervisor.lock().take() {
+            let _ = stop.send(true);
+            handle.abort();
+        }
         let tasks: Vec<Task> = self.inner.tasks.lock().drain().map(|(_, t)| t).collect();
         for t in &tasks {
             let _ = t.stop.send(true);
@@ -256,6 +292,9 @@ impl LogsSource {
 
 impl Drop for LogsSource {
     fn drop(&mut self) {
+        if let Some((handle, _)) = self.supervisor.lock().take() {
+            handle.abort();
+        }
         for h in &self.handles {
             h.abort();
         }
@@ -302,6 +341,14 @@ impl Inner {
         );
     }
 
+    /// The container is no longer selected: stop its follower; its cursor stays.
+    fn unfollow(&self, id: &str) {
+        if let Some(t) = self.tasks.lock().remove(id) {
+            let _ = t.stop.send(true);
+        }
+        self.d.followed.lock().remove(id);
+    }
+
     /// The container is gone: stop its follower and delete its cursor.
     fn forget(&self, id: &str) {
         if let Some(t) = self.tasks.lock().remove(id) {
@@ -320,7 +367,8 @@ impl Inner {
     }
 
     fn wanted(&self, id: &str, name: &str, labels: &BTreeMap<String, String>) -> bool {
-        selected(self.ctx.cfg.selection, &*self.ctx.servers, id, name, labels)
+        let selection = *self.selection.lock();
+        selected(selection, &*self.ctx.servers, id, name, labels)
     }
 
     fn on_event(&self, e: api::Event) {
@@ -362,10 +410,12 @@ impl Inner {
             tracing::info!("logs: Docker answers again");
         }
         let mut present = std::collections::HashSet::with_capacity(list.len());
+        let mut unwanted = Vec::new();
         for s in &list {
             present.insert(s.id.clone());
             let labels = s.labels.clone().unwrap_or_default();
             if !cursor::valid_id(&s.id) || !self.wanted(&s.id, &s.name(), &labels) {
+                unwanted.push(s.id.as_str());
                 continue;
             }
             let running = s.state == "running" || s.state == "paused" || s.state == "restarting";
@@ -377,6 +427,11 @@ impl Inner {
                 .is_some_and(|f| *f.status.lock() == Status::Drained);
             if running || !done {
                 self.follow(&s.id);
+            }
+        }
+        for id in unwanted {
+            if self.tasks.lock().contains_key(id) || self.d.followed.lock().contains_key(id) {
+                self.unfollow(id);
             }
         }
         let known: Vec<String> = {
@@ -408,6 +463,11 @@ impl Inner {
     }
 }
 
+fn start_supervisor(inner: &Arc<Inner>) -> Supervisor {
+    let (stop, stop_rx) = watch::channel(false);
+    (tokio::spawn(supervise(inner.clone(), stop_rx)), stop)
+}
+
 async fn supervise(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let events = tokio::spawn(events(inner.ctx.clone(), tx, stop.clone()));
@@ -424,6 +484,7 @@ async fn supervise(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 None => break,
             },
             _ = resync.tick() => inner.resync(&mut last_error).await,
+            _ = inner.resync_now.notified() => inner.resync(&mut last_error).await,
             _ = reap.tick() => inner.reap(),
         }
     }
@@ -435,6 +496,8 @@ async fn events(ctx: Arc<Ctx>, tx: mpsc::UnboundedSender<Msg>, mut stop: watch::
     let mut backoff = Duration::from_millis(250);
     let mut last_error: Option<String> = None;
     loop {
+        // No Docker on this node at all: nothing to warn about (the list is silent too).
+        let mut absent = false;
         let err = match api::events(&ctx.docker).await {
             Ok(mut resp) => {
                 if tx.send(Msg::Resync).is_err() {
@@ -469,9 +532,12 @@ async fn events(ctx: Arc<Ctx>, tx: mpsc::UnboundedSender<Msg>, mut stop: watch::
                     }
                 }
             }
-            Err(e) => e.to_string(),
+            Err(e) => {
+                absent = e.is_absent();
+                e.to_string()
+            }
         };
-        if last_error.as_deref() != Some(&err) {
+        if last_error.as_deref() != Some(&err) && !absent {
             tracing::warn!(error = %err, "logs: Docker events unavailable; retrying (containers are still found by listing)");
         }
         last_error = Some(err);

@@ -111,6 +111,8 @@ pub struct Counters {
     /// Lines read from Docker (skipped replays after a reconnect not included).
     pub lines: AtomicU64,
     pub bytes: AtomicU64,
+    /// Lines the sink took for good (delivered or spooled).
+    pub sent: AtomicU64,
     /// Lines dropped over the container's budget.
     pub dropped_budget: AtomicU64,
     /// Lines dropped because the shared memory budget was full.

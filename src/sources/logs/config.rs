@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Which containers' logs are followed (`logs`, `NODE_AGENT_LOGS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Selection {
     Off,
     /// Pterodactyl server containers only (Wings' `Service=Pterodactyl` label or a Wings server
@@ -13,6 +14,17 @@ pub enum Selection {
     #[default]
     Servers,
     All,
+}
+
+impl Selection {
+    /// The setting's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Selection::Off => "off",
+            Selection::Servers => "servers",
+            Selection::All => "all",
+        }
+    }
 }
 
 impl std::str::FromStr for Selection {

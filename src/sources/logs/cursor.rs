@@ -167,6 +167,32 @@ struct File {
     pos: Position,
 }
 
+/// The cursors of `dir` as they are, without creating or repairing anything (for `check`).
+pub(crate) fn peek(dir: &Path) -> std::io::Result<HashMap<String, Position>> {
+    let mut out = HashMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some(id) = name.strip_suffix(".json").filter(|id| valid_id(id)) else {
+            continue;
+        };
+        if let Ok(f) = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<File>(&b).map_err(|e| e.to_string()))
+            && f.v == 1
+            && f.id == id
+        {
+            out.insert(id.to_string(), f.pos);
+        }
+    }
+    Ok(out)
+}
+
 /// The cursor files of one state directory.
 #[derive(Debug, Clone)]
 pub(crate) struct CursorDir {
@@ -263,6 +289,8 @@ struct Pending {
     asked: u64,
     done: u64,
     stop: bool,
+    /// The last write's failure, until a write succeeds.
+    error: Option<String>,
 }
 
 /// The one thread that writes cursor files: callers hand it updates and never wait on the disk;
@@ -295,7 +323,9 @@ impl CursorWriter {
                         (std::mem::take(&mut p.dirty), p.asked)
                     };
                     let batch: Vec<_> = batch.into_iter().collect();
-                    match dir.write(&batch) {
+                    let written = dir.write(&batch);
+                    s.0.lock().error = written.as_ref().err().map(|e| e.to_string());
+                    match written {
                         Ok(()) => {
                             if last_error.take().is_some() {
                                 tracing::info!(dir = %dir.path().display(), "log cursors are written again");
@@ -330,6 +360,11 @@ impl CursorWriter {
         p.dirty.extend(updates);
         p.asked += 1;
         self.shared.1.notify_all();
+    }
+
+    /// The last write's failure, while writes fail.
+    pub(crate) fn error(&self) -> Option<String> {
+        self.shared.0.lock().error.clone()
     }
 
     /// Waits until everything submitted so far is on disk (or `timeout`); `true` when it is.

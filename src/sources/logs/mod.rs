@@ -13,6 +13,7 @@
 //! - [`follow`]: one container's reader, from its position, as fast as Docker gives it;
 //! - [`cursor`]: where each container's log was read up to, on disk; [`budget`]: the memory bound
 //!   and each container's allowance; [`select`]: which containers, and which Wings server each is;
+//! - [`Report`]: what the source is doing, for `check`, `/readyz` and the self-metrics;
 //! - [`config`]: the source's settings.
 //!
 //! docs/logs.md states what Docker was observed to do and what the logs signal guarantees.
@@ -25,6 +26,7 @@ pub(crate) mod decode;
 pub(crate) mod follow;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
+mod report;
 pub(crate) mod select;
 mod timestamp;
 
@@ -33,4 +35,5 @@ pub use config::{LogsConfig, Selection};
 pub use cursor::{CursorError, Position, StreamPos};
 pub use decode::Stream;
 pub use follow::Status;
+pub use report::{ContainerReport, Report};
 pub use select::{ByLabels, Identity, Servers};

@@ -2,11 +2,16 @@
 //! from `LOG_LEVEL` or `RUST_LOG` (a level, or a tracing filter of `target=level` directives).
 //! Logs go to stderr so that `OTEL_METRICS_EXPORTER=console` and `check --json` keep stdout for
 //! data. A filter that does not parse is a configuration error ([`check_filter`], exit 2), never a
-//! silent fall-back to `info`.
+//! silent fall-back to `info`. With `log_export` the same events also go out as OTLP logs
+//! ([`export`]).
+
+pub(crate) mod export;
 
 use crate::sys::text::one_line;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -68,7 +73,9 @@ fn one_line_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> +
 }
 
 /// Installs the process's subscriber; `level` is a tracing filter (checked by [`check_filter`]).
-pub fn init(level: &str, format: LogFormat) {
+/// `export`: also copy events this severe or more (and allowed by `level`) for OTLP
+/// ([`export::take`]).
+pub fn init(level: &str, format: LogFormat, export: Option<tracing::Level>) {
     let filter = EnvFilter::try_new(level)
         .or_else(|_| EnvFilter::try_new("info"))
         .expect("'info' is a valid filter")
@@ -82,16 +89,21 @@ pub fn init(level: &str, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let otlp = export.map(export::layer);
     let result = if json {
         builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .finish()
+            .with(otlp)
             .try_init()
     } else {
         builder
             .fmt_fields(one_line_fields())
             .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(otlp)
             .try_init()
     };
     let _ = result;
