@@ -266,7 +266,22 @@ pub fn agent_command() -> Command {
     // The local endpoint is on by default at 127.0.0.1:9464; agents of parallel tests would
     // share that port. A test that wants it sets NODE_AGENT_HTTP_LISTEN (or removes this).
     cmd.env("NODE_AGENT_HTTP_LISTEN", "off");
+    // The default state directory (/var/lib/node-agent: spool, log cursors, OpAMP state) is one
+    // per host, and a second agent on the same spool exits 2: each command gets its own. A test
+    // that restarts an agent on the same state sets NODE_AGENT_STATE_DIR itself.
+    cmd.env("NODE_AGENT_STATE_DIR", fresh_state_dir());
     cmd
+}
+
+/// A new, empty directory under this test process's own folder in the temporary directory.
+fn fresh_state_dir() -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir()
+        .join(format!("node-agent-it-{}", std::process::id()))
+        .join(format!("state-{n}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Nanoseconds a task has run on a CPU, from the scheduler (not from cgroups): the ground truth

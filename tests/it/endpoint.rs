@@ -82,6 +82,20 @@ fn open_fds(pid: i32) -> usize {
         .unwrap_or(0)
 }
 
+/// Open sockets only (connections and listeners; the samplers' kept files come and go apart).
+fn open_sockets(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// One HTTP/1.1 request on a fresh connection; the whole response as text.
 fn http(port: u16, request: &str, timeout: Duration) -> std::io::Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
@@ -175,6 +189,7 @@ fn flood_scenario(nofile: Option<u64>) {
         (rss, fds)
     });
     let base_fds = open_fds(pid);
+    let base_sockets = open_sockets(pid);
     // Two waves of 2,000: the second arrives while the first is still held open.
     let wave1 = flood(port, 2000);
     std::thread::sleep(Duration::from_secs(2));
@@ -207,7 +222,7 @@ fn flood_scenario(nofile: Option<u64>) {
     // Once the flood is gone the endpoint is whole again, and holds no connection.
     assert!(get(port, "/metrics").contains("system_cpu_time_seconds_total"));
     wait_until(Duration::from_secs(10), "connections to close", || {
-        open_fds(pid) <= base_fds + 2
+        open_sockets(pid) <= base_sockets + 2
     });
     // One warning per episode, not one line per connection or error.
     let lines = log.lines().filter(|l| l.contains("WARN")).count();
@@ -323,7 +338,12 @@ fn peer_text_in_readyz_is_capped_and_escaped() {
         "control characters: {e:?}"
     );
     assert!(e.contains("\\nINFO") || e.contains("\\n2026"), "{e}");
-    assert!(e.contains("\\u{1b}[2J"), "{e}");
+    // Escaped either by the agent (`\u{1b}`) or still in the JSON escape the peer sent, when the
+    // body was too large to decode and only its escaped prefix is shown.
+    assert!(
+        e.contains("\\u{1b}[2J") || e.contains("\\u001b[2J"),
+        "{e}"
+    );
     assert!(e.contains("…(+") && e.ends_with(" bytes)"), "{e}");
     assert!(e.chars().count() < 400, "{} chars", e.chars().count());
     // The log: the error is in one line per episode, escaped and cut; nothing forged a line.
@@ -332,9 +352,28 @@ fn peer_text_in_readyz_is_capped_and_escaped() {
         .lines()
         .filter(|l| l.contains("No such container"))
         .collect();
-    assert_eq!(lines.len(), 1, "one line per episode:\n{log:.4000}");
-    assert!(lines[0].contains("\\n2026-11-30") && lines[0].contains("\\u{1b}[2J"));
-    assert!(lines[0].len() < 16 << 10, "a {} byte line", lines[0].len());
+    // Each component that met the failure (discovery, the logs source's listing and its event
+    // stream) says so once per episode, not once per attempt.
+    let mut said: Vec<&str> = lines
+        .iter()
+        .map(|l| {
+            let l = l.split_once(' ').map_or(*l, |(_, rest)| rest);
+            l.split(" error=").next().unwrap_or(l)
+        })
+        .collect();
+    let n = said.len();
+    said.sort_unstable();
+    said.dedup();
+    assert_eq!(said.len(), n, "one line per episode:\n{log:.4000}");
+    assert!(lines.iter().any(|l| l.contains("discovery")), "{log:.4000}");
+    for l in &lines {
+        assert!(
+            l.contains("\\n2026-11-30")
+                && (l.contains("\\u{1b}[2J") || l.contains("\\u001b[2J")),
+            "{l}"
+        );
+    }
+    assert!(lines.iter().all(|l| l.len() < 16 << 10), "a line over 16 KiB");
     assert!(!log.chars().any(|c| c.is_control() && c != '\n'));
     assert!(!log.lines().any(|l| l.starts_with("2026-11-30T00:00:00Z")));
     // Reported, not asserted: reading the 10 MB body belongs to the Docker client's own bounds

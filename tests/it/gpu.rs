@@ -211,11 +211,15 @@ fn fixture_num(rel: &str) -> f64 {
 fn amd_and_intel_cards_from_sysfs_reach_check_and_otlp() {
     let sys = fixtures().join("sysfs");
     let rootfs = fixtures().join("rootfs");
+    // A regular file that is not a library: NVML fails to load, as on a host without NVIDIA.
+    let dir = tempfile::tempdir().unwrap();
+    let not_nvml = dir.path().join("libnvidia-ml.so.1");
+    std::fs::write(&not_nvml, b"not a shared library").unwrap();
     let envs = [
         ("NODE_AGENT_SYS_PATH", sys.to_str().unwrap()),
         ("NODE_AGENT_ROOTFS_PATH", rootfs.to_str().unwrap()),
         // Only the fixture's cards: no NVML even on a host that has one, no host procfs NVIDIA.
-        ("NODE_AGENT_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"),
+        ("NODE_AGENT_NVML_LIBRARY", not_nvml.to_str().unwrap()),
     ];
     let nvidia_on_host = Path::new("/proc/driver/nvidia/gpus").exists();
     let report = check_json(&envs);
