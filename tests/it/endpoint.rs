@@ -340,10 +340,7 @@ fn peer_text_in_readyz_is_capped_and_escaped() {
     assert!(e.contains("\\nINFO") || e.contains("\\n2026"), "{e}");
     // Escaped either by the agent (`\u{1b}`) or still in the JSON escape the peer sent, when the
     // body was too large to decode and only its escaped prefix is shown.
-    assert!(
-        e.contains("\\u{1b}[2J") || e.contains("\\u001b[2J"),
-        "{e}"
-    );
+    assert!(e.contains("\\u{1b}[2J") || e.contains("\\u001b[2J"), "{e}");
     assert!(e.contains("…(+") && e.ends_with(" bytes)"), "{e}");
     assert!(e.chars().count() < 400, "{} chars", e.chars().count());
     // The log: the error is in one line per episode, escaped and cut; nothing forged a line.
@@ -368,12 +365,14 @@ fn peer_text_in_readyz_is_capped_and_escaped() {
     assert!(lines.iter().any(|l| l.contains("discovery")), "{log:.4000}");
     for l in &lines {
         assert!(
-            l.contains("\\n2026-11-30")
-                && (l.contains("\\u{1b}[2J") || l.contains("\\u001b[2J")),
+            l.contains("\\n2026-11-30") && (l.contains("\\u{1b}[2J") || l.contains("\\u001b[2J")),
             "{l}"
         );
     }
-    assert!(lines.iter().all(|l| l.len() < 16 << 10), "a line over 16 KiB");
+    assert!(
+        lines.iter().all(|l| l.len() < 16 << 10),
+        "a line over 16 KiB"
+    );
     assert!(!log.chars().any(|c| c.is_control() && c != '\n'));
     assert!(!log.lines().any(|l| l.starts_with("2026-11-30T00:00:00Z")));
     // Reported, not asserted: reading the 10 MB body belongs to the Docker client's own bounds
