@@ -72,7 +72,7 @@ pub(crate) fn logs_config(
         r.invalid(
             "logs",
             r.source("logs"),
-            problem,
+            problem.to_string(),
             "see docs/logs.md for the bounds",
         )
     })?;

@@ -35,8 +35,8 @@ use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] crate::sources::logs::LogsConfigError),
     #[error(transparent)]
     Cursors(#[from] CursorError),
 }

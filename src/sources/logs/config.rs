@@ -27,16 +27,35 @@ impl Selection {
     }
 }
 
+/// A logs setting out of its bounds; each names the setting and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogsConfigError {
+    #[error("logs = {0:?}: expected off, servers or all (NODE_AGENT_LOGS)")]
+    Selection(String),
+    #[error(
+        "logs_max_line_bytes = {0}: must be at least 65536 (one Docker piece is 16 KiB; the default is 1048576)"
+    )]
+    MaxLine(usize),
+    #[error(
+        "logs_memory_bytes = {memory}: must be at least twice logs_max_line_bytes ({max_line})"
+    )]
+    Memory { memory: usize, max_line: usize },
+    #[error("logs_budget_interval_sec, logs_budget_lines and logs_budget_bytes must be above 0")]
+    Budget,
+    #[error("logs_flush_interval_ms = {0:?}: must be between 1 ms and 10 s")]
+    FlushInterval(Duration),
+    #[error("logs batch size {batch} is below logs_max_line_bytes {max_line}")]
+    Batch { batch: usize, max_line: usize },
+}
+
 impl std::str::FromStr for Selection {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = LogsConfigError;
+    fn from_str(s: &str) -> Result<Self, LogsConfigError> {
         match s.trim().to_ascii_lowercase().as_str() {
             "off" | "none" | "false" => Ok(Selection::Off),
             "servers" => Ok(Selection::Servers),
             "all" => Ok(Selection::All),
-            other => Err(format!(
-                "logs = {other:?}: expected off, servers or all (NODE_AGENT_LOGS)"
-            )),
+            other => Err(LogsConfigError::Selection(other.to_string())),
         }
     }
 }
@@ -94,36 +113,27 @@ impl LogsConfig {
     }
 
     /// Checks the bounds; the message names the setting and the fix.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LogsConfigError> {
         if self.max_line < 64 * 1024 {
-            return Err(format!(
-                "logs_max_line_bytes = {}: must be at least 65536 (one Docker piece is 16 KiB; the default is 1048576)",
-                self.max_line
-            ));
+            return Err(LogsConfigError::MaxLine(self.max_line));
         }
         if self.memory < 2 * self.max_line {
-            return Err(format!(
-                "logs_memory_bytes = {}: must be at least twice logs_max_line_bytes ({})",
-                self.memory, self.max_line
-            ));
+            return Err(LogsConfigError::Memory {
+                memory: self.memory,
+                max_line: self.max_line,
+            });
         }
         if self.budget_interval.is_zero() || self.budget_lines == 0 || self.budget_bytes == 0 {
-            return Err(
-                "logs_budget_interval_sec, logs_budget_lines and logs_budget_bytes must be above 0"
-                    .into(),
-            );
+            return Err(LogsConfigError::Budget);
         }
         if self.flush_interval.is_zero() || self.flush_interval > Duration::from_secs(10) {
-            return Err(format!(
-                "logs_flush_interval_ms = {:?}: must be between 1 ms and 10 s",
-                self.flush_interval
-            ));
+            return Err(LogsConfigError::FlushInterval(self.flush_interval));
         }
         if self.batch_bytes < self.max_line {
-            return Err(format!(
-                "logs batch size {} is below logs_max_line_bytes {}",
-                self.batch_bytes, self.max_line
-            ));
+            return Err(LogsConfigError::Batch {
+                batch: self.batch_bytes,
+                max_line: self.max_line,
+            });
         }
         Ok(())
     }
@@ -140,12 +150,18 @@ mod tests {
             max_line: 1000,
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().contains("logs_max_line_bytes"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("logs_max_line_bytes")
+        );
         assert_eq!("ALL".parse::<Selection>(), Ok(Selection::All));
         assert!(
             "some"
                 .parse::<Selection>()
                 .unwrap_err()
+                .to_string()
                 .contains("NODE_AGENT_LOGS")
         );
     }

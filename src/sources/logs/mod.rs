@@ -31,7 +31,7 @@ pub(crate) mod select;
 mod timestamp;
 
 pub use budget::Counters;
-pub use config::{LogsConfig, Selection};
+pub use config::{LogsConfig, LogsConfigError, Selection};
 pub use cursor::{CursorError, Position, StreamPos};
 pub use decode::Stream;
 pub use follow::Status;
