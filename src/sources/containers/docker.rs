@@ -210,6 +210,7 @@ struct Actor {
 /// The container IDs in an events answer (one JSON object after the other).
 pub(crate) fn parse_event_ids(body: &[u8], max: usize) -> Result<Vec<String>, serde_json::Error> {
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for e in serde_json::Deserializer::from_slice(body).into_iter::<Event>() {
         let e = e?;
         let id = if e.actor.id.is_empty() {
@@ -217,10 +218,11 @@ pub(crate) fn parse_event_ids(body: &[u8], max: usize) -> Result<Vec<String>, se
         } else {
             e.actor.id
         };
-        if !id.is_empty() && !out.contains(&id) {
+        if !id.is_empty() && !seen.contains(&id) {
             if out.len() == max {
                 break;
             }
+            seen.insert(id.clone());
             out.push(id);
         }
     }

@@ -4,6 +4,8 @@
 
 pub(crate) mod discovery;
 pub(crate) mod docker;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 pub(crate) mod json;
 pub mod sampler;
 pub mod wings;
