@@ -117,6 +117,17 @@ pub(crate) struct Spool {
     ack: Option<(u64, u64)>,
 }
 
+/// Why an `ack` file is not trusted.
+#[derive(Debug, thiserror::Error)]
+enum BadAck {
+    #[error("`{0}` is not `segment offset`")]
+    Format(String),
+    #[error("offset {off} is not a record boundary of segment {seg}")]
+    NotABoundary { seg: u64, off: u64 },
+    #[error("segment {seg} offset {off} is past the end of the spool (last segment {last})")]
+    PastTheEnd { seg: u64, off: u64, last: u64 },
+}
+
 /// Parses and checks an `ack` against the segments found: `Ok(None)` when there is none,
 /// `Err(why)` when it does not name a place in the data (then it is ignored, never trusted to
 /// skip anything).
@@ -124,7 +135,7 @@ fn check_ack(
     text: Option<String>,
     ids: &[u64],
     boundaries: &BTreeMap<u64, Vec<u64>>,
-) -> Result<Option<(u64, u64)>, String> {
+) -> Result<Option<(u64, u64)>, BadAck> {
     let Some(text) = text else { return Ok(None) };
     let mut it = text.split_ascii_whitespace();
     let (Some(Ok(seg)), Some(Ok(off)), None) = (
@@ -132,7 +143,7 @@ fn check_ack(
         it.next().map(str::parse::<u64>),
         it.next(),
     ) else {
-        return Err(format!("`{}` is not `segment offset`", text.trim()));
+        return Err(BadAck::Format(text.trim().chars().take(64).collect()));
     };
     let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
         return Ok(Some((seg, off)));
@@ -142,13 +153,9 @@ fn check_ack(
     }
     match boundaries.get(&seg) {
         Some(b) if off == 0 || b.contains(&off) => Ok(Some((seg, off))),
-        Some(_) => Err(format!(
-            "offset {off} is not a record boundary of segment {seg}"
-        )),
+        Some(_) => Err(BadAck::NotABoundary { seg, off }),
         None if seg <= last + 1 && off == 0 => Ok(Some((seg, 0))),
-        None => Err(format!(
-            "segment {seg} offset {off} is past the end of the spool (last segment {last})"
-        )),
+        None => Err(BadAck::PastTheEnd { seg, off, last }),
     }
 }
 

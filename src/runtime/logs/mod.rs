@@ -528,7 +528,7 @@ async fn events(ctx: Arc<Ctx>, tx: mpsc::UnboundedSender<Msg>, mut stop: watch::
                             }
                         }
                         Ok(None) => break "the events stream ended".to_string(),
-                        Err(e) => break e,
+                        Err(e) => break e.to_string(),
                     }
                 }
             }

@@ -22,8 +22,8 @@
 //! Wings, and servers are reported without Docker. Each error is logged once per change and counted
 //! in `node_agent.sampler.errors` (`docker`, `wings`).
 
-use super::docker::{self, Docker};
-use super::wings::{Server, Wings, WingsConfig};
+use super::docker::{self, Docker, DockerError};
+use super::wings::{Server, Wings, WingsConfig, WingsError};
 use crate::sources::cgroup::paths::{self, Dirs, Layout, Mounts};
 use crate::sys::clock::now_nanos;
 use crate::sys::mountinfo::MountTable;
@@ -149,7 +149,7 @@ fn log_change(what: &str, last: &mut Option<String>, now: Option<&str>) {
 /// The discovery state kept between passes.
 pub struct Discovery {
     docker: Arc<Docker>,
-    wings: Result<Option<Arc<Wings>>, String>,
+    wings: Result<Option<Arc<Wings>>, Arc<WingsError>>,
     /// Inspects of one pass must end by then (from the start of the pass).
     inspect_deadline: Duration,
     /// Unix seconds the last events query ended at: the next one starts there.
@@ -174,7 +174,7 @@ impl Discovery {
             docker: Arc::new(Docker::new(&cfg.docker_host, cfg.http_timeout)),
             wings: Wings::from_config(&cfg.wings)
                 .map(|w| w.map(Arc::new))
-                .map_err(|e| e.to_string()),
+                .map_err(Arc::new),
             inspect_deadline: cfg.interval.max(cfg.http_timeout),
             events_since: None,
             pass_counts: String::new(),
@@ -218,7 +218,7 @@ impl Discovery {
         &mut self,
         mounts: &Mounts,
         started: Instant,
-    ) -> Result<Option<(Vec<Arc<ContainerInfo>>, Option<String>)>, String> {
+    ) -> Result<Option<(Vec<Arc<ContainerInfo>>, Option<String>)>, DockerError> {
         let list = match self.docker.list().await {
             Ok(l) => l,
             Err(e) if e.is_absent() => {
@@ -226,7 +226,7 @@ impl Discovery {
                 self.events_since = None;
                 return Ok(None);
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         };
         if self.docker_info.is_none()
             && let Ok(info) = self.docker.info().await
@@ -412,7 +412,7 @@ impl Discovery {
         let mut outcomes = Vec::new();
         let wings = match &self.wings {
             Ok(w) => Ok(w.clone()),
-            Err(e) => Err(e.clone()),
+            Err(e) => Err(e.to_string()),
         };
         let need_version = self.wings_version.is_none();
         let wings_pass = async move {
@@ -453,6 +453,7 @@ impl Discovery {
                 outcomes.push(("docker", problem));
             }
             Err(e) => {
+                let e = e.to_string();
                 inv.docker = SourceState::Failed(e.clone());
                 log_change("docker", &mut self.last_docker_error, Some(&e));
                 outcomes.push(("docker", Some(e)));

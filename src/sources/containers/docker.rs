@@ -229,22 +229,30 @@ pub(crate) fn parse_event_ids(body: &[u8], max: usize) -> Result<Vec<String>, se
     Ok(out)
 }
 
+/// Why a body was not read whole.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("reading the body: {0}")]
+    Read(#[from] hyper::Error),
+}
+
 /// Reads a body, refusing it as soon as it passes `limit` bytes (a `Content-Length` above it is
 /// refused before reading).
 async fn read_bounded(
     resp: &mut Response,
     limit: usize,
     declared: Option<u64>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, BodyError> {
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(format!("answer larger than {limit} bytes"));
+        return Err(BodyError::TooLarge(limit));
     }
     let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
     while let Some(frame) = resp.frame().await {
-        let frame = frame.map_err(|e| format!("reading the body: {e}"))?;
-        if let Ok(data) = frame.into_data() {
+        if let Ok(data) = frame?.into_data() {
             if out.len() + data.len() > limit {
-                return Err(format!("answer larger than {limit} bytes"));
+                return Err(BodyError::TooLarge(limit));
             }
             out.extend_from_slice(&data);
         }
@@ -501,10 +509,10 @@ impl Docker {
                 let declared = resp.length;
                 read_bounded(&mut resp, limit, declared)
                     .await
-                    .map_err(|reason| DockerError::Http {
+                    .map_err(|e| DockerError::Http {
                         socket: self.sock(),
                         path: path.to_string(),
-                        reason,
+                        reason: e.to_string(),
                     })?
             } else {
                 error_prefix(&mut resp).await

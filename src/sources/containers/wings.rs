@@ -344,20 +344,30 @@ impl<'de> Deserialize<'de> for MaybeServer {
     }
 }
 
+/// Why an `/api/servers` answer was not understood.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServersError {
+    /// The decoder's message (escaped and capped: it may quote the answer).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("expected a JSON array of servers")]
+    NotAnArray,
+}
+
 /// What one `/api/servers` answer may decode into: elements kept (servers, environment entries,
 /// ports) across the whole answer.
 pub(crate) const MAX_ITEMS: usize = 200_000;
 
 /// Decodes the `GET /api/servers` array. Elements without `configuration.uuid` (or that are not
 /// objects) are skipped; a body that is not an array, or past the decode budget, is an error.
-pub(crate) fn parse_servers(body: &[u8]) -> Result<Vec<Server>, String> {
+pub(crate) fn parse_servers(body: &[u8]) -> Result<Vec<Server>, ServersError> {
     #[derive(Deserialize)]
     struct List(#[serde(deserialize_with = "json::bounded_vec")] Vec<MaybeServer>);
     let list: List = json::with_budget(body, MAX_ITEMS).map_err(|e| {
         if e.is_data() || e.is_syntax() || e.is_eof() {
-            peer_text(&e.to_string(), PEER_TEXT_MAX)
+            ServersError::Invalid(peer_text(&e.to_string(), PEER_TEXT_MAX))
         } else {
-            "expected a JSON array of servers".to_string()
+            ServersError::NotAnArray
         }
     })?;
     let mut out = Vec::with_capacity(list.0.len());
@@ -514,7 +524,7 @@ impl Wings {
         let body = self.get("/api/servers", MAX_BODY).await?;
         parse_servers(&body).map_err(|reason| WingsError::Decode {
             url: format!("{}/api/servers", self.base_url),
-            reason,
+            reason: reason.to_string(),
         })
     }
 
@@ -605,7 +615,7 @@ mod tests {
         let mut body = b"[".to_vec();
         body.extend(std::iter::repeat_n(b"0,".as_slice(), 16 << 20).flatten());
         body.extend_from_slice(b"0]");
-        let e = parse_servers(&body).unwrap_err();
+        let e = parse_servers(&body).unwrap_err().to_string();
         assert!(e.contains("more elements") && e.len() < 400, "{e}");
     }
 

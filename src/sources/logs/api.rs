@@ -121,12 +121,21 @@ pub(crate) async fn events(docker: &Docker) -> Result<Response, DockerError> {
         .await
 }
 
+/// Why a stream stopped before its clean end.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StreamError {
+    #[error("{0}")]
+    Read(#[from] hyper::Error),
+    #[error("no data for {:.0} s in the middle of a message", .0.as_secs_f64())]
+    Stalled(Duration),
+}
+
 /// The next piece of a streaming body: `Ok(None)` at its clean end. Trailers are skipped.
-pub(crate) async fn next_data(resp: &mut Response) -> Result<Option<Bytes>, String> {
+pub(crate) async fn next_data(resp: &mut Response) -> Result<Option<Bytes>, StreamError> {
     loop {
         match resp.frame().await {
             None => return Ok(None),
-            Some(Err(e)) => return Err(e.to_string()),
+            Some(Err(e)) => return Err(e.into()),
             Some(Ok(f)) => {
                 if let Ok(d) = f.into_data()
                     && !d.is_empty()
@@ -139,14 +148,14 @@ pub(crate) async fn next_data(resp: &mut Response) -> Result<Option<Bytes>, Stri
 }
 
 /// The next piece if the body has one ready, without waiting: `None` when nothing is there yet.
-pub(crate) async fn ready_data(resp: &mut Response) -> Option<Result<Option<Bytes>, String>> {
+pub(crate) async fn ready_data(resp: &mut Response) -> Option<Result<Option<Bytes>, StreamError>> {
     use std::task::Poll;
     std::future::poll_fn(|cx| {
         loop {
             return match resp.poll_frame(cx) {
                 Poll::Pending => Poll::Ready(None),
                 Poll::Ready(None) => Poll::Ready(Some(Ok(None))),
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.to_string()))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
                 Poll::Ready(Some(Ok(f))) => match f.into_data() {
                     Ok(d) if !d.is_empty() => Poll::Ready(Some(Ok(Some(d)))),
                     _ => continue,
@@ -210,14 +219,11 @@ pub(crate) async fn next_within(
     resp: &mut Response,
     bounded: bool,
     stall: Duration,
-) -> Result<Option<Bytes>, String> {
+) -> Result<Option<Bytes>, StreamError> {
     if bounded {
         match tokio::time::timeout(stall, next_data(resp)).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
-                "no data for {:.0} s in the middle of a message",
-                stall.as_secs_f64()
-            )),
+            Err(_) => Err(StreamError::Stalled(stall)),
         }
     } else {
         next_data(resp).await
