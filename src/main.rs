@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let live_view = matches!(inv.action, Action::Top { once: false });
     let code = runtime.block_on(async move {
         match inv.action {
             Action::Check { json } => node_agent::check::run(cfg, json).await,
@@ -54,6 +55,11 @@ fn main() -> ExitCode {
             _ => node_agent::runtime::run(cfg, layers).await,
         }
     });
+    if live_view {
+        // The live view has restored the terminal; nothing is left to deliver or write: end now
+        // rather than tear down samplers that may be inside a slow read.
+        std::process::exit(i32::from(code as u8));
+    }
     // Do not wait for blocked helper threads (a hung statfs) at exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     ExitCode::from(code as u8)

@@ -49,6 +49,31 @@ pub(crate) fn input_of(ev: &Event, page: isize) -> Option<Input> {
     }
 }
 
+/// After `q`: the view restores the terminal and ends at once; if it has not within
+/// [`QUIT_WITHIN`] (a sample stuck in a read of a hung mount or a frozen cgroup, say), the
+/// terminal is restored here and the process ends, so `q` always quits.
+fn quit_watchdog(stopped: &AtomicBool) {
+    let deadline = std::time::Instant::now() + QUIT_WITHIN;
+    while !stopped.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if stopped.load(Ordering::Relaxed) {
+        return;
+    }
+    // Holding stdout's lock keeps the view from drawing over the restored screen.
+    let mut out = io::stdout().lock();
+    let _ = execute!(out, cursor::Show, terminal::LeaveAlternateScreen);
+    let _ = terminal::disable_raw_mode();
+    eprintln!(
+        "node-agent top: the view did not stop within {} s of q; exiting",
+        QUIT_WITHIN.as_secs()
+    );
+    std::process::exit(0);
+}
+
+/// How long `q` may take before the input thread ends the process itself.
+const QUIT_WITHIN: Duration = Duration::from_secs(2);
+
 /// The terminal in raw mode on the alternate screen; restored when dropped.
 pub(crate) struct Terminal {
     out: Stdout,
@@ -83,9 +108,14 @@ impl Terminal {
                     let page = terminal::size().map_or(20, |(_, h)| h as isize / 2);
                     match event::read() {
                         Ok(ev) => {
-                            if let Some(i) = input_of(&ev, page)
+                            let i = input_of(&ev, page);
+                            if let Some(i) = i
                                 && tx.send(i).is_err()
                             {
+                                return;
+                            }
+                            if i == Some(Input::Quit) {
+                                quit_watchdog(&stop);
                                 return;
                             }
                         }
