@@ -22,8 +22,8 @@ fuzz_s=${NODE_AGENT_FUZZ_SECONDS:-10}
 # same machine only rebuild the agent crate.
 export CARGO_TARGET_DIR="${NODE_AGENT_FUZZ_TARGET:-$HOME/.cache/node-agent/fuzz-target}"
 # The whole stage, the instrumented build included, stops after NODE_AGENT_FUZZ_BUDGET seconds
-# (default 300) so the suite stays well inside CI's time; a target cut short is said, not failed.
-budget=${NODE_AGENT_FUZZ_BUDGET:-300}
+# (default 150) so the suite stays well inside CI's time; a target cut short is said, not failed.
+budget=${NODE_AGENT_FUZZ_BUDGET:-150}
 if [ "$fuzz_s" != 0 ] && cargo +nightly fuzz --version >/dev/null 2>&1; then
   start=$SECONDS
   for t in $(cd fuzz && cargo +nightly fuzz list); do
