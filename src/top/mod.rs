@@ -248,6 +248,24 @@ async fn live(view: &mut View) -> i32 {
     ) else {
         return 1;
     };
+    // A signal ends the view like `q` does, within the same bound: if the view is stuck in a
+    // sample, this task (on a runtime worker, not the view's thread) ends the process.
+    let stopped = terminal.stopped();
+    tokio::spawn(async move {
+        let (Ok(mut a), Ok(mut b), Ok(mut c)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = a.recv() => {}
+            _ = b.recv() => {}
+            _ = c.recv() => {}
+        }
+        std::thread::spawn(move || term::quit_watchdog(&stopped));
+    });
     let mut tick = tokio::time::interval(REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

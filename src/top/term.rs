@@ -52,7 +52,7 @@ pub(crate) fn input_of(ev: &Event, page: isize) -> Option<Input> {
 /// After `q`: the view restores the terminal and ends at once; if it has not within
 /// [`QUIT_WITHIN`] (a sample stuck in a read of a hung mount or a frozen cgroup, say), the
 /// terminal is restored here and the process ends, so `q` always quits.
-fn quit_watchdog(stopped: &AtomicBool) {
+pub(crate) fn quit_watchdog(stopped: &AtomicBool) {
     let deadline = std::time::Instant::now() + QUIT_WITHIN;
     while !stopped.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -64,8 +64,10 @@ fn quit_watchdog(stopped: &AtomicBool) {
     let mut out = io::stdout().lock();
     let _ = execute!(out, cursor::Show, terminal::LeaveAlternateScreen);
     let _ = terminal::disable_raw_mode();
-    eprintln!(
-        "node-agent top: the view did not stop within {} s of q; exiting",
+    // Not eprintln!: after a hangup stderr is gone too, and a failed write must not stop the exit.
+    let _ = writeln!(
+        io::stderr(),
+        "node-agent top: the view did not stop within {} s; exiting",
         QUIT_WITHIN.as_secs()
     );
     std::process::exit(0);
@@ -127,6 +129,11 @@ impl Terminal {
                 }
             })?;
         Ok((t, rx))
+    }
+
+    /// Set once the terminal is restored (for [`quit_watchdog`] on another way out).
+    pub(crate) fn stopped(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
     }
 
     /// Columns and rows.

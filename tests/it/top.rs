@@ -337,3 +337,71 @@ fn top_shows_wings_servers_with_their_players() {
     });
     t.quit();
 }
+
+/// A copy of the host's /proc (links) whose `stat` is a FIFO nobody writes to: opening it blocks,
+/// as a read of a hung mount would, so the view never finishes its first sample.
+fn proc_with_a_hanging_stat() -> tempfile::TempDir {
+    let proc = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if n == "stat" || n.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        std::os::unix::fs::symlink(e.path(), proc.path().join(&name)).unwrap();
+    }
+    std::os::unix::fs::symlink("/proc/1", proc.path().join("1")).unwrap();
+    let fifo = std::ffi::CString::new(proc.path().join("stat").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    proc
+}
+
+/// top on a /proc whose reads hang, with no Docker.
+fn stuck_top() -> (Tmux, tempfile::TempDir, tempfile::TempDir) {
+    let proc = proc_with_a_hanging_stat();
+    let dir = tempfile::tempdir().unwrap();
+    let no_docker = format!("unix://{}/no-docker.sock", dir.path().display());
+    let t = Tmux::top(&[
+        ("NODE_AGENT_PROC_PATH", proc.path().to_str().unwrap()),
+        ("DOCKER_HOST", &no_docker),
+    ]);
+    // Let it reach the stuck read.
+    std::thread::sleep(Duration::from_secs(2));
+    (t, proc, dir)
+}
+
+/// `q` quits even when a sample is stuck in a read that never returns: the input thread ends the
+/// process itself.
+#[test]
+fn top_quits_on_q_even_when_a_read_hangs() {
+    let (t, _proc, _dir) = stuck_top();
+    t.quit();
+}
+
+/// A hangup (the SSH session or the terminal went away) ends a view stuck in a read too, so no
+/// `top` is left behind.
+#[test]
+fn top_ends_on_hangup_even_when_a_read_hangs() {
+    let (t, _proc, _dir) = stuck_top();
+    let shell = t.pane_pid();
+    let children =
+        std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap_or_default();
+    let top: i32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|c| c.parse().ok())
+        .expect("top runs under the pane's shell");
+    // Killing the tmux server closes the terminal: the kernel sends SIGHUP.
+    drop(t);
+    wait_until(
+        Duration::from_secs(20),
+        "top to end after the hangup",
+        || {
+            // SAFETY: signal 0 only checks that the process exists.
+            let gone = unsafe { libc::kill(top, 0) } != 0;
+            gone || std::fs::read_to_string(format!("/proc/{top}/stat"))
+                .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('Z')))
+        },
+    );
+}
