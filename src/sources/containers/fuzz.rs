@@ -61,22 +61,9 @@ pub const TARGETS: [Target; 2] = [("docker_json", docker), ("wings_json", wings)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::fuzz::mutate;
-    use std::path::PathBuf;
+    use crate::sys::fuzz::{corpus, replay};
 
     const INTERESTING: &[u8] = b"{}[]\",:0123456789-.eEtrufalsn\\ \n";
-
-    fn corpus(target: &str) -> Vec<Vec<u8>> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/corpus")
-            .join(target);
-        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-            .collect();
-        seeds.sort();
-        seeds
-    }
 
     /// The seeds decode as the agent expects them to (so the corpus exercises the real paths).
     #[test]
@@ -99,19 +86,12 @@ mod tests {
         );
     }
 
-    /// The seeds and 1,500 mutations of them per target, plus a huge flat array: every check holds.
+    /// The seeds and 1,500 inputs per target (mutated seeds, some random bytes), plus a huge flat
+    /// array: every check holds.
     #[test]
     fn corpus_and_mutations_never_panic() {
-        let mut rng = fastrand::Rng::with_seed(0xd0c);
         for (name, f) in TARGETS {
-            let seeds = corpus(name);
-            for s in &seeds {
-                f(s);
-            }
-            for _ in 0..1500 {
-                let seed = &seeds[rng.usize(..seeds.len())];
-                f(&mutate(&mut rng, seed, INTERESTING));
-            }
+            replay(name, 0xd0c, 1500, INTERESTING, f);
         }
         // Past the element budget: an error, not a heap.
         let flat = format!("[{}{{}}]", "{},".repeat(300_000));

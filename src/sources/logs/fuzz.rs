@@ -77,7 +77,7 @@ pub const TARGETS: [Target; 2] = [("logs_mux", mux), ("logs_raw", raw)];
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use crate::sys::fuzz::corpus;
 
     /// Bytes that matter to these decoders: stream header bytes, newlines, carriage returns,
     /// spaces, UTF-8 lead and continuation bytes, timestamp punctuation.
@@ -121,18 +121,6 @@ mod tests {
             }
         }
         v
-    }
-
-    fn corpus(target: &str) -> Vec<Vec<u8>> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/corpus")
-            .join(target);
-        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-            .collect();
-        seeds.sort();
-        seeds
     }
 
     /// The seeds (real dockerd captures) and 600 mutations of them per target, plus random
