@@ -99,23 +99,12 @@ pub(crate) fn log_export(r: &Values<'_>) -> Result<Option<tracing::Level>, Confi
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Config, Layers};
+    use super::super::Config;
     use crate::sources::logs::Selection;
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     fn config(env: &[(&str, &str)]) -> Result<Config, String> {
-        let layers = Layers {
-            flags: BTreeMap::new(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            file: BTreeMap::new(),
-            file_path: None,
-            file_tables: toml::Table::new(),
-            remote: Default::default(),
-        };
+        let layers = super::super::tests::layers(env, &[]);
         Config::from_layers(&layers).map_err(|e| e.to_string())
     }
 

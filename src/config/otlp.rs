@@ -328,22 +328,10 @@ fn check_headers(
 #[cfg(test)]
 mod tests {
     use super::super::Config;
-    use super::super::layers::Layers;
     use super::*;
-    use std::collections::BTreeMap;
 
     fn config(env: &[(&str, &str)]) -> Result<ExportConfig, String> {
-        let layers = Layers {
-            flags: BTreeMap::new(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            file: BTreeMap::new(),
-            file_path: None,
-            file_tables: toml::Table::new(),
-            remote: Default::default(),
-        };
+        let layers = super::super::tests::layers(env, &[]);
         Config::from_layers(&layers)
             .map(|c| c.export)
             .map_err(|e| e.to_string())

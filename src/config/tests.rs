@@ -9,7 +9,9 @@ use crate::export::OtlpProtocol;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-fn layers(env: &[(&str, &str)], flags: &[(&str, &str)]) -> Layers {
+/// Layers from an environment and flags alone (no file, no remote layer); shared by the
+/// config modules' tests.
+pub(super) fn layers(env: &[(&str, &str)], flags: &[(&str, &str)]) -> Layers {
     Layers {
         flags: flags
             .iter()
