@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::{MemSink, Rec, expected};
+use support::{server, state_of};
 
 const UA: &str = "0a1b2c3d-0000-4000-8000-00000000000a";
 const UB: &str = "0a1b2c3d-0000-4000-8000-00000000000b";
@@ -57,45 +58,6 @@ fn config(docker: &Dockerd, state: &Path) -> LogsConfig {
         resync_interval: Duration::from_secs(5),
         ..Default::default()
     }
-}
-
-/// `docker run -d` of the test script as a Wings server container.
-fn server(
-    docker: &Dockerd,
-    image: &str,
-    name: &str,
-    tty: bool,
-    driver: &str,
-    env: &[&str],
-) -> String {
-    let mut args = vec![
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        name,
-        "--log-driver",
-        driver,
-    ];
-    if tty {
-        args.push("-t");
-    }
-    args.extend([
-        "--label",
-        "Service=Pterodactyl",
-        "--label",
-        "ContainerType=server_process",
-    ]);
-    for e in env {
-        args.extend(["-e", e]);
-    }
-    args.extend([image, "sh", "-c", support::SCRIPT]);
-    docker.run(&args)
-}
-
-fn state_of(docker: &Dockerd, name: &str) -> String {
-    docker.inspect(name, "{{.State.Status}}")
 }
 
 /// Checks one container's records: exactly the expected lines per stream, in order, with its
@@ -199,24 +161,27 @@ fn every_line_exactly_once_across_hard_stops_and_a_container_restart() {
         &image,
         UA,
         true,
-        "local",
+        &["--log-driver", "local"],
         &["TAG=A", &burst, "PAUSE=0.25"],
+        support::SCRIPT,
     );
     let b = server(
         &docker,
         &image,
         UB,
         false,
-        "local",
+        &["--log-driver", "local"],
         &["TAG=B", &burst, "PAUSE=0.3"],
+        support::SCRIPT,
     );
     let c = server(
         &docker,
         &image,
         UC,
         false,
-        "json-file",
+        &["--log-driver", "json-file"],
         &["TAG=C", &burst, "PAUSE=0.2", "PARTS=2", "LONG_AT0=1"],
+        support::SCRIPT,
     );
     // Not a server: never followed under `logs = servers`.
     docker.run(&[
@@ -417,16 +382,18 @@ fn source_killed_with_sigkill_resumes_exactly() {
         &image,
         UA,
         true,
-        "local",
+        &["--log-driver", "local"],
         &["TAG=A", &burst, "PAUSE=0.6"],
+        support::SCRIPT,
     );
     let b = server(
         &docker,
         &image,
         UB,
         false,
-        "local",
+        &["--log-driver", "local"],
         &["TAG=B", &burst, "PAUSE=0.6"],
+        support::SCRIPT,
     );
     let mut rng = fastrand::Rng::with_seed(9);
     let mut at_kill = vec![];

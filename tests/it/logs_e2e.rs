@@ -19,7 +19,7 @@
 
 use crate::harness::docker::Dockerd;
 use crate::harness::{Agent, Receiver, Rotel, wait_until};
-use crate::logs::support::{Rec, SCRIPT, expected};
+use crate::logs::support::{Rec, SCRIPT, expected, server, state_of};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -153,38 +153,6 @@ fn agent_env(
 fn start_agent(dir: &Path, name: &str, env: &[(String, String)]) -> Agent {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     Agent::start(dir, name, &env)
-}
-
-/// `docker run -d` of the test script as a Wings server container.
-fn server(
-    docker: &Dockerd,
-    image: &str,
-    name: &str,
-    tty: bool,
-    extra: &[&str],
-    env: &[&str],
-    script: &str,
-) -> String {
-    let mut args = vec!["run", "-d", "--network", "none", "--name", name];
-    if tty {
-        args.push("-t");
-    }
-    args.extend([
-        "--label",
-        "Service=Pterodactyl",
-        "--label",
-        "ContainerType=server_process",
-    ]);
-    args.extend(extra);
-    for e in env {
-        args.extend(["-e", e]);
-    }
-    args.extend([image, "sh", "-c", script]);
-    docker.run(&args)
-}
-
-fn state_of(docker: &Dockerd, name: &str) -> String {
-    docker.inspect(name, "{{.State.Status}}")
 }
 
 /// One container's records: exactly the expected lines per stream, in order, with its identity.

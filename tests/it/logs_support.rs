@@ -306,3 +306,36 @@ pub fn expected(
     out.push(format!("{tag} last-no-newline"));
     (out, err)
 }
+
+/// `docker run -d` of the test script as a Wings server container.
+pub fn server(
+    docker: &crate::harness::docker::Dockerd,
+    image: &str,
+    name: &str,
+    tty: bool,
+    extra: &[&str],
+    env: &[&str],
+    script: &str,
+) -> String {
+    let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+    if tty {
+        args.push("-t");
+    }
+    args.extend([
+        "--label",
+        "Service=Pterodactyl",
+        "--label",
+        "ContainerType=server_process",
+    ]);
+    args.extend(extra);
+    for e in env {
+        args.extend(["-e", e]);
+    }
+    args.extend([image, "sh", "-c", script]);
+    docker.run(&args)
+}
+
+/// A container's state as Docker reports it (`running`, `exited`, ...).
+pub fn state_of(docker: &crate::harness::docker::Dockerd, name: &str) -> String {
+    docker.inspect(name, "{{.State.Status}}")
+}
