@@ -392,10 +392,13 @@ def run_n(a, n, engine, docker_host, sink, out_dir):
         "OTEL_SERVICE_NAME": "node-agent-bench",
         "NODE_AGENT_LOG_FORMAT": "text",
         "NODE_AGENT_SPOOL_DIR": f"{out_dir}/spool-{n}",
+        # Its own state (log cursors): never the host's /var/lib/node-agent.
+        "NODE_AGENT_STATE_DIR": f"{out_dir}/state-{n}",
     })
     for k in ["WINGS_BASE_URL", "WINGS_TOKEN"]:
         env.pop(k, None)
     shutil.rmtree(f"{out_dir}/spool-{n}", ignore_errors=True)
+    shutil.rmtree(f"{out_dir}/state-{n}", ignore_errors=True)
     # The local endpoint is on by default; the benchmark measures sampling and export only.
     env["NODE_AGENT_HTTP_LISTEN"] = "off"
     log = open(f"{out_dir}/agent-{n}.log", "w")

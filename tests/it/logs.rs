@@ -243,15 +243,18 @@ fn every_line_exactly_once_across_hard_stops_and_a_container_restart() {
     // The last positions may still be with the batcher or the sink (which holds its newest two
     // batches, and a batch without records waits behind them): answer everything until each
     // container's acknowledged position is where it was read to.
-    wait_until(Duration::from_secs(20), "every read position acknowledged", || {
-        sink.pump(0);
-        let r = source.report();
-        r.batches_in_flight == 0
-            && r
-                .containers
-                .iter()
-                .all(|c| c.cursor.as_ref() == Some(&c.read))
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "every read position acknowledged",
+        || {
+            sink.pump(0);
+            let r = source.report();
+            r.batches_in_flight == 0
+                && r.containers
+                    .iter()
+                    .all(|c| c.cursor.as_ref() == Some(&c.read))
+        },
+    );
     eprintln!("batches lost in flight at the two stops: {lost}, {lost2}");
 
     let want = [

@@ -491,24 +491,67 @@ async fn supervise(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     events.abort();
 }
 
+/// How long an events stream must have lived to count as healthy when it ends without an event.
+const EVENTS_HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// The events stream's reconnection state: the backoff and the last error (warned once).
+///
+/// A stream that ends at once (a proxy that closes `/events`) is a failure like any other: the
+/// backoff and the one warning stay until a stream has delivered an event or lived
+/// [`EVENTS_HEALTHY_AFTER`]; otherwise the agent would reconnect, and resync every container,
+/// four times a second.
+struct Reconnect {
+    backoff: Duration,
+    last_error: Option<String>,
+}
+
+impl Reconnect {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn new() -> Reconnect {
+        Reconnect {
+            backoff: Self::FIRST,
+            last_error: None,
+        }
+    }
+
+    /// The stream works: the next failure starts from the first backoff. True when it had been
+    /// failing (say it is back).
+    fn healthy(&mut self) -> bool {
+        self.backoff = Self::FIRST;
+        self.last_error.take().is_some()
+    }
+
+    /// A connection failed or a stream ended after `lived` (`None`: it never connected). Returns
+    /// whether to warn (a new error) and how long to wait before the next try.
+    fn failed(&mut self, err: String, lived: Option<Duration>) -> (bool, Duration) {
+        if lived.is_some_and(|l| l >= EVENTS_HEALTHY_AFTER) {
+            self.healthy();
+        }
+        let warn = self.last_error.as_deref() != Some(&err);
+        self.last_error = Some(err);
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(Self::MAX);
+        (warn, wait)
+    }
+}
+
 /// Reads `/events`; after every (re)connection asks for a resync so nothing between is missed.
 async fn events(ctx: Arc<Ctx>, tx: mpsc::UnboundedSender<Msg>, mut stop: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(250);
-    let mut last_error: Option<String> = None;
+    let mut state = Reconnect::new();
     loop {
         // No Docker on this node at all: nothing to warn about (the list is silent too).
         let mut absent = false;
+        let mut lived = None;
         let err = match api::events(&ctx.docker).await {
             Ok(mut resp) => {
                 if tx.send(Msg::Resync).is_err() {
                     return;
                 }
-                if last_error.take().is_some() {
-                    tracing::info!("logs: Docker events stream connected again");
-                }
-                backoff = Duration::from_millis(250);
+                let connected = tokio::time::Instant::now();
                 let mut lines = api::EventLines::default();
-                loop {
+                let err = loop {
                     let next =
                         api::next_within(&mut resp, lines.mid_line(), Duration::from_secs(30));
                     let r = tokio::select! {
@@ -517,6 +560,9 @@ async fn events(ctx: Arc<Ctx>, tx: mpsc::UnboundedSender<Msg>, mut stop: watch::
                     };
                     match r {
                         Ok(Some(d)) => {
+                            if state.healthy() {
+                                tracing::info!("logs: Docker events stream connected again");
+                            }
                             let (evs, bad) = lines.feed(&d);
                             if bad > 0 {
                                 tracing::debug!(bad, "logs: undecodable Docker events skipped");
@@ -530,21 +576,55 @@ async fn events(ctx: Arc<Ctx>, tx: mpsc::UnboundedSender<Msg>, mut stop: watch::
                         Ok(None) => break "the events stream ended".to_string(),
                         Err(e) => break e.to_string(),
                     }
-                }
+                };
+                lived = Some(connected.elapsed());
+                err
             }
             Err(e) => {
                 absent = e.is_absent();
                 e.to_string()
             }
         };
-        if last_error.as_deref() != Some(&err) && !absent {
-            tracing::warn!(error = %err, "logs: Docker events unavailable; retrying (containers are still found by listing)");
+        let (warn, wait) = state.failed(err.clone(), lived);
+        if warn && !absent {
+            tracing::warn!(error = %err, retry_in = ?wait, "logs: Docker events unavailable; retrying (containers are still found by listing)");
         }
-        last_error = Some(err);
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_events_stream_that_ends_at_once_backs_off_and_warns_once() {
+        let mut r = Reconnect::new();
+        let at_once = Some(Duration::from_millis(5));
+        let mut waits = vec![];
+        let mut warned = 0;
+        for _ in 0..10 {
+            let (warn, wait) = r.failed("the events stream ended".into(), at_once);
+            warned += usize::from(warn);
+            waits.push(wait.as_millis());
+        }
+        assert_eq!(warned, 1);
+        assert_eq!(
+            waits,
+            [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        // A stream that lived a while was healthy: its end retries soon, and says so once.
+        let (warn, wait) = r.failed("the events stream ended".into(), Some(EVENTS_HEALTHY_AFTER));
+        assert!(warn);
+        assert_eq!(wait, Reconnect::FIRST);
+        // An event resets too; a connection refused keeps backing off, warned once per error.
+        r.failed("refused".into(), None);
+        assert!(r.healthy());
+        assert!(!r.healthy());
+        assert_eq!(r.failed("refused".into(), None), (true, Reconnect::FIRST));
+        assert!(!r.failed("refused".into(), None).0);
     }
 }
