@@ -98,6 +98,7 @@ async fn replay(payload: &str, batches: u64) {
         transport,
         node_agent::export::QueueConfig {
             memory_bytes: u64::MAX / 4,
+            memory_auto: false,
             spool_dir: None,
             spool_max_bytes: 0,
             fsync: node_agent::export::FsyncPolicy::Never,

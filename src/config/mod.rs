@@ -169,6 +169,7 @@ impl Config {
             players: players_config(&r, layers, node_ip)?,
             queue: QueueConfig {
                 memory_bytes: r.u64("queue_memory_bytes", 4096)?,
+                memory_auto: r.source("queue_memory_bytes") == Source::Default,
                 // Console and `none` never fail to deliver: no spool for them.
                 spool_dir: (spooled(&export) || spooled(&logs_export)).then(|| {
                     r.non_empty("spool_dir")
@@ -195,6 +196,7 @@ impl Config {
                     ExporterKind::None => None,
                     _ => Some(LaneBudget {
                         memory_bytes: r.u64("logs_queue_memory_bytes", 4096)?,
+                        memory_auto: r.source("logs_queue_memory_bytes") == Source::Default,
                         spool_max_bytes: if spooled(&logs_export) {
                             r.u64("logs_spool_max_bytes", 0)?
                         } else {

@@ -409,7 +409,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "queue_memory_bytes",
         &["NODE_AGENT_QUEUE_MEMORY_BYTES"],
         Some("4194304"),
-        "Memory budget of the delivery queue before it spills to disk, bytes",
+        "Memory budget of the delivery queue before it spills to disk, bytes; left at its default, it grows to three samples (at most 128 MiB) on a node whose one sample is larger",
     ),
     s(
         "spool_max_bytes",
@@ -427,7 +427,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "logs_queue_memory_bytes",
         &["NODE_AGENT_LOGS_QUEUE_MEMORY_BYTES"],
         Some("8388608"),
-        "Memory budget of the logs' delivery queue before it spills to disk, bytes",
+        "Memory budget of the logs' delivery queue before it spills to disk, bytes; left at its default, it grows to three batches (at most 128 MiB) when one batch is larger",
     ),
     s(
         "logs_spool_max_bytes",

@@ -78,12 +78,14 @@ mod tests {
     fn cfg(dir: &std::path::Path) -> QueueConfig {
         QueueConfig {
             memory_bytes: 1 << 20,
+            memory_auto: false,
             spool_dir: Some(dir.to_path_buf()),
             spool_max_bytes: 1 << 20,
             fsync: FsyncPolicy::Never,
             backoff_max: Duration::from_millis(100),
             logs: Some(LaneBudget {
                 memory_bytes: 1 << 20,
+                memory_auto: false,
                 spool_max_bytes: 1 << 20,
             }),
         }

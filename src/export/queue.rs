@@ -39,6 +39,8 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct QueueConfig {
     /// Memory budget of the metrics lane.
     pub memory_bytes: u64,
+    /// `memory_bytes` is the default and grows with the samples ([`LaneBudget::memory_auto`]).
+    pub memory_auto: bool,
     pub spool_dir: Option<PathBuf>,
     /// Disk budget of the metrics lane.
     pub spool_max_bytes: u64,
@@ -102,6 +104,7 @@ impl Exporter {
             Signal::Metrics,
             LaneBudget {
                 memory_bytes: cfg.memory_bytes,
+                memory_auto: cfg.memory_auto,
                 spool_max_bytes: cfg.spool_max_bytes,
             },
         )];

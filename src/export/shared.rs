@@ -62,6 +62,9 @@ impl LaneCell {
         for line in &fx.lines {
             line.emit(signal);
         }
+        for note in &fx.notes {
+            note.emit(signal);
+        }
         for (hook, settled) in fx.hooks {
             hook(settled);
         }

@@ -46,11 +46,18 @@ impl Signal {
     }
 }
 
+/// The most a default memory budget grows to ([`LaneBudget::memory_auto`]).
+pub const AUTO_MEMORY_MAX: u64 = 128 << 20;
+
 /// The budgets of one signal's lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaneBudget {
     /// Bytes of encoded requests held in memory (queued plus the request being sent).
     pub memory_bytes: u64,
+    /// `memory_bytes` is the default, not an operator's limit: it grows to hold three of the
+    /// largest batches (up to [`AUTO_MEMORY_MAX`]), so that a node whose one sample is larger than
+    /// the default (5,000 containers: about 9 MB) still has its samples queued, sent and spooled.
+    pub memory_auto: bool,
     /// Bytes of segment files in the signal's spool directory.
     pub spool_max_bytes: u64,
 }

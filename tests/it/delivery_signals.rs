@@ -45,12 +45,14 @@ fn transport(endpoint: &str, protocol: &str) -> Transport {
 
 const LOGS: LaneBudget = LaneBudget {
     memory_bytes: 64 << 10,
+    memory_auto: false,
     spool_max_bytes: 96 << 10,
 };
 
 fn queue(spool: &Path) -> QueueConfig {
     QueueConfig {
         memory_bytes: 64 << 10,
+        memory_auto: false,
         spool_dir: Some(spool.to_path_buf()),
         spool_max_bytes: 1 << 20,
         fsync: FsyncPolicy::Batch,

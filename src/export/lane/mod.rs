@@ -21,7 +21,7 @@
 
 mod writer;
 
-use super::signal::{LaneBudget, Signal};
+use super::signal::{AUTO_MEMORY_MAX, LaneBudget, Signal};
 use super::stats::{Counts, DiskHealth, DropReason, LossLine, LossLog, OnSettled, Settled};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -107,8 +107,38 @@ pub(crate) enum Take {
 pub(crate) struct Effects {
     pub(crate) hooks: Vec<(OnSettled, Settled)>,
     pub(crate) lines: Vec<LossLine>,
+    /// What the operator should know about the budget (logged outside the lock).
+    pub(crate) notes: Vec<Note>,
     pub(crate) wake_sender: bool,
     pub(crate) wake_disk: bool,
+}
+
+/// A line about the lane's memory budget.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Note {
+    Grown(String),
+    TooSmall(String),
+}
+
+impl Note {
+    pub(crate) fn emit(&self, signal: Signal) {
+        match self {
+            Note::Grown(m) => tracing::info!(signal = signal.name(), "{m}"),
+            Note::TooSmall(m) => tracing::warn!(signal = signal.name(), "{m}"),
+        }
+    }
+}
+
+/// The setting of a lane's memory budget.
+fn memory_setting(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Metrics => "queue_memory_bytes",
+        Signal::Logs => "logs_queue_memory_bytes",
+    }
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / f64::from(1 << 20)
 }
 
 pub(crate) struct Lane {
@@ -145,6 +175,8 @@ pub(crate) struct Lane {
     pub(crate) recovered_meta: Vec<Bytes>,
     pub(crate) closing: bool,
     health: Arc<DiskHealth>,
+    /// A batch larger than an operator's budget was said (once).
+    told_too_small: bool,
 }
 
 fn concat(parts: &[&Bytes]) -> Bytes {
@@ -190,6 +222,7 @@ impl Lane {
             recovered_meta: Vec::new(),
             closing: false,
             health,
+            told_too_small: false,
         }
     }
 
@@ -251,6 +284,7 @@ impl Lane {
         hook: Option<OnSettled>,
         now: Instant,
     ) {
+        self.fit_budget(payload.len() as u64);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.counts.enqueued += batches;
@@ -268,6 +302,38 @@ impl Lane {
         });
         self.fx.wake_sender = true;
         self.settle_state(now);
+    }
+
+    /// Makes room for a batch of `len` bytes: a default budget grows to three such batches (one
+    /// being sent, one waiting, one arriving); an operator's budget that cannot hold even one is
+    /// said once, with the value that would.
+    fn fit_budget(&mut self, len: u64) {
+        let budget = &mut self.budget;
+        let setting = memory_setting(self.signal);
+        let want = len.saturating_mul(3).next_multiple_of(1 << 20);
+        if budget.memory_auto && want > budget.memory_bytes {
+            let grown = want.min(AUTO_MEMORY_MAX).max(budget.memory_bytes);
+            if grown > budget.memory_bytes {
+                budget.memory_bytes = grown;
+                self.fx.notes.push(Note::Grown(format!(
+                    "the {} queue's memory budget grows to {:.0} MiB: three batches of {:.1} MiB ({setting} is at its default; set it to fix a limit)",
+                    self.signal.name(),
+                    mib(grown),
+                    mib(len),
+                )));
+                return;
+            }
+        }
+        if len > budget.memory_bytes && !self.told_too_small {
+            self.told_too_small = true;
+            self.fx.notes.push(Note::TooSmall(format!(
+                "a {} batch of {:.1} MiB is larger than the queue's memory budget ({:.1} MiB): such batches are dropped (and counted) unless the spool takes them at once; set {setting} to at least {:.0} MiB",
+                self.signal.name(),
+                mib(len),
+                mib(budget.memory_bytes),
+                mib(want),
+            )));
+        }
     }
 
     fn lose(&mut self, reason: DropReason, batches: u64, cause: &str, now: Instant) {

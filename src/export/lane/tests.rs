@@ -3,10 +3,15 @@ use crate::export::stats::{DropReason, Settled};
 use parking_lot::Mutex;
 
 fn lane(memory: u64, spool: bool) -> Lane {
+    lane_with(memory, false, spool)
+}
+
+fn lane_with(memory: u64, auto: bool, spool: bool) -> Lane {
     let mut l = Lane::new(
         Signal::Metrics,
         LaneBudget {
             memory_bytes: memory,
+            memory_auto: auto,
             spool_max_bytes: 1 << 20,
         },
         spool,
@@ -391,4 +396,46 @@ fn after_its_first_part_is_delivered_only_the_rest_of_a_split_batch_is_spooled()
     assert!(l.is_empty() || l.inflight.is_empty());
     assert_eq!(l.snapshot().sent, 1);
     balanced(&mut l);
+}
+
+/// A node whose one sample is larger than the default budget (5,000 containers: ~9 MB against
+/// 4 MiB) has every sample queued and sent: the default grows to three samples, said once.
+#[test]
+fn a_default_budget_grows_to_three_samples_and_an_operators_does_not() {
+    let now = Instant::now();
+    let big = Bytes::from(vec![1u8; 1_500_000]);
+    let mut l = lane_with(1 << 20, true, true);
+    for _ in 0..3 {
+        l.push(big.clone(), Bytes::new(), 1, None, now);
+    }
+    let fx = l.take_effects();
+    assert_eq!(l.budget.memory_bytes, 5 << 20, "three samples, whole MiB");
+    assert_eq!(fx.notes.len(), 1, "{:?}", fx.notes);
+    assert!(matches!(&fx.notes[0], Note::Grown(m) if m.contains("queue_memory_bytes")));
+    assert!(fx.lines.is_empty(), "nothing dropped");
+    assert_eq!(l.snapshot().dropped_total(), 0);
+    balanced(&mut l);
+    // Never past the cap.
+    let mut l = lane_with(1 << 20, true, true);
+    l.fit_budget(AUTO_MEMORY_MAX);
+    assert_eq!(l.budget.memory_bytes, AUTO_MEMORY_MAX);
+
+    // An operator's limit stays: a batch over it is said once, with the value that would do.
+    let mut l = lane_with(1 << 20, false, false);
+    for _ in 0..3 {
+        l.push(big.clone(), Bytes::new(), 1, None, now);
+    }
+    let fx = l.take_effects();
+    assert_eq!(l.budget.memory_bytes, 1 << 20);
+    assert_eq!(fx.notes.len(), 1, "{:?}", fx.notes);
+    assert!(
+        matches!(&fx.notes[0], Note::TooSmall(m) if m.contains("set queue_memory_bytes to at least 5 MiB")),
+        "{:?}",
+        fx.notes
+    );
+    assert_eq!(
+        l.snapshot().dropped_total(),
+        3,
+        "no spool: dropped and counted"
+    );
 }
