@@ -305,14 +305,19 @@ impl Lane {
     }
 
     /// Makes room for a batch of `len` bytes: a default budget grows to three such batches (one
-    /// being sent, one waiting, one arriving); an operator's budget that cannot hold even one is
-    /// said once, with the value that would.
+    /// being sent, one waiting, one arriving), in powers of two so that a node whose samples grow
+    /// as its containers are found says so a few times, not every cycle; an operator's budget that
+    /// cannot hold even one is said once, with the value that would.
     fn fit_budget(&mut self, len: u64) {
         let budget = &mut self.budget;
         let setting = memory_setting(self.signal);
         let want = len.saturating_mul(3).next_multiple_of(1 << 20);
         if budget.memory_auto && want > budget.memory_bytes {
-            let grown = want.min(AUTO_MEMORY_MAX).max(budget.memory_bytes);
+            let grown = want
+                .checked_next_power_of_two()
+                .unwrap_or(u64::MAX)
+                .min(AUTO_MEMORY_MAX)
+                .max(budget.memory_bytes);
             if grown > budget.memory_bytes {
                 budget.memory_bytes = grown;
                 self.fx.notes.push(Note::Grown(format!(

@@ -409,7 +409,11 @@ fn a_default_budget_grows_to_three_samples_and_an_operators_does_not() {
         l.push(big.clone(), Bytes::new(), 1, None, now);
     }
     let fx = l.take_effects();
-    assert_eq!(l.budget.memory_bytes, 5 << 20, "three samples, whole MiB");
+    assert_eq!(
+        l.budget.memory_bytes,
+        8 << 20,
+        "three samples, a power of two"
+    );
     assert_eq!(fx.notes.len(), 1, "{:?}", fx.notes);
     assert!(matches!(&fx.notes[0], Note::Grown(m) if m.contains("queue_memory_bytes")));
     assert!(fx.lines.is_empty(), "nothing dropped");
