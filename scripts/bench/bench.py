@@ -185,8 +185,16 @@ class DockerStandIn(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def __init__(self, path, containers):
         self.containers = containers
         self.visible = 0
-        self.started = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+        self.base = int(time.time()) - 86400
         super().__init__(path, DockerHandler)
+
+    def started(self, i):
+        """Container i's StartedAt: each its own, to the nanosecond, as Docker's are (a shared one
+        made every container's counters start at the same instant, which gzip repeats for almost
+        nothing, and the wire bytes per container looked lower than real containers cost)."""
+        s = self.base + i * 37 % 86000
+        ns = (i * 2654435761 + 12345) % 1_000_000_000
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{ns:09d}Z"
 
 
 class DockerHandler(http.server.BaseHTTPRequestHandler):
@@ -229,7 +237,7 @@ class DockerHandler(http.server.BaseHTTPRequestHandler):
                 cid, p = items[i]
                 return self.reply({"Id": cid, "Name": f"/bench-{i}",
                                    "State": {"Status": "running", "Running": True,
-                                             "Pid": p.pid, "StartedAt": srv.started},
+                                             "Pid": p.pid, "StartedAt": srv.started(i)},
                                    "HostConfig": {"NanoCpus": 0, "CpuQuota": 0, "CpuPeriod": 0}})
             return self.reply({"message": "No such container"}, 404)
         return self.reply({"message": "not found"}, 404)
