@@ -705,10 +705,13 @@ def main():
         os.unlink(sock)
     replay = None
     pay = f"{a.out}/payload-100.pb"
-    if os.path.exists(pay) and os.path.getsize(pay) > 0:
+    if a.replay_batches > 0 and os.path.exists(pay) and os.path.getsize(pay) > 0:
         out = subprocess.run([a.bench, "replay", pay, str(a.replay_batches)], capture_output=True,
                              text=True, timeout=900)
-        replay = json.loads(out.stdout.strip().splitlines()[-1])
+        lines = out.stdout.strip().splitlines()
+        if out.returncode != 0 or not lines:
+            raise RuntimeError(f"node-agent-bench replay failed ({out.returncode}): {out.stderr[-2000:]}")
+        replay = json.loads(lines[-1])
         print(json.dumps(replay), flush=True)
     derive(results)
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
