@@ -4,8 +4,8 @@
 //! is a `ResourceMetrics` of its own whose attributes are the container's identity
 //! (`container.id`, `container.name`, `container.image.name`, and `pterodactyl.server.uuid`/`.name`
 //! for Wings servers) next to the node's `service.name` and `service.instance.id`; its points
-//! carry no identity attributes. Per container and interval that is about 70 gzip bytes on the
-//! wire instead of about 400 with the identity on every point (docs/benchmarks.md#wire-bytes-by-otlp-layout).
+//! carry no identity attributes. Per container and interval that is about 100–120 gzip bytes on
+//! the wire instead of about 400 with the identity on every point (docs/benchmarks.md#wire-bytes-by-otlp-layout).
 //! Prometheus needs the identity as labels: the Collector configs promote it
 //! (collector-config/README.md), and so does the agent's own `/metrics`.
 //!
