@@ -332,7 +332,7 @@ impl Lane {
         if len > budget.memory_bytes && !self.told_too_small {
             self.told_too_small = true;
             self.fx.notes.push(Note::TooSmall(format!(
-                "a {} batch of {:.1} MiB is larger than the queue's memory budget ({:.1} MiB): such batches are dropped (and counted) unless the spool takes them at once; set {setting} to at least {:.0} MiB",
+                "a {} batch of {:.1} MiB is larger than the queue's memory budget ({:.1} MiB): such batches go through the spool, and are dropped (and counted) when over twice the budget; set {setting} to at least {:.0} MiB",
                 self.signal.name(),
                 mib(len),
                 mib(budget.memory_bytes),
