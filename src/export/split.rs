@@ -145,7 +145,12 @@ fn split_message(msg: &[u8], repeated: u64, depth: u8) -> Option<(Vec<u8>, Vec<u
 
 /// Two requests that together carry exactly what `request` carries, or `None` when it is one
 /// metric or record (or not valid protobuf).
-pub(crate) fn split_request(request: &[u8]) -> Option<(Bytes, Bytes)> {
+///
+/// A request of several resources and nothing else (every request the agent makes of a node with
+/// containers: one resource per container) is cut between two resources into two views of the
+/// same bytes, without a copy: at 1000 containers that is 1.85 MB not copied, and its fresh pages
+/// not faulted in, every cycle.
+pub(crate) fn split_request(request: &Bytes) -> Option<(Bytes, Bytes)> {
     // Request → resources (field 1) → scopes (field 2) → metrics/records (field 2).
     let fs = fields(request)?;
     let resources: Vec<&Field<'_>> = fs.iter().filter(|f| f.number == 1 && f.wire == 2).collect();
@@ -153,6 +158,12 @@ pub(crate) fn split_request(request: &[u8]) -> Option<(Bytes, Bytes)> {
         .iter()
         .filter(|f| !(f.number == 1 && f.wire == 2))
         .collect();
+    if others.is_empty() && resources.len() > 1 {
+        // `fields` covered the request end to end, so the resources lie one after the other.
+        let k = cut(&resources);
+        let at = resources[k].raw.as_ptr() as usize - request.as_ptr() as usize;
+        return Some((request.slice(..at), request.slice(at..)));
+    }
     let mut a = Vec::new();
     let mut b = Vec::new();
     for f in &others {
@@ -235,7 +246,7 @@ mod tests {
     fn halves_carry_exactly_the_whole_at_every_level() {
         for (r, s, m) in [(4, 1, 1), (1, 3, 2), (1, 1, 5), (2, 2, 2)] {
             let req = metrics(r, s, m);
-            let (a, b) = split_request(&req.encode_to_vec()).expect("splittable");
+            let (a, b) = split_request(&Bytes::from(req.encode_to_vec())).expect("splittable");
             let (a, b) = (
                 ExportMetricsServiceRequest::decode(a).unwrap(),
                 ExportMetricsServiceRequest::decode(b).unwrap(),
@@ -245,8 +256,14 @@ mod tests {
             both.extend(names(&b));
             assert_eq!(both, names(&req), "{r} {s} {m}");
         }
-        assert!(split_request(&metrics(1, 1, 1).encode_to_vec()).is_none());
-        assert!(split_request(&[0xff, 0xff, 0xff]).is_none());
+        // Several resources and nothing else: two views of the request's bytes, no copy.
+        let whole = Bytes::from(metrics(4, 1, 1).encode_to_vec());
+        let (a, b) = split_request(&whole).unwrap();
+        assert_eq!(a.as_ptr(), whole.as_ptr());
+        assert_eq!(b.as_ptr(), whole[a.len()..].as_ptr());
+        assert_eq!([&a[..], &b[..]].concat(), &whole[..]);
+        assert!(split_request(&Bytes::from(metrics(1, 1, 1).encode_to_vec())).is_none());
+        assert!(split_request(&Bytes::from_static(&[0xff, 0xff, 0xff])).is_none());
     }
 
     #[test]
@@ -265,7 +282,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let (a, b) = split_request(&req.encode_to_vec()).unwrap();
+        let (a, b) = split_request(&Bytes::from(req.encode_to_vec())).unwrap();
         let times = |x: Bytes| -> Vec<u64> {
             ExportLogsServiceRequest::decode(x).unwrap().resource_logs[0].scope_logs[0]
                 .log_records

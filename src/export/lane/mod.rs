@@ -607,7 +607,10 @@ impl Lane {
 
     /// Replaces the single part of the attempt by the two halves of its payload. Returns false
     /// when it cannot be split (one data point or record).
-    pub(crate) fn split_single(&mut self, split: impl Fn(&[u8]) -> Option<(Bytes, Bytes)>) -> bool {
+    pub(crate) fn split_single(
+        &mut self,
+        split: impl Fn(&Bytes) -> Option<(Bytes, Bytes)>,
+    ) -> bool {
         let Some(first) = self.inflight.first() else {
             return false;
         };

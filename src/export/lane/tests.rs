@@ -218,7 +218,7 @@ fn a_split_batch_counts_once_and_a_refused_half_drops_it() {
     let mut l = lane(10_000, false);
     l.push(Bytes::from_static(b"aabb"), Bytes::new(), 1, None, now);
     l.push(Bytes::from_static(b"ccdd"), Bytes::new(), 1, None, now);
-    let halves = |p: &[u8]| {
+    let halves = |p: &Bytes| {
         Some((
             Bytes::copy_from_slice(&p[..2]),
             Bytes::copy_from_slice(&p[2..]),
@@ -324,7 +324,7 @@ fn random_operations_keep_the_books_balanced() {
 }
 
 /// Splits a payload of 100-byte records in two at a record boundary.
-fn halves(p: &[u8]) -> Option<(Bytes, Bytes)> {
+fn halves(p: &Bytes) -> Option<(Bytes, Bytes)> {
     let n = p.len() / 100;
     (n > 1).then(|| {
         let at = n / 2 * 100;
