@@ -258,6 +258,12 @@ impl Writer {
                 self.sync_if_dirty(i);
             }
             if finishing {
+                // Close the spool and let go of its lock before saying done: once `shutdown`
+                // returns, another exporter on the same spool (a restart in the same process)
+                // must be able to take it. Dropping them after `set_done`, on the way out, raced
+                // that start (seen once as `SpoolLocked` in the logs-sink test).
+                self.spools.iter_mut().for_each(|s| *s = None);
+                self.lock = None;
                 self.finish.set_done();
                 return;
             }
