@@ -315,14 +315,7 @@ pub(crate) fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
         let (oh, om) = tz[1..].split_once(':')?;
         sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
     };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::sys::clock::days_from_civil(y, mo, da);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
     if secs <= 0 {
         return None; // "0001-01-01T00:00:00Z" = never started

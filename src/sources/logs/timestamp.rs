@@ -39,17 +39,6 @@ fn byte(b: &[u8], at: usize, want: u8) -> Result<(), Prefix> {
     }
 }
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn parse_inner(b: &[u8], strict: bool) -> Result<(u64, usize), Prefix> {
     let year = digits(b, 0, 4)?;
     byte(b, 4, b'-')?;
@@ -113,7 +102,11 @@ fn parse_inner(b: &[u8], strict: bool) -> Result<(u64, usize), Prefix> {
         Some(_) => return Err(Prefix::Invalid),
     };
     byte(b, at, b' ')?;
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec - offset;
+    let secs = crate::sys::clock::days_from_civil(year, month, day) * 86_400
+        + hour * 3600
+        + min * 60
+        + sec
+        - offset;
     // Before 1970 or past what u64 nanoseconds hold (year 2554): not a time Docker writes.
     let ns = u64::try_from(secs)
         .ok()
