@@ -5,11 +5,11 @@
 //! the OpenTelemetry severity of its level, the message as the body, and its fields as
 //! attributes, with the emitting module as `code.namespace` (the semantic conventions' key).
 
-use crate::otlp::builder::{SCHEMA_URL, SCOPE_NAME, kv};
+use crate::otlp::builder::kv;
+use crate::otlp::logs::{log_record, resource_logs};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 
 /// One event of the agent's own log.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,21 +40,13 @@ fn record(r: AgentRecord, observed: u64) -> LogRecord {
     let mut attributes: Vec<KeyValue> = Vec::with_capacity(r.fields.len() + 1);
     attributes.push(kv("code.namespace", r.target));
     attributes.extend(r.fields.into_iter().map(|(k, v)| kv(&k, v)));
-    LogRecord {
-        time_unix_nano: r.time,
-        observed_time_unix_nano: observed,
-        severity_number: number as i32,
-        severity_text: text.to_string(),
-        body: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(r.message)),
-        }),
+    log_record(
+        r.time,
+        observed,
+        (number as i32, text),
+        r.message,
         attributes,
-        dropped_attributes_count: 0,
-        flags: 0,
-        trace_id: Vec::new(),
-        span_id: Vec::new(),
-        event_name: String::new(),
-    }
+    )
 }
 
 /// One request for a batch of the agent's own records, under the node's Resource.
@@ -64,24 +56,10 @@ pub(crate) fn request(
     observed: u64,
 ) -> ExportLogsServiceRequest {
     ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: node,
-                dropped_attributes_count: 0,
-                entity_refs: Vec::new(),
-            }),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
-                    name: SCOPE_NAME.to_string(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    attributes: Vec::new(),
-                    dropped_attributes_count: 0,
-                }),
-                log_records: records.into_iter().map(|r| record(r, observed)).collect(),
-                schema_url: SCHEMA_URL.to_string(),
-            }],
-            schema_url: SCHEMA_URL.to_string(),
-        }],
+        resource_logs: vec![resource_logs(
+            node,
+            records.into_iter().map(|r| record(r, observed)).collect(),
+        )],
     }
 }
 

@@ -163,21 +163,31 @@ impl MetricsBuilder {
     }
 }
 
+/// A Resource of these attributes.
+pub(crate) fn resource(attributes: Vec<KeyValue>) -> Option<Resource> {
+    Some(Resource {
+        attributes,
+        dropped_attributes_count: 0,
+        entity_refs: Vec::new(),
+    })
+}
+
+/// The agent's instrumentation scope, the same on every request of every signal.
+pub(crate) fn scope() -> Option<InstrumentationScope> {
+    Some(InstrumentationScope {
+        name: SCOPE_NAME.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+    })
+}
+
 pub(crate) fn request(resource: &[KeyValue], metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource {
-                attributes: resource.to_vec(),
-                dropped_attributes_count: 0,
-                entity_refs: Vec::new(),
-            }),
+            resource: self::resource(resource.to_vec()),
             scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: SCOPE_NAME.to_string(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    attributes: Vec::new(),
-                    dropped_attributes_count: 0,
-                }),
+                scope: scope(),
                 metrics,
                 schema_url: SCHEMA_URL.to_string(),
             }],

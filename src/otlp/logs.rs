@@ -11,13 +11,12 @@
 //! body (invalid UTF-8 replaced by U+FFFD), `log.iostream`, and for a line cut at the bound
 //! `node_agent.log.truncated` = true with `node_agent.log.original_size` in bytes.
 
-use crate::otlp::builder::{SCHEMA_URL, SCOPE_NAME, kv, kv_int};
+use crate::otlp::builder::{SCHEMA_URL, kv, kv_int, resource, scope};
 use crate::sources::logs::Identity;
 use crate::sources::logs::follow::Record;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 
 /// Attribute keys.
 pub const IOSTREAM: &str = "log.iostream";
@@ -65,13 +64,25 @@ pub(crate) fn record(line: Record) -> LogRecord {
             (line.body.len() as u64 + line.cut).min(i64::MAX as u64) as i64,
         ));
     }
+    log_record(line.ts, line.observed, (0, ""), text(line.body), attributes)
+}
+
+/// A record with a string body and no trace context; `severity` is the OpenTelemetry number and
+/// text (`(0, "")` when unknown, as for a console line).
+pub(crate) fn log_record(
+    time: u64,
+    observed: u64,
+    severity: (i32, &str),
+    body: String,
+    attributes: Vec<KeyValue>,
+) -> LogRecord {
     LogRecord {
-        time_unix_nano: line.ts,
-        observed_time_unix_nano: line.observed,
-        severity_number: 0,
-        severity_text: String::new(),
+        time_unix_nano: time,
+        observed_time_unix_nano: observed,
+        severity_number: severity.0,
+        severity_text: severity.1.to_string(),
         body: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(text(line.body))),
+            value: Some(any_value::Value::StringValue(body)),
         }),
         attributes,
         dropped_attributes_count: 0,
@@ -79,6 +90,22 @@ pub(crate) fn record(line: Record) -> LogRecord {
         trace_id: Vec::new(),
         span_id: Vec::new(),
         event_name: String::new(),
+    }
+}
+
+/// One Resource of these attributes holding these records, under the agent's scope.
+pub(crate) fn resource_logs(
+    attributes: Vec<KeyValue>,
+    log_records: Vec<LogRecord>,
+) -> ResourceLogs {
+    ResourceLogs {
+        resource: resource(attributes),
+        scope_logs: vec![ScopeLogs {
+            scope: scope(),
+            log_records,
+            schema_url: SCHEMA_URL.to_string(),
+        }],
+        schema_url: SCHEMA_URL.to_string(),
     }
 }
 
@@ -93,25 +120,7 @@ pub(crate) fn request(
         .map(|(who, records)| {
             let mut attributes = node.to_vec();
             attributes.extend(identity_attributes(who));
-            let log_records = records.into_iter().map(record).collect();
-            ResourceLogs {
-                resource: Some(Resource {
-                    attributes,
-                    dropped_attributes_count: 0,
-                    entity_refs: Vec::new(),
-                }),
-                scope_logs: vec![ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: SCOPE_NAME.to_string(),
-                        version: env!("CARGO_PKG_VERSION").to_string(),
-                        attributes: Vec::new(),
-                        dropped_attributes_count: 0,
-                    }),
-                    log_records,
-                    schema_url: SCHEMA_URL.to_string(),
-                }],
-                schema_url: SCHEMA_URL.to_string(),
-            }
+            resource_logs(attributes, records.into_iter().map(record).collect())
         })
         .collect();
     ExportLogsServiceRequest { resource_logs }
