@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::{MemSink, Rec, expected};
-use support::{server, state_of};
+use support::{not_a_server, server, state_of};
 
 const UA: &str = "0a1b2c3d-0000-4000-8000-00000000000a";
 const UB: &str = "0a1b2c3d-0000-4000-8000-00000000000b";
@@ -183,19 +183,7 @@ fn every_line_exactly_once_across_hard_stops_and_a_container_restart() {
         &["TAG=C", &burst, "PAUSE=0.2", "PARTS=2", "LONG_AT0=1"],
         support::SCRIPT,
     );
-    // Not a server: never followed under `logs = servers`.
-    docker.run(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "other",
-        &image,
-        "sh",
-        "-c",
-        "echo not-a-server",
-    ]);
+    not_a_server(&docker, &image);
 
     // First hard stop, mid-stream.
     let mut rng = fastrand::Rng::with_seed(13);

@@ -19,7 +19,7 @@
 
 use crate::harness::docker::Dockerd;
 use crate::harness::{Agent, Receiver, Rotel, wait_until};
-use crate::logs::support::{Rec, SCRIPT, expected, server, state_of};
+use crate::logs::support::{Rec, SCRIPT, expected, not_a_server, server, state_of};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -301,19 +301,7 @@ fn every_console_line_once_through_the_agent_across_two_sigkills() {
         &["TAG=C", &burst, &pc, "PARTS=2"],
         SCRIPT,
     );
-    // Not a server: never followed under `logs = servers`.
-    docker.run(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "other",
-        &image,
-        "sh",
-        "-c",
-        "echo not-a-server",
-    ]);
+    not_a_server(&docker, &image);
     let mut rng = fastrand::Rng::with_seed(29);
     let count = |ids: &[&String]| {
         let ids: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
