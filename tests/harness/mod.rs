@@ -191,6 +191,18 @@ impl Receiver {
             .collect()
     }
 
+    /// The requests that carry the metric `name` (those of one kind of sample).
+    pub fn requests_with(&self, name: &str) -> Vec<serde_json::Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| {
+                r["metrics"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m["name"] == name))
+            })
+            .collect()
+    }
+
     /// Every metric of every request (flattened).
     pub fn metrics(&self) -> Vec<serde_json::Value> {
         self.requests()

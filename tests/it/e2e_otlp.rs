@@ -75,15 +75,7 @@ fn num(v: &Value) -> f64 {
 
 /// Requests that carry a node sample (they have system.cpu.time).
 fn node_requests(receiver: &Receiver) -> Vec<Value> {
-    receiver
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r["metrics"]
-                .as_array()
-                .is_some_and(|m| m.iter().any(|m| m["name"] == "system.cpu.time"))
-        })
-        .collect()
+    receiver.requests_with("system.cpu.time")
 }
 
 fn metric<'a>(request: &'a Value, name: &str) -> Option<&'a Value> {

@@ -134,17 +134,7 @@ fn node_sample(n: usize) -> Value {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let _agent = Proc::spawn("node-agent", &mut cmd);
-    let node = || -> Vec<Value> {
-        receiver
-            .requests()
-            .into_iter()
-            .filter(|r| {
-                r["metrics"]
-                    .as_array()
-                    .is_some_and(|m| m.iter().any(|m| m["name"] == "system.memory.usage"))
-            })
-            .collect()
-    };
+    let node = || receiver.requests_with("system.memory.usage");
     wait_until(Duration::from_secs(60), "node samples", || {
         node().len() >= n
     });
