@@ -335,12 +335,8 @@ fn halves(p: &Bytes) -> Option<(Bytes, Bytes)> {
     })
 }
 
-#[test]
-fn a_batch_split_before_the_collector_failed_is_spooled_whole() {
-    // The batch is larger than the request cap, so it goes in parts from the first attempt; the
-    // collector then fails: the disk must get the whole batch, not nothing (it used to be marked
-    // "never written" and was lost at shutdown).
-    let now = Instant::now();
+/// A spooling lane whose one batch (four 100-byte parts, returned) is in flight, split in two.
+fn split_in_flight(now: Instant) -> (Lane, Bytes) {
     let mut l = lane(100_000, true);
     let big: Bytes = (0..4u8)
         .flat_map(|i| vec![i; 100])
@@ -349,6 +345,16 @@ fn a_batch_split_before_the_collector_failed_is_spooled_whole() {
     l.push(big.clone(), Bytes::new(), 1, None, now);
     assert_eq!(l.take(1000), Take::Ready);
     assert!(l.split_single(halves));
+    (l, big)
+}
+
+#[test]
+fn a_batch_split_before_the_collector_failed_is_spooled_whole() {
+    // The batch is larger than the request cap, so it goes in parts from the first attempt; the
+    // collector then fails: the disk must get the whole batch, not nothing (it used to be marked
+    // "never written" and was lost at shutdown).
+    let now = Instant::now();
+    let (mut l, big) = split_in_flight(now);
     assert_eq!(attempt(&l), vec![0, 1]);
     l.attempt_failed(now);
     let (seq, payload, _, batches) = l.next_write().expect("the batch wants writing");
@@ -367,14 +373,7 @@ fn a_batch_split_before_the_collector_failed_is_spooled_whole() {
 #[test]
 fn after_its_first_part_is_delivered_only_the_rest_of_a_split_batch_is_spooled() {
     let now = Instant::now();
-    let mut l = lane(100_000, true);
-    let big: Bytes = (0..4u8)
-        .flat_map(|i| vec![i; 100])
-        .collect::<Vec<_>>()
-        .into();
-    l.push(big, Bytes::new(), 1, None, now);
-    assert_eq!(l.take(1000), Take::Ready);
-    assert!(l.split_single(halves));
+    let (mut l, _) = split_in_flight(now);
     // Split the first half again: parts [0], [1], [2, 3].
     assert!(l.split_single(halves));
     assert_eq!(attempt(&l), vec![0]);
