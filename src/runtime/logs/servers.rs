@@ -18,12 +18,12 @@ fn server_of(
     {
         return None;
     }
-    if let Some(c) = inv.containers.iter().find(|c| c.id == id)
+    if let Some(c) = inv.container(id)
         && let Some(u) = &c.server_uuid
     {
         return Some((u.clone(), c.server_name.clone()));
     }
-    if let Some(s) = inv.servers.iter().find(|s| s.uuid == name) {
+    if let Some(s) = inv.server(name) {
         return Some((s.uuid.clone(), Some(s.name.clone())));
     }
     ByLabels.server(id, name, labels)

@@ -25,7 +25,6 @@
 //! reading of a container counts every live process's bytes since it started.
 
 use super::IoBytes;
-use std::collections::HashMap;
 
 /// Samples a debt may wait for its reaper's counter to grow.
 pub(crate) const DEBT_SAMPLES: u8 = 3;
@@ -73,12 +72,16 @@ impl TaskBytes {
 
 /// `/proc/<pid>/io`: storage bytes (not `rchar`/`wchar`, which include page-cache hits and pipes).
 pub(crate) fn parse_proc_io(text: &str) -> Option<TaskBytes> {
-    use super::v2::uint_field;
+    let [read, write, cancelled] = super::v2::uint_fields(
+        text,
+        ["read_bytes", "write_bytes", "cancelled_write_bytes"],
+        b':',
+    );
     Some(TaskBytes {
-        read: uint_field(text, "read_bytes", b':')?,
-        write: uint_field(text, "write_bytes", b':')?,
+        read: read?,
+        write: write?,
         // Present since Linux 2.6.20, like the other two; absent only in a malformed file.
-        cancelled: uint_field(text, "cancelled_write_bytes", b':').unwrap_or(0),
+        cancelled: cancelled.unwrap_or(0),
     })
 }
 
@@ -112,8 +115,8 @@ struct Debt {
 /// (nothing is allocated per sample once they have grown to its process count).
 #[derive(Debug, Default)]
 pub(crate) struct TaskIo {
-    seen: HashMap<i32, Seen>,
-    debts: HashMap<i32, Debt>,
+    seen: super::PidMap<Seen>,
+    debts: super::PidMap<Debt>,
     vanished: Vec<(i32, Seen)>,
     /// Every counted delta, per counter.
     counted: TaskBytes,
