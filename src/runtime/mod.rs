@@ -98,6 +98,7 @@ pub async fn run(cfg: Config, layers: Layers) -> i32 {
     let grace = cfg.shutdown_grace;
     let mut ctx = Context::new(cfg);
     ctx.export = exporter.stats();
+    ctx.keep_latest = listener.is_some();
     let ctx = Arc::new(ctx);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     if let Some(listener) = listener {
