@@ -226,7 +226,22 @@ class DockerHandler(http.server.BaseHTTPRequestHandler):
             return self.reply({"CgroupDriver": "cgroupfs", "CgroupVersion": "1",
                                "ServerVersion": "bench-standin"})
         if parts[-1] == "events":
-            return self.reply(b"")  # no `docker update` during the run
+            # No `docker update` during the run. With `until` the engine answers from its buffer
+            # and closes at that time; without, it keeps the stream open until the client goes
+            # (an early close made the agent's logs source reconnect and resync with backoff).
+            if "until=" in self.path:
+                return self.reply(b"")
+            self.send_response(200)
+            self.send_header("Api-Version", "1.43")
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            try:
+                self.wfile.flush()
+                while self.rfile.read(1):
+                    pass
+            except OSError:
+                pass
+            return None
         if parts[-2:] == ["containers", "json"]:
             return self.reply([{"Id": cid, "Names": [f"/bench-{i}"], "Image": "bench:latest",
                                 "Labels": {}, "State": "running", "Created": int(time.time()) - 60}
