@@ -8,25 +8,34 @@
 
 use super::{CpuStat, IoBytes};
 
-/// `cpu.stat` of v2 (µs keys) and v1 (`throttled_time` in ns) alike.
+/// `cpu.stat` of v2 (µs keys) and v1 (`throttled_time` in ns) alike, in one pass
+/// ([`uint_fields`]).
 pub(crate) fn parse_cpu_stat(text: &str) -> CpuStat {
-    let mut s = CpuStat::default();
-    for line in text.lines() {
-        let mut it = line.split_ascii_whitespace();
-        let (Some(k), Some(v)) = (it.next(), it.next()) else {
-            continue;
-        };
-        let Ok(v) = v.parse::<u64>() else { continue };
-        match k {
-            "usage_usec" => s.usage_ns = Some(v.saturating_mul(1000)),
-            "throttled_usec" => s.throttled_ns = Some(v.saturating_mul(1000)),
-            "throttled_time" => s.throttled_ns = Some(v),
-            "nr_throttled" => s.nr_throttled = Some(v),
-            "nr_periods" => s.nr_periods = Some(v),
-            _ => {}
-        }
+    let [
+        usage_us,
+        throttled_us,
+        throttled_ns,
+        nr_throttled,
+        nr_periods,
+    ] = uint_fields(
+        text,
+        [
+            "usage_usec",
+            "throttled_usec",
+            "throttled_time",
+            "nr_throttled",
+            "nr_periods",
+        ],
+        b' ',
+    );
+    CpuStat {
+        usage_ns: usage_us.map(|v| v.saturating_mul(1000)),
+        throttled_ns: throttled_us
+            .map(|v| v.saturating_mul(1000))
+            .or(throttled_ns),
+        nr_throttled,
+        nr_periods,
     }
-    s
 }
 
 /// `cpu.max`: the limit in cores, `None` when unlimited (`max`) or unreadable.
