@@ -82,7 +82,11 @@ pub(crate) fn client(cfg: &ExportConfig) -> Result<reqwest::Client, SetupError> 
     if cfg.direct_orchestrator && cfg.orchestrator_insecure_tls {
         b = b.tls_danger_accept_invalid_certs(true);
     }
-    if !cfg.endpoint.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")) {
+    if !cfg
+        .endpoint
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    {
         // A plain-HTTP endpoint never speaks TLS (redirects are not followed): no trust store.
         // Loading and parsing the system's roots was a tenth of the instructions of a 40 s run
         // and stayed in memory for nothing.
