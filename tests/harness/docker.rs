@@ -86,6 +86,14 @@ impl Dockerd {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// `docker run -d` of an unlabelled container without network, named `name`, running `cmd`
+    /// in `image`. Returns the container ID.
+    pub fn run_detached(&self, name: &str, image: &str, cmd: &[&str]) -> String {
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name, image];
+        args.extend_from_slice(cmd);
+        self.run(&args)
+    }
+
     /// A container as Wings makes a server's: named by the server UUID, labelled
     /// `Service=Pterodactyl` and `ContainerType=server_process`, no network, `--cpus` as given,
     /// running `sh -c script` in `image`. Returns the container ID.

@@ -423,17 +423,7 @@ fn promtool_accepts_metrics_but_the_documented_names() {
     // and a stopped container, a real Java server probed as a static target, and the agent itself.
     let docker = Dockerd::start();
     let image = docker.build_image();
-    docker.run(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "up",
-        &image,
-        "sleep",
-        "600",
-    ]);
+    docker.run_detached("up", &image, &["sleep", "600"]);
     docker.run(&[
         "create",
         "--network",

@@ -464,18 +464,15 @@ fn noisy_container_is_bounded_and_others_keep_flowing() {
         "run", "-d", "--network", "none", "--name", "noisy", &image, "sh", "-c",
         "i=0; while [ $i -lt 400000 ]; do echo \"noise $i and some more text to make it longer\"; i=$((i+1)); done",
     ]);
-    let quiet = docker.run(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
+    let quiet = docker.run_detached(
         "quiet",
         &image,
-        "sh",
-        "-c",
-        "i=0; while [ $i -lt 40 ]; do echo \"quiet $i\"; i=$((i+1)); sleep 0.1; done",
-    ]);
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 40 ]; do echo \"quiet $i\"; i=$((i+1)); sleep 0.1; done",
+        ],
+    );
     wait_until(Duration::from_secs(120), "both to finish", || {
         ["noisy", "quiet"]
             .iter()

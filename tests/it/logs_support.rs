@@ -338,18 +338,7 @@ pub fn server(
 /// `docker run -d` of a container that is not a server (no Wings labels), named `other`: never
 /// followed under `logs = servers`.
 pub fn not_a_server(docker: &crate::harness::docker::Dockerd, image: &str) -> String {
-    docker.run(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "other",
-        image,
-        "sh",
-        "-c",
-        "echo not-a-server",
-    ])
+    docker.run_detached("other", image, &["sh", "-c", "echo not-a-server"])
 }
 
 /// A container's state as Docker reports it (`running`, `exited`, ...).
