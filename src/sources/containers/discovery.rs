@@ -108,9 +108,10 @@ pub struct Inventory {
 
 /// Container positions by ID and server positions by UUID, built at the first lookup. The logs
 /// source asks which server each container is at every resync: a scan per container made that
-/// N² (a million ID comparisons per resync at 1000 containers). A clone starts empty, and an
-/// entry is checked against the list before it is believed, so an index built before the lists
-/// changed cannot answer wrong.
+/// N² (a million ID comparisons per resync at 1000 containers). It is meant for a published
+/// inventory, which nothing changes; still, a clone starts empty, an entry found is checked
+/// against the list before it is believed, and a list that grew or shrank since the index was
+/// built is scanned. (An ID replaced in place after the first lookup would be missed.)
 #[derive(Default)]
 pub struct Lookup(std::sync::OnceLock<LookupMaps>);
 
