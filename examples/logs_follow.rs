@@ -47,10 +47,8 @@ fn main() {
         std::process::exit(2);
     };
     let want: u64 = want.parse().expect("a number of records");
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
+    node_agent::logging::init(&level, node_agent::logging::LogFormat::Text, None);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -373,7 +373,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "log_level",
         &["LOG_LEVEL", "RUST_LOG"],
         Some("info"),
-        "error, warn, info, debug, trace, or a tracing filter",
+        "error, warn, info, debug, trace, or target=level directives",
     ),
     s(
         "log_format",

@@ -1,5 +1,10 @@
 //! Log setup: human-readable on a terminal, JSON lines with `--log-format json`; the level comes
-//! from `LOG_LEVEL` or `RUST_LOG` (a level, or a tracing filter of `target=level` directives).
+//! from `LOG_LEVEL` or `RUST_LOG` (a level, or `target=level` directives).
+//!
+//! The filter is tracing's [`Targets`], not `EnvFilter`: the agent opens no spans, so span and
+//! field filters would match nothing, and `EnvFilter` brings a regular-expression engine whose
+//! code (about 180 KB of the binary's text) is mapped with the rest at start: the binary's text
+//! is nearly all resident (docs/benchmarks.md#memory).
 //! Logs go to stderr so that `OTEL_METRICS_EXPORTER=console` and `check --json` keep stdout for
 //! data. A filter that does not parse is a configuration error ([`check_filter`], exit 2), never a
 //! silent fall-back to `info`. With `log_export` the same events also go out as OTLP logs
@@ -9,7 +14,7 @@ pub(crate) mod export;
 
 use crate::sys::text::one_line;
 use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -37,18 +42,75 @@ pub(crate) enum FilterError {
 }
 
 /// Checks a log filter the way [`init`] will read it: each comma-separated directive is a level
-/// (`off`, `error`, `warn`, `info`, `debug`, `trace`) or `target[span{field}]=level`.
-pub(crate) fn check_filter(filter: &str) -> Result<(), FilterError> {
-    EnvFilter::builder()
-        .parse(filter)
+/// (`off`, `error`, `warn`, `info`, `debug`, `trace`) or `target=level`.
+pub(crate) fn check_filter(filter: &str) -> Result<Targets, FilterError> {
+    let targets = directives(filter)
+        .collect::<Vec<_>>()
+        .join(",")
+        .parse::<Targets>()
         .map_err(|e| FilterError::Syntax(filter.to_string(), e.to_string()))?;
-    for d in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        let bare = !d.contains(['=', '[']);
-        if bare && !LEVELS.iter().any(|l| d.eq_ignore_ascii_case(l)) {
-            return Err(FilterError::BareWord(d.to_string()));
+    for d in directives(filter) {
+        let (target, level) = match d.split_once('=') {
+            Some((t, l)) => (Some(t.trim()), l.trim()),
+            None => (None, d.as_str()),
+        };
+        if !LEVELS.iter().any(|l| level.eq_ignore_ascii_case(l)) {
+            return Err(match target {
+                None => FilterError::BareWord(d.to_string()),
+                Some(_) => FilterError::Syntax(
+                    filter.to_string(),
+                    format!("`{level}` is not a level ({})", LEVELS.join(", ")),
+                ),
+            });
+        }
+        if target.is_some_and(|t| t.is_empty() || t.contains(['[', ']', '{', '}', ' '])) {
+            return Err(FilterError::Syntax(
+                filter.to_string(),
+                format!("`{d}` does not name a target (span and field filters are not supported)"),
+            ));
         }
     }
-    Ok(())
+    Ok(targets)
+}
+
+/// The comma-separated directives of a filter, blanks around them and around their `=` removed.
+fn directives(filter: &str) -> impl Iterator<Item = String> + '_ {
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| match d.split_once('=') {
+            Some((t, l)) => format!("{}={}", t.trim(), l.trim()),
+            None => d.to_string(),
+        })
+}
+
+/// Targets that log too much, or too much of a secret, below these levels: applied unless the
+/// filter names the target itself.
+const QUIETER: &[(&str, LevelFilter)] = &[
+    // The HTTP/2 stack logs every connection event at debug.
+    ("h2", LevelFilter::WARN),
+    ("hyper", LevelFilter::WARN),
+    ("rustls", LevelFilter::WARN),
+    // tungstenite (OpAMP WebSocket) traces the whole upgrade request, bearer token included.
+    ("tungstenite", LevelFilter::DEBUG),
+];
+
+/// The filter [`init`] installs: `level` as checked by [`check_filter`] (`info` if it does not
+/// parse), with the [`QUIETER`] caps for the targets it does not name.
+fn filter(level: &str) -> Targets {
+    let mut targets =
+        check_filter(level).unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
+    let named: Vec<String> = directives(level)
+        .filter_map(|d| d.split_once('=').map(|(t, _)| t.to_string()))
+        .collect();
+    for &(target, cap) in QUIETER {
+        if !named.iter().any(|n| n == target) {
+            let level = targets.default_level().unwrap_or(LevelFilter::OFF).min(cap);
+            targets = targets.with_target(target, level);
+        }
+    }
+    targets
 }
 
 /// The longest a field of a text log line gets, in characters: far more than any message the
@@ -76,18 +138,10 @@ fn one_line_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> +
 /// `export`: also copy events this severe or more (and allowed by `level`) for OTLP
 /// ([`export::take`]).
 pub fn init(level: &str, format: LogFormat, export: Option<tracing::Level>) {
-    let filter = EnvFilter::try_new(level)
-        .or_else(|_| EnvFilter::try_new("info"))
-        .expect("'info' is a valid filter")
-        // The HTTP/2 stack logs every connection event at debug; keep it quiet unless asked.
-        .add_directive("h2=warn".parse().expect("static directive"))
-        .add_directive("hyper=warn".parse().expect("static directive"))
-        .add_directive("rustls=warn".parse().expect("static directive"))
-        // tungstenite (OpAMP WebSocket) traces the whole upgrade request, bearer token included.
-        .add_directive("tungstenite=debug".parse().expect("static directive"));
     let json = matches!(format, LogFormat::Json);
+    let targets = filter(level);
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(std::io::stderr);
     let otlp = export.map(export::layer);
     let result = if json {
@@ -96,6 +150,7 @@ pub fn init(level: &str, format: LogFormat, export: Option<tracing::Level>) {
             .flatten_event(true)
             .with_current_span(false)
             .finish()
+            .with(targets)
             .with(otlp)
             .try_init()
     } else {
@@ -103,6 +158,7 @@ pub fn init(level: &str, format: LogFormat, export: Option<tracing::Level>) {
             .fmt_fields(one_line_fields())
             .with_ansi(std::io::stderr().is_terminal())
             .finish()
+            .with(targets)
             .with(otlp)
             .try_init()
     };
@@ -120,12 +176,47 @@ mod tests {
             "WARN",
             "node_agent=debug,hyper=warn",
             "warn,node_agent::serve=trace",
-            "node_agent[cycle]=debug",
+            " info , node_agent = debug ",
+            "off",
         ] {
             assert!(check_filter(ok).is_ok(), "{ok}");
         }
-        for bad in ["nonsense=[", "verbose", "info,warning", "x=loud"] {
+        for bad in [
+            "nonsense=[",
+            "verbose",
+            "info,warning",
+            "x=loud",
+            "node_agent[cycle]=debug",
+            "=debug",
+            "a=b=c",
+        ] {
             assert!(check_filter(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The caps on chatty targets hold unless the filter names the target itself, and never
+    /// raise a target above the filter's own level.
+    #[test]
+    fn chatty_targets_are_capped_unless_named() {
+        let at = |f: &Targets, target: &str, level: tracing::Level| f.would_enable(target, &level);
+        let f = filter("trace");
+        assert!(at(&f, "node_agent::runtime", tracing::Level::TRACE));
+        assert!(at(&f, "h2::proto", tracing::Level::WARN));
+        assert!(!at(&f, "h2::proto", tracing::Level::INFO));
+        assert!(!at(&f, "tungstenite::handshake", tracing::Level::TRACE));
+        assert!(at(&f, "tungstenite::handshake", tracing::Level::DEBUG));
+        let f = filter("error");
+        assert!(!at(&f, "h2", tracing::Level::WARN));
+        assert!(!at(&f, "node_agent", tracing::Level::WARN));
+        let f = filter("info,h2=trace");
+        assert!(at(&f, "h2::codec", tracing::Level::TRACE));
+        assert!(!at(&f, "hyper::client", tracing::Level::INFO));
+        let f = filter("node_agent=debug");
+        assert!(at(&f, "node_agent::x", tracing::Level::DEBUG));
+        assert!(!at(&f, "reqwest", tracing::Level::ERROR));
+        // A filter that does not parse (refused at load; here only for safety) logs at info.
+        let f = filter("nonsense=[");
+        assert!(at(&f, "node_agent", tracing::Level::INFO));
+        assert!(!at(&f, "node_agent", tracing::Level::DEBUG));
     }
 }

@@ -133,9 +133,20 @@ fn pump(sink: &MemSink) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
 
 #[test]
 fn every_line_exactly_once_across_hard_stops_and_a_container_restart() {
+    // RUST_LOG=node_agent=debug to see the agent's side of a failure.
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::Targets>().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::ERROR)
+        });
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_max_level(tracing::Level::TRACE)
         .with_test_writer()
+        .finish()
+        .with(level)
         .try_init();
     let docker = Dockerd::start();
     let image = docker.build_image();
