@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     node_agent::sys::memory::limit_arenas();
+    node_agent::sys::memory::release_relocations();
     let matches = cli::command().get_matches();
     let inv = cli::parse(&matches);
     let layers = match Layers::load(inv.flags, inv.config_file.as_deref()) {

@@ -194,7 +194,8 @@ pub(crate) async fn node_loop(
         ctx.set_latest("node", &payload);
         exporter.enqueue(payload);
         cycles += 1;
-        if cycles.is_multiple_of(crate::sys::memory::TRIM_EVERY) {
+        // The first trim after the first cycle gives back what start-up left free in the heap.
+        if cycles == 1 || cycles.is_multiple_of(crate::sys::memory::TRIM_EVERY) {
             crate::sys::memory::trim();
         }
         if pause(&ctx, |l| jittered(l.sample_interval), &mut shutdown).await {
