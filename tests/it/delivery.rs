@@ -404,6 +404,26 @@ fn unauthorized_is_counted_and_not_retried() {
     assert!(receiver.requests().is_empty());
 }
 
+/// [`wait_until`], with the agent's log (`log()`) in the message when it times out.
+fn wait_or_show(
+    timeout: Duration,
+    what: &str,
+    log: impl Fn() -> String,
+    mut f: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "timed out after {timeout:?} waiting for {what}; the agent's log:\n{}",
+        log()
+    );
+}
+
 #[test]
 fn full_spool_drops_oldest_first_and_counts_exactly() {
     let port = free_port();
@@ -429,15 +449,21 @@ fn full_spool_drops_oldest_first_and_counts_exactly() {
         ],
     );
     wait_for_port(http, Duration::from_secs(20));
-    wait_until(Duration::from_secs(60), "twenty drops", || {
-        prom_value(
-            &http_get(http, "/metrics").1,
-            "node_agent_export_batches_total",
-            "outcome=\"dropped\"",
-        )
-        .unwrap_or(0.0)
-            >= 20.0
-    });
+    // Every failure below shows the agent's log: it goes with the test's directory otherwise.
+    wait_or_show(
+        Duration::from_secs(60),
+        "twenty drops",
+        || agent.log(),
+        || {
+            prom_value(
+                &http_get(http, "/metrics").1,
+                "node_agent_export_batches_total",
+                "outcome=\"dropped\"",
+            )
+            .unwrap_or(0.0)
+                >= 20.0
+        },
+    );
     let receiver = Receiver::start_on(port, &[]);
     let taken_now = prom_value(
         &http_get(http, "/metrics").1,
@@ -445,13 +471,19 @@ fn full_spool_drops_oldest_first_and_counts_exactly() {
         NODE,
     )
     .unwrap() as u64;
-    wait_until(Duration::from_secs(60), "catch-up", || {
-        passes(&receiver).iter().any(|p| p.1 >= taken_now + 5)
-    });
+    wait_or_show(
+        Duration::from_secs(60),
+        "catch-up",
+        || agent.log(),
+        || passes(&receiver).iter().any(|p| p.1 >= taken_now + 5),
+    );
     let (n, log) = agent.stop(Duration::from_secs(30));
-    wait_until(Duration::from_secs(20), "the last sample", || {
-        passes(&receiver).last().is_some_and(|p| p.1 == n)
-    });
+    wait_or_show(
+        Duration::from_secs(20),
+        "the last sample",
+        || log.clone(),
+        || passes(&receiver).last().is_some_and(|p| p.1 == n),
+    );
     let got: Vec<u64> = passes(&receiver).iter().map(|p| p.1).collect();
     // The newest are kept, in order. The one exception is a request that was already on the
     // wire when its segment had to go: it may still arrive, ahead of the gap.
@@ -461,18 +493,18 @@ fn full_spool_drops_oldest_first_and_counts_exactly() {
         0
     };
     let first = got[tail_start];
-    assert!(first > 20, "the oldest were dropped: {got:?}");
+    assert!(first > 20, "the oldest were dropped: {got:?}\n{log}");
     assert_eq!(
         got[tail_start..],
         (first..=n).collect::<Vec<_>>(),
-        "newest kept, in order: {got:?}"
+        "newest kept, in order: {got:?}\n{log}"
     );
-    assert!(tail_start == 0 || got[0] < first);
+    assert!(tail_start == 0 || got[0] < first, "{got:?}\n{log}");
     let dropped = series(&receiver, "node_agent.export.batches", "outcome", "dropped");
     assert_eq!(
         *dropped.last().unwrap(),
         n - got.len() as u64,
-        "the count of dropped batches is exact: {got:?}"
+        "the count of dropped batches is exact: {got:?}\n{log}"
     );
     let disk = series(
         &receiver,
@@ -480,7 +512,7 @@ fn full_spool_drops_oldest_first_and_counts_exactly() {
         "node_agent.queue.tier",
         "disk",
     );
-    assert!(disk.iter().all(|&d| d <= DISK), "{disk:?}");
+    assert!(disk.iter().all(|&d| d <= DISK), "{disk:?}\n{log}");
     assert!(
         log.contains("batches dropped") && log.contains("reason=spool_full"),
         "{log}"
