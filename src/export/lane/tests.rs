@@ -201,14 +201,15 @@ fn lost_segments_count_what_only_they_held() {
     assert_eq!(l.snapshot().dropped[DropReason::Unreadable as usize], 4);
     assert_eq!(write_all(&mut l, now).len(), 2);
     balanced(&mut l);
-    // Then the budget drops the segment holding them: they stay in memory, not spooled again.
-    assert_eq!(l.drop_segment(1, "full", now), 0);
+    // Then the budget drops the segment holding them: they are the oldest waiting, and go with
+    // it although memory has a copy.
+    assert_eq!(l.drop_segment(1, "full", now), 2);
+    assert_eq!(l.snapshot().dropped[DropReason::SpoolFull as usize], 2);
+    assert_eq!(l.snapshot().memory_batches, 0);
     assert!(write_all(&mut l, now).is_empty());
     l.push(rec(9), Bytes::new(), 1, None, now);
     l.push(rec(10), Bytes::new(), 1, None, now);
-    write_all(&mut l, now);
-    l.settle_state(now);
-    assert!(l.snapshot().dropped[DropReason::SpoolFull as usize] >= 1);
+    assert_eq!(write_all(&mut l, now).len(), 2);
     balanced(&mut l);
 }
 
@@ -524,7 +525,12 @@ fn waiting(l: &Lane) -> Vec<u8> {
 /// flight: the first segment goes to make room, batch 1 with it; batch 0 is kept (its fate is
 /// its attempt's). Returns the lane, its spool and the batches pushed.
 fn full_spool_after_an_outage(now: Instant) -> (Lane, FakeSpool, u8) {
-    let mut l = lane(250, true);
+    full_spool_after_an_outage_in(250, now)
+}
+
+/// [`full_spool_after_an_outage`] with a memory budget of `memory` bytes.
+fn full_spool_after_an_outage_in(memory: u64, now: Instant) -> (Lane, FakeSpool, u8) {
+    let mut l = lane(memory, true);
     let mut spool = FakeSpool::new(2, 6);
     l.push(rec(0), Bytes::new(), 1, None, now);
     assert_eq!(l.take(100), Take::Ready);
@@ -608,7 +614,9 @@ fn drops_while_catching_up_are_always_older_than_what_waits() {
     let mut rng = fastrand::Rng::with_seed(11);
     for round in 0..300 {
         let now = Instant::now();
-        let (mut l, mut spool, mut next) = full_spool_after_an_outage(now);
+        // A memory budget under the spool's, and one that holds all of it.
+        let memory = if round % 2 == 0 { 250 } else { 1000 };
+        let (mut l, mut spool, mut next) = full_spool_after_an_outage_in(memory, now);
         let mut got: Vec<u8> = Vec::new();
         let mut on_wire: Vec<u8> = attempt(&l);
         // Some rounds sample faster than the sender catches up, others slower.
@@ -652,7 +660,7 @@ fn drops_while_catching_up_are_always_older_than_what_waits() {
             if let (Some(d), Some(oldest)) = (dropped.last(), w.first()) {
                 assert!(
                     d < oldest,
-                    "round {round} step {step}: dropped {dropped:?} while {w:?} waits"
+                    "round {round} step {step}: dropped {dropped:?} while {w:?} waits (memory {memory})"
                 );
             }
             assert!(
@@ -661,4 +669,36 @@ fn drops_while_catching_up_are_always_older_than_what_waits() {
             );
         }
     }
+}
+
+/// A memory budget that holds the whole spool keeps a copy of its oldest segment's batches. When
+/// that segment has to go, the copies go with it: kept, they were older than what the next
+/// segments to go hold (the budget evicts the newest copies to make room for new batches, and
+/// those were then dropped with their segments while older ones waited in memory).
+#[test]
+fn a_full_spool_drops_its_oldest_batches_even_when_memory_holds_a_copy() {
+    let now = Instant::now();
+    let mut l = lane(1000, true);
+    let mut spool = FakeSpool::new(2, 6);
+    l.push(rec(0), Bytes::new(), 1, None, now);
+    assert_eq!(l.take(100), Take::Ready);
+    l.attempt_failed(now);
+    for i in 1..14u8 {
+        l.push(rec(i), Bytes::new(), 1, None, now);
+        while spool.write_one(&mut l, now) {}
+        balanced(&mut l);
+        let w = waiting(&l);
+        let dropped: Vec<u8> = (1..=i).filter(|b| !w.contains(b)).collect();
+        assert_eq!(l.snapshot().dropped_total(), dropped.len() as u64);
+        if let (Some(d), Some(oldest)) = (dropped.last(), w.first()) {
+            assert!(
+                d < oldest,
+                "after {i}: dropped {dropped:?} while {w:?} waits"
+            );
+        }
+    }
+    // What waits is the spool's six newest, and the request in flight, whose attempt settles it.
+    assert_eq!(waiting(&l), (8..14).collect::<Vec<u8>>());
+    assert_eq!(attempt(&l), vec![0]);
+    assert_eq!(l.snapshot().dropped[DropReason::SpoolFull as usize], 7);
 }
