@@ -17,7 +17,15 @@
 //!
 //! **Memory.** Past the budget, batches already on disk give up their memory first (free);
 //! then, only if the disk cannot take them (no spool, writes failing or stalled, or memory past
-//! twice the budget), the oldest that are only in memory are dropped and counted.
+//! twice the budget), the oldest that are only in memory are dropped and counted. Older batches
+//! on disk stay: dropping them would free no memory.
+//!
+//! **A full spool** deletes its oldest segment ([`Lane::drop_segment`]), and every batch in it
+//! is dropped and counted, a copy cached in memory too: they are the oldest waiting, in memory or
+//! on disk, and a copy kept would be older than what the next segments to go hold. The request
+//! in flight is the exception: its attempt settles it (the collector may have it already), so it
+//! can arrive ahead of the gap. A backlog caught up while the spool is still at its budget keeps
+//! making room this way, so a gap can follow any batch delivered during the catch-up.
 
 mod writer;
 
@@ -43,8 +51,9 @@ pub(crate) enum Disk {
     Writing,
     /// On disk; its [`Rec`] is in the index.
     Stored,
-    /// Will not be written: larger than the spool, its record was dropped from the spool to make
-    /// room, or it is a fragment of a split batch.
+    /// Will not be written: larger than the spool, in flight when its record was dropped from
+    /// the spool to make room (a copy waiting in memory goes with its record), or a fragment of
+    /// a split batch.
     Never(Never),
 }
 
@@ -390,9 +399,6 @@ impl Lane {
             self.mem_bytes -= it.mem();
             self.mem_batches -= it.batches;
             let cause = match it.disk {
-                Disk::Never(Never::SpoolDropped) => {
-                    "memory full; its spooled copy had been dropped to make room".to_string()
-                }
                 Disk::Never(Never::TooLarge) => {
                     "memory full; the batch is larger than the spool".to_string()
                 }
@@ -406,10 +412,7 @@ impl Lane {
                     _ => "memory full faster than the spool takes it".to_string(),
                 },
             };
-            let reason = match it.disk {
-                Disk::Never(Never::SpoolDropped) => DropReason::SpoolFull,
-                _ => DropReason::QueueFull,
-            };
+            let reason = DropReason::QueueFull;
             self.lose(reason, it.batches, &cause, now);
             if let Some(h) = it.hook {
                 self.fx.hooks.push((h, Settled::Dropped(reason)));

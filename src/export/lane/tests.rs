@@ -201,14 +201,15 @@ fn lost_segments_count_what_only_they_held() {
     assert_eq!(l.snapshot().dropped[DropReason::Unreadable as usize], 4);
     assert_eq!(write_all(&mut l, now).len(), 2);
     balanced(&mut l);
-    // Then the budget drops the segment holding them: they stay in memory, not spooled again.
-    assert_eq!(l.drop_segment(1, "full", now), 0);
+    // Then the budget drops the segment holding them: they are the oldest waiting, and go with
+    // it although memory has a copy.
+    assert_eq!(l.drop_segment(1, "full", now), 2);
+    assert_eq!(l.snapshot().dropped[DropReason::SpoolFull as usize], 2);
+    assert_eq!(l.snapshot().memory_batches, 0);
     assert!(write_all(&mut l, now).is_empty());
     l.push(rec(9), Bytes::new(), 1, None, now);
     l.push(rec(10), Bytes::new(), 1, None, now);
-    write_all(&mut l, now);
-    l.settle_state(now);
-    assert!(l.snapshot().dropped[DropReason::SpoolFull as usize] >= 1);
+    assert_eq!(write_all(&mut l, now).len(), 2);
     balanced(&mut l);
 }
 
@@ -441,4 +442,263 @@ fn a_default_budget_grows_to_three_samples_and_an_operators_does_not() {
         3,
         "no spool: dropped and counted"
     );
+}
+
+/// The disk writer's side of a small spool, as `disk.rs` does it: segments of `per_seg` records,
+/// at most `max` records in all, the oldest whole segment deleted (`drop_segment`) to make room
+/// for the next write, the segments before the `ack` deleted when it moves.
+struct FakeSpool {
+    per_seg: u64,
+    max: u64,
+    /// (segment id, records in it), oldest first.
+    segs: VecDeque<(u64, u64)>,
+    next_id: u64,
+}
+
+impl FakeSpool {
+    fn new(per_seg: u64, max: u64) -> FakeSpool {
+        FakeSpool {
+            per_seg,
+            max,
+            segs: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Writes the oldest batch that wants writing, making room first. False when none wants it.
+    fn write_one(&mut self, l: &mut Lane, now: Instant) -> bool {
+        let Some((seq, p, _, b)) = l.next_write() else {
+            return false;
+        };
+        while self.segs.iter().map(|s| s.1).sum::<u64>() + 1 > self.max {
+            let (old, _) = self.segs.pop_front().expect("a segment to drop");
+            l.drop_segment(old, "full", now);
+        }
+        if self.segs.back().is_none_or(|s| s.1 >= self.per_seg) {
+            self.segs.push_back((self.next_id, 0));
+            self.next_id += 1;
+        }
+        let tail = self.segs.back_mut().expect("tail");
+        let off = tail.1 * 200;
+        tail.1 += 1;
+        l.stored(seq, tail.0, off, p.len() as u64 + 16, b, now);
+        true
+    }
+
+    /// Moves the `ack` as the writer does after a delivery.
+    fn commit(&mut self, l: &mut Lane) {
+        match l.plan_commit() {
+            Some(Some((seg, _))) => self.segs.retain(|s| s.0 >= seg),
+            Some(None) => self.segs.clear(),
+            None => {}
+        }
+    }
+
+    /// Serves the sender's read, if it asked for one.
+    fn read(&mut self, l: &mut Lane, now: Instant) {
+        if l.read_want.is_some() {
+            let plan = l.plan_read();
+            let results = plan
+                .iter()
+                .map(|r| (*r, Ok(rec((r.seq - FIRST_NEW_SEQ) as u8))))
+                .collect();
+            l.read_done(results, now);
+        }
+    }
+}
+
+/// The first byte of each batch still waiting: in memory (not in flight) or only on disk.
+fn waiting(l: &Lane) -> Vec<u8> {
+    let mut w: Vec<u8> = l
+        .list
+        .iter()
+        .map(|i| i.seq)
+        .chain(l.disk.iter().filter(|r| !r.cached).map(|r| r.seq))
+        .map(|s| (s - FIRST_NEW_SEQ) as u8)
+        .collect();
+    w.sort_unstable();
+    w.dedup();
+    w
+}
+
+/// An outage long enough to fill a 6-record spool (segments of two) while batch 0 waits in
+/// flight: the first segment goes to make room, batch 1 with it; batch 0 is kept (its fate is
+/// its attempt's). Returns the lane, its spool and the batches pushed.
+fn full_spool_after_an_outage(now: Instant) -> (Lane, FakeSpool, u8) {
+    full_spool_after_an_outage_in(250, now)
+}
+
+/// [`full_spool_after_an_outage`] with a memory budget of `memory` bytes.
+fn full_spool_after_an_outage_in(memory: u64, now: Instant) -> (Lane, FakeSpool, u8) {
+    let mut l = lane(memory, true);
+    let mut spool = FakeSpool::new(2, 6);
+    l.push(rec(0), Bytes::new(), 1, None, now);
+    assert_eq!(l.take(100), Take::Ready);
+    l.attempt_failed(now);
+    for i in 1..8 {
+        l.push(rec(i), Bytes::new(), 1, None, now);
+        while spool.write_one(&mut l, now) {}
+        balanced(&mut l);
+    }
+    assert_eq!(attempt(&l), vec![0]);
+    assert_eq!(waiting(&l), vec![2, 3, 4, 5, 6, 7]);
+    assert_eq!(l.snapshot().dropped[DropReason::SpoolFull as usize], 1);
+    (l, spool, 8)
+}
+
+/// The full-spool integration test once saw `[1, 29, 31, 32, …]`: the spool is still at its
+/// budget when the collector comes back, and a sample arrives while the backlog is caught up.
+/// Making room for it deletes the oldest segment, whose first batch was just delivered (or is on
+/// the wire); the rest of that segment is then the oldest data waiting, and goes. Both orders of
+/// that race, step by step: the drop takes the oldest, and delivery stays in order.
+#[test]
+fn a_spool_full_during_catch_up_drops_the_oldest_waiting_batch() {
+    for delivered_first in [true, false] {
+        let now = Instant::now();
+        let (mut l, mut spool, next) = full_spool_after_an_outage(now);
+        let mut got = attempt(&l);
+        l.attempt_sent(now);
+        spool.commit(&mut l);
+        // The backlog: batch 2 is read back and sent (its segment-mate 3 stays on disk).
+        assert_eq!(l.take(100), Take::NeedRead);
+        spool.read(&mut l, now);
+        assert_eq!(l.take(100), Take::Ready);
+        assert_eq!(attempt(&l), vec![2]);
+        if delivered_first {
+            got.extend(attempt(&l));
+            l.attempt_sent(now);
+            spool.commit(&mut l);
+        }
+        // A sample arrives; writing it needs the room of the oldest segment, [2, 3].
+        l.push(rec(next), Bytes::new(), 1, None, now);
+        assert!(spool.write_one(&mut l, now));
+        assert_eq!(
+            l.snapshot().dropped[DropReason::SpoolFull as usize],
+            2,
+            "batch 3, the oldest waiting, went with the segment"
+        );
+        assert_eq!(waiting(&l), vec![4, 5, 6, 7, 8]);
+        if !delivered_first {
+            // On the wire: it arrives, ahead of the gap.
+            got.extend(attempt(&l));
+            l.attempt_sent(now);
+            spool.commit(&mut l);
+        }
+        loop {
+            match l.take(100) {
+                Take::Ready => {
+                    got.extend(attempt(&l));
+                    l.attempt_sent(now);
+                    spool.commit(&mut l);
+                }
+                Take::NeedRead => spool.read(&mut l, now),
+                Take::Wait => break,
+            }
+        }
+        assert_eq!(
+            got,
+            vec![0, 2, 4, 5, 6, 7, 8],
+            "delivered_first={delivered_first}"
+        );
+        let c = l.snapshot();
+        assert_eq!((c.sent, c.dropped_total()), (7, 2));
+        balanced(&mut l);
+    }
+}
+
+/// The same, in every order the sender, the disk writer and new samples can take: whenever
+/// something is dropped, it is older than every batch still waiting, in memory or on disk (only
+/// the request in flight may be older); what arrives is in order, and the count is exact.
+#[test]
+fn drops_while_catching_up_are_always_older_than_what_waits() {
+    let mut rng = fastrand::Rng::with_seed(11);
+    for round in 0..300 {
+        let now = Instant::now();
+        // A memory budget under the spool's, and one that holds all of it.
+        let memory = if round % 2 == 0 { 250 } else { 1000 };
+        let (mut l, mut spool, mut next) = full_spool_after_an_outage_in(memory, now);
+        let mut got: Vec<u8> = Vec::new();
+        let mut on_wire: Vec<u8> = attempt(&l);
+        // Some rounds sample faster than the sender catches up, others slower.
+        let sender_bias = (round % 8) as u8;
+        for step in 0..200 {
+            let op = match rng.u8(0..5 + sender_bias) {
+                o if o < 5 => o,
+                o => 1 + o % 4,
+            };
+            match op {
+                // A sample arrives; the disk writer takes it (a healthy disk keeps up).
+                0 if next < 200 => {
+                    l.push(rec(next), Bytes::new(), 1, None, now);
+                    next += 1;
+                    while spool.write_one(&mut l, now) {}
+                }
+                // The sender takes the next request.
+                1 if on_wire.is_empty() && l.take(rng.usize(100..300)) == Take::Ready => {
+                    on_wire = attempt(&l);
+                }
+                // The collector answers it.
+                2 if !on_wire.is_empty() => {
+                    got.append(&mut on_wire);
+                    l.attempt_sent(now);
+                }
+                3 => spool.read(&mut l, now),
+                4 => spool.commit(&mut l),
+                _ => {}
+            }
+            balanced(&mut l);
+            let w = waiting(&l);
+            // In flight: on the wire, or read back for the sender's next request.
+            let inflight = l.inflight.iter().map(|i| (i.seq - FIRST_NEW_SEQ) as u8);
+            let held: Vec<u8> = w.iter().chain(&got).copied().chain(inflight).collect();
+            let dropped: Vec<u8> = (0..next).filter(|b| !held.contains(b)).collect();
+            assert_eq!(
+                l.snapshot().dropped_total(),
+                dropped.len() as u64,
+                "round {round} step {step}: the count is exact"
+            );
+            if let (Some(d), Some(oldest)) = (dropped.last(), w.first()) {
+                assert!(
+                    d < oldest,
+                    "round {round} step {step}: dropped {dropped:?} while {w:?} waits (memory {memory})"
+                );
+            }
+            assert!(
+                got.windows(2).all(|p| p[0] < p[1]),
+                "round {round} step {step}: {got:?}"
+            );
+        }
+    }
+}
+
+/// A memory budget that holds the whole spool keeps a copy of its oldest segment's batches. When
+/// that segment has to go, the copies go with it: kept, they were older than what the next
+/// segments to go hold (the budget evicts the newest copies to make room for new batches, and
+/// those were then dropped with their segments while older ones waited in memory).
+#[test]
+fn a_full_spool_drops_its_oldest_batches_even_when_memory_holds_a_copy() {
+    let now = Instant::now();
+    let mut l = lane(1000, true);
+    let mut spool = FakeSpool::new(2, 6);
+    l.push(rec(0), Bytes::new(), 1, None, now);
+    assert_eq!(l.take(100), Take::Ready);
+    l.attempt_failed(now);
+    for i in 1..14u8 {
+        l.push(rec(i), Bytes::new(), 1, None, now);
+        while spool.write_one(&mut l, now) {}
+        balanced(&mut l);
+        let w = waiting(&l);
+        let dropped: Vec<u8> = (1..=i).filter(|b| !w.contains(b)).collect();
+        assert_eq!(l.snapshot().dropped_total(), dropped.len() as u64);
+        if let (Some(d), Some(oldest)) = (dropped.last(), w.first()) {
+            assert!(
+                d < oldest,
+                "after {i}: dropped {dropped:?} while {w:?} waits"
+            );
+        }
+    }
+    // What waits is the spool's six newest, and the request in flight, whose attempt settles it.
+    assert_eq!(waiting(&l), (8..14).collect::<Vec<u8>>());
+    assert_eq!(attempt(&l), vec![0]);
+    assert_eq!(l.snapshot().dropped[DropReason::SpoolFull as usize], 7);
 }

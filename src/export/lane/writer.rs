@@ -9,6 +9,15 @@ use crate::export::stats::{DropReason, Settled};
 use bytes::Bytes;
 use std::time::Instant;
 
+/// What becomes of the copy in memory of a record removed from the spool's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Copies {
+    /// Written again (the record was lost, not given up).
+    WriteAgain,
+    /// Dropped with the record, unless it is in flight (then it is never written again).
+    GoWithIt,
+}
+
 impl Lane {
     fn write_bound(&self) -> Option<u64> {
         (self.spool_usable && !self.opening).then_some(if self.closing {
@@ -110,12 +119,13 @@ impl Lane {
         self.settle_state(now);
     }
 
-    /// Removes the index entries `keep` rejects; cached batches go back to memory-only (`then`),
-    /// disk-only ones are lost with `reason`/`cause`. Returns the batches lost.
+    /// Removes the index entries `gone` picks; batches only on disk are lost with
+    /// `reason`/`cause`, and what becomes of a copy in memory is `copies`. Returns the batches
+    /// lost.
     fn remove_recs(
         &mut self,
         mut gone: impl FnMut(&Rec) -> bool,
-        then: Disk,
+        copies: Copies,
         reason: DropReason,
         cause: &str,
         now: Instant,
@@ -134,6 +144,22 @@ impl Lane {
             false
         });
         for seq in uncache {
+            if copies == Copies::GoWithIt
+                && let Ok(i) = self.list.binary_search_by_key(&seq, |it| it.seq)
+            {
+                let it = self.list.remove(i).expect("found");
+                self.mem_bytes -= it.mem();
+                self.mem_batches -= it.batches;
+                lost += it.batches;
+                if let Some(h) = it.hook {
+                    self.fx.hooks.push((h, Settled::Dropped(reason)));
+                }
+                continue;
+            }
+            let then = match copies {
+                Copies::WriteAgain => Disk::No,
+                Copies::GoWithIt => Disk::Never(Never::SpoolDropped),
+            };
             for it in self.items_with(seq) {
                 it.disk = then;
             }
@@ -154,11 +180,14 @@ impl Lane {
         self.disk_only_batches = b;
     }
 
-    /// Segment `seg` was deleted to make room (budget or a full filesystem).
+    /// Segment `seg` was deleted to make room (budget or a full filesystem): its batches are the
+    /// oldest waiting, and every one goes, a copy in memory too (kept, it would be older than
+    /// the batches the next segments to go hold: oldest first holds across memory and disk).
+    /// The request in flight is the exception: its attempt settles it.
     pub(crate) fn drop_segment(&mut self, seg: u64, cause: &str, now: Instant) -> u64 {
         self.remove_recs(
             |r| r.seg == seg,
-            Disk::Never(Never::SpoolDropped),
+            Copies::GoWithIt,
             DropReason::SpoolFull,
             cause,
             now,
@@ -170,7 +199,7 @@ impl Lane {
     pub(crate) fn vanished(&mut self, seg: Option<u64>, cause: &str, now: Instant) -> u64 {
         self.remove_recs(
             |r| seg.is_none_or(|s| r.seg == s),
-            Disk::No,
+            Copies::WriteAgain,
             DropReason::Unreadable,
             cause,
             now,
