@@ -84,3 +84,13 @@ fn print_config(layers: &Layers, json: bool, markdown: bool) {
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
+
+/// tokio's multi-thread scheduler computes a weight with `pow` after every batch of tasks it
+/// polls; glibc's `pow` is the only libm function the agent calls in its cycles, and calling it
+/// keeps a few hundred kilobytes of libm's pages mapped in the agent. The pure-Rust `libm`
+/// crate's `pow` (a port of musl's) answers instead: the linker binds the binary's own calls to
+/// this definition.
+#[unsafe(no_mangle)]
+pub extern "C" fn pow(x: f64, y: f64) -> f64 {
+    libm::pow(x, y)
+}
