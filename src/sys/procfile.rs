@@ -14,11 +14,41 @@
 //! `CGROUP_PIDLIST_DESTROY_DELAY`), so at short intervals a process that joined later would never
 //! be seen.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Where a [`ProcFile`] is: a path of its own, or a name in a directory shared with the other
+/// files of the same cgroup. A container keeps about nine files in four or five directories
+/// whose paths run to ~100 bytes; one allocation per directory instead of one per file is
+/// about 1 KB less per container (1 MB at 1000 containers).
+#[derive(Debug, Clone)]
+pub(crate) enum FilePath {
+    Own(PathBuf),
+    In(Arc<Path>, &'static str),
+}
+
+impl FilePath {
+    /// The path; joined (an allocation) for a file in a shared directory: only when the file is
+    /// opened or an error names it.
+    pub(crate) fn to_path(&self) -> Cow<'_, Path> {
+        match self {
+            FilePath::Own(p) => Cow::Borrowed(p),
+            FilePath::In(dir, name) => Cow::Owned(dir.join(name)),
+        }
+    }
+
+    /// `name` in `dir` when the file exists.
+    pub(crate) fn existing(dir: &Arc<Path>, name: &'static str) -> Option<FilePath> {
+        dir.join(name)
+            .exists()
+            .then(|| FilePath::In(dir.clone(), name))
+    }
+}
 
 /// An error that carries the file it failed on.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +79,7 @@ impl FileError {
 /// A file that is read again and again through one descriptor.
 #[derive(Debug)]
 pub(crate) struct ProcFile {
-    path: PathBuf,
+    path: FilePath,
     file: Option<File>,
     buf: Vec<u8>,
     /// Keep the descriptor between reads (the default); otherwise close it after each read.
@@ -72,8 +102,13 @@ const MIN_BUF_BYTES: usize = 128;
 
 impl ProcFile {
     pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
+        ProcFile::at(FilePath::Own(path.into()))
+    }
+
+    /// A file at `path`, which may share its directory with other files ([`FilePath::In`]).
+    pub(crate) fn at(path: FilePath) -> Self {
         ProcFile {
-            path: path.into(),
+            path,
             file: None,
             buf: Vec::new(),
             keep: true,
@@ -90,8 +125,8 @@ impl ProcFile {
         self
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    pub(crate) fn path(&self) -> Cow<'_, Path> {
+        self.path.to_path()
     }
 
     /// Whether the descriptor is kept between reads. Turning it off closes it now.
@@ -130,7 +165,7 @@ impl ProcFile {
         let n = self.read_into(scratch, false)?;
         std::str::from_utf8(&scratch[..n]).map_err(|_| {
             FileError::new(
-                &self.path,
+                &self.path(),
                 io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
             )
         })
@@ -186,7 +221,7 @@ impl ProcFile {
         match std::str::from_utf8(&self.buf[..n]) {
             Ok(s) => Ok(s),
             Err(_) => Err(FileError::new(
-                &self.path,
+                &self.path(),
                 io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
             )),
         }
@@ -196,7 +231,9 @@ impl ProcFile {
     /// first read; a shared one only grows.
     fn read_once(&mut self, buf: &mut Vec<u8>, own: bool) -> Result<usize, FileError> {
         if self.file.is_none() {
-            self.file = Some(File::open(&self.path).map_err(|e| FileError::new(&self.path, e))?);
+            let path = self.path();
+            let file = File::open(&path).map_err(|e| FileError::new(&path, e))?;
+            self.file = Some(file);
         }
         let file = self.file.as_ref().expect("opened above");
         let first = buf.is_empty();
@@ -207,7 +244,7 @@ impl ProcFile {
         loop {
             let n = file
                 .read_at(&mut buf[filled..], filled as u64)
-                .map_err(|e| FileError::new(&self.path, e))?;
+                .map_err(|e| FileError::new(&self.path(), e))?;
             if n == 0 {
                 break;
             }
@@ -243,6 +280,24 @@ impl ProcFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file named in a shared directory reads like one with its own path, and its errors
+    /// name the whole path.
+    #[test]
+    fn a_file_in_a_shared_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory.current"), "4096\n").unwrap();
+        let shared: Arc<Path> = Arc::from(dir.path());
+        assert!(FilePath::existing(&shared, "memory.stat").is_none());
+        let mut f = ProcFile::at(FilePath::existing(&shared, "memory.current").unwrap());
+        assert_eq!(f.read_str().unwrap(), "4096\n");
+        assert_eq!(f.path(), dir.path().join("memory.current"));
+        std::fs::remove_file(dir.path().join("memory.current")).unwrap();
+        let mut gone = ProcFile::at(FilePath::In(shared, "memory.current"));
+        let e = gone.read().unwrap_err();
+        assert!(e.is_gone());
+        assert_eq!(e.path, dir.path().join("memory.current"));
+    }
 
     #[test]
     fn rereads_fresh_content_through_kept_descriptor() {

@@ -32,12 +32,13 @@ pub(crate) mod taskio;
 pub mod v1;
 pub(crate) mod v2;
 
-use crate::sys::procfile::{FileError, ProcFile};
+use crate::sys::procfile::{FileError, FilePath, ProcFile};
 use paths::{Dirs, Layout};
 use psi::Pressure;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A map by PID. PIDs are small integers the kernel hands out, not input an attacker picks, so
@@ -105,6 +106,8 @@ impl IoSource {
 
 /// The pressure resources, in the order of [`Reading::pressure`].
 pub const PRESSURE: [&str; 3] = ["cpu", "io", "memory"];
+/// The files of [`PRESSURE`], in the same order.
+const PRESSURE_FILES: [&str; 3] = ["cpu.pressure", "io.pressure", "memory.pressure"];
 
 /// One reading of one container's cgroup: cumulative values as the kernel gives them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
@@ -181,9 +184,9 @@ pub struct Reader {
     keep_slow: bool,
 }
 
-fn existing(dir: &Option<PathBuf>, file: &str) -> Option<PathBuf> {
-    let p = dir.as_ref()?.join(file);
-    p.exists().then_some(p)
+/// `file` in `dir` when both exist, as a [`ProcFile`] sharing the directory's path.
+fn existing(dir: &Option<Arc<Path>>, file: &'static str) -> Option<ProcFile> {
+    FilePath::existing(dir.as_ref()?, file).map(ProcFile::at)
 }
 
 /// Keeps the number, or the error for the caller's list.
@@ -211,57 +214,67 @@ impl Reader {
         limit_known: bool,
     ) -> Reader {
         let v2_primary = layout == Layout::V2;
-        let v2 = &dirs.v2;
+        // One shared path per directory (a joint `cpu,cpuacct` mount is one directory).
+        let shared = |d: &Option<PathBuf>| d.as_deref().map(Arc::<Path>::from);
+        let v2 = &shared(&dirs.v2);
+        let cpu_dir = shared(&dirs.cpu);
+        let cpuacct_dir = match (&cpu_dir, &dirs.cpuacct) {
+            (Some(c), Some(a)) if **c == **a => Some(c.clone()),
+            _ => shared(&dirs.cpuacct),
+        };
         let cpu = if v2_primary {
-            existing(v2, "cpu.stat").map(|p| CpuSrc::V2(ProcFile::new(p)))
+            existing(v2, "cpu.stat").map(CpuSrc::V2)
         } else {
-            existing(&dirs.cpuacct, "cpuacct.usage")
-                .map(|p| CpuSrc::V1(ProcFile::new(p)))
-                .or_else(|| existing(v2, "cpu.stat").map(|p| CpuSrc::V2(ProcFile::new(p))))
+            existing(&cpuacct_dir, "cpuacct.usage")
+                .map(CpuSrc::V1)
+                .or_else(|| existing(v2, "cpu.stat").map(CpuSrc::V2))
         };
         let throttle = if v2_primary {
             None
         } else {
-            existing(&dirs.cpu, "cpu.stat").map(ProcFile::new)
+            existing(&cpu_dir, "cpu.stat")
         };
         let limit = if limit_known {
             None
         } else if v2_primary {
-            existing(v2, "cpu.max").map(|p| LimitSrc::V2(ProcFile::new(p)))
+            existing(v2, "cpu.max").map(LimitSrc::V2)
         } else {
             match (
-                existing(&dirs.cpu, "cpu.cfs_quota_us"),
-                existing(&dirs.cpu, "cpu.cfs_period_us"),
+                existing(&cpu_dir, "cpu.cfs_quota_us"),
+                existing(&cpu_dir, "cpu.cfs_period_us"),
             ) {
-                (Some(q), Some(p)) => Some(LimitSrc::V1 {
-                    quota: ProcFile::new(q),
-                    period: ProcFile::new(p),
-                }),
+                (Some(quota), Some(period)) => Some(LimitSrc::V1 { quota, period }),
                 _ => None,
             }
         };
+        let memory_dir;
         let (mem_dir, usage, key) = if v2_primary {
             (v2, "memory.current", "inactive_file")
         } else {
-            (&dirs.memory, "memory.usage_in_bytes", "total_inactive_file")
+            memory_dir = shared(&dirs.memory);
+            (&memory_dir, "memory.usage_in_bytes", "total_inactive_file")
         };
         let mem = match (existing(mem_dir, usage), existing(mem_dir, "memory.stat")) {
-            (Some(u), Some(s)) => Some(MemSrc {
-                usage: ProcFile::new(u),
-                stat: ProcFile::new(s),
-                key,
-            }),
+            (Some(usage), Some(stat)) => Some(MemSrc { usage, stat, key }),
             _ => None,
         };
         let io = match existing(v2, "io.stat") {
-            Some(p) if v2_primary => Some(IoSrc::IoStat(ProcFile::new(p))),
+            Some(f) if v2_primary => Some(IoSrc::IoStat(f)),
             _ => dirs
                 .procs_dir(layout)
-                .map(|d| d.join("cgroup.procs"))
-                .filter(|p| p.exists())
+                .map(|d| {
+                    [v2, &cpuacct_dir, &cpu_dir]
+                        .into_iter()
+                        .flatten()
+                        .find(|a| ***a == *d)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from(d))
+                })
+                .and_then(|d| FilePath::existing(&d, "cgroup.procs"))
                 .map(|p| {
-                    let v1 = !dirs.v2.as_ref().is_some_and(|v2| p.starts_with(v2));
-                    let procs = ProcFile::new(p);
+                    let v1 =
+                        !matches!((&p, v2), (FilePath::In(d, _), Some(v2)) if Arc::ptr_eq(d, v2));
+                    let procs = ProcFile::at(p);
                     IoSrc::Tasks(Box::new(Tasks {
                         procs: if v1 {
                             procs.fresh_within(V1_PIDLIST_FRESH)
@@ -277,8 +290,7 @@ impl Reader {
                     }))
                 }),
         };
-        let pressure =
-            PRESSURE.map(|res| existing(v2, &format!("{res}.pressure")).map(ProcFile::new));
+        let pressure = PRESSURE_FILES.map(|file| existing(v2, file));
         Reader {
             cpu,
             mem,
@@ -557,7 +569,7 @@ impl Tasks {
                 // than report a silent 0.
                 errors.push(last_error.filter(|e| !e.is_gone()).unwrap_or_else(|| {
                     FileError::new(
-                        self.procs.path(),
+                        &self.procs.path(),
                         std::io::Error::new(
                             std::io::ErrorKind::PermissionDenied,
                             "no process of the cgroup is visible in /proc (run in the host PID namespace)",
