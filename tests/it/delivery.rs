@@ -157,7 +157,17 @@ fn outage_with_agent_restart_delivers_every_sample_once_in_order() {
         "agent A should spool on stop:\n{log_a}"
     );
     assert!(!segments(&spool).is_empty(), "nothing spooled");
-    let b = spawn_agent(work.path(), "agent-b", &env);
+    // B stops with the collector up, and what it has not delivered by then stays in the spool
+    // for good (no third agent): give it time to send its last samples even on a loaded machine
+    // (with A's 1 s, a run beside the Docker tests once left some in the spool).
+    let mut env_b = env;
+    for kv in env_b
+        .iter_mut()
+        .filter(|kv| kv.0 == "NODE_AGENT_SHUTDOWN_GRACE_SEC")
+    {
+        kv.1 = "15";
+    }
+    let b = spawn_agent(work.path(), "agent-b", &env_b);
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
         passes(&receiver).len(),
