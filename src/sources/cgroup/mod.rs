@@ -214,14 +214,26 @@ impl Reader {
         limit_known: bool,
     ) -> Reader {
         let v2_primary = layout == Layout::V2;
-        // One shared path per directory (a joint `cpu,cpuacct` mount is one directory).
-        let shared = |d: &Option<PathBuf>| d.as_deref().map(Arc::<Path>::from);
-        let v2 = &shared(&dirs.v2);
-        let cpu_dir = shared(&dirs.cpu);
-        let cpuacct_dir = match (&cpu_dir, &dirs.cpuacct) {
-            (Some(c), Some(a)) if **c == **a => Some(c.clone()),
-            _ => shared(&dirs.cpuacct),
+        // One shared path per directory: a directory named twice (a joint `cpu,cpuacct` mount,
+        // the directory of `cgroup.procs`) gets the same one.
+        let mut interned: Vec<Arc<Path>> = Vec::new();
+        let mut shared = |d: Option<&Path>| -> Option<Arc<Path>> {
+            let d = d?;
+            if let Some(a) = interned.iter().find(|a| ***a == *d) {
+                return Some(a.clone());
+            }
+            interned.push(Arc::from(d));
+            interned.last().cloned()
         };
+        let v2 = &shared(dirs.v2.as_deref());
+        let cpu_dir = shared(dirs.cpu.as_deref());
+        let cpuacct_dir = shared(dirs.cpuacct.as_deref());
+        let memory_dir = shared(dirs.memory.as_deref());
+        let procs_dir = dirs.procs_dir(layout);
+        // v1 `cgroup.procs` needs re-opening at short intervals (see `V1_PIDLIST_FRESH`).
+        let procs_v1 =
+            procs_dir.is_some_and(|d| !dirs.v2.as_ref().is_some_and(|v2| d.starts_with(v2)));
+        let procs_dir = shared(procs_dir);
         let cpu = if v2_primary {
             existing(v2, "cpu.stat").map(CpuSrc::V2)
         } else {
@@ -247,11 +259,9 @@ impl Reader {
                 _ => None,
             }
         };
-        let memory_dir;
         let (mem_dir, usage, key) = if v2_primary {
             (v2, "memory.current", "inactive_file")
         } else {
-            memory_dir = shared(&dirs.memory);
             (&memory_dir, "memory.usage_in_bytes", "total_inactive_file")
         };
         let mem = match (existing(mem_dir, usage), existing(mem_dir, "memory.stat")) {
@@ -260,35 +270,21 @@ impl Reader {
         };
         let io = match existing(v2, "io.stat") {
             Some(f) if v2_primary => Some(IoSrc::IoStat(f)),
-            _ => dirs
-                .procs_dir(layout)
-                .map(|d| {
-                    [v2, &cpuacct_dir, &cpu_dir]
-                        .into_iter()
-                        .flatten()
-                        .find(|a| ***a == *d)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from(d))
-                })
-                .and_then(|d| FilePath::existing(&d, "cgroup.procs"))
-                .map(|p| {
-                    let v1 =
-                        !matches!((&p, v2), (FilePath::In(d, _), Some(v2)) if Arc::ptr_eq(d, v2));
-                    let procs = ProcFile::at(p);
-                    IoSrc::Tasks(Box::new(Tasks {
-                        procs: if v1 {
-                            procs.fresh_within(V1_PIDLIST_FRESH)
-                        } else {
-                            procs
-                        },
-                        proc_path: proc_path.to_path_buf(),
-                        files: PidMap::default(),
-                        pass: 0,
-                        pids: Vec::new(),
-                        seen: Vec::new(),
-                        state: taskio::TaskIo::default(),
-                    }))
-                }),
+            _ => existing(&procs_dir, "cgroup.procs").map(|procs| {
+                IoSrc::Tasks(Box::new(Tasks {
+                    procs: if procs_v1 {
+                        procs.fresh_within(V1_PIDLIST_FRESH)
+                    } else {
+                        procs
+                    },
+                    proc_path: proc_path.to_path_buf(),
+                    files: PidMap::default(),
+                    pass: 0,
+                    pids: Vec::new(),
+                    seen: Vec::new(),
+                    state: taskio::TaskIo::default(),
+                }))
+            }),
         };
         let pressure = PRESSURE_FILES.map(|file| existing(v2, file));
         Reader {
