@@ -521,6 +521,24 @@ fn waiting(l: &Lane) -> Vec<u8> {
     w
 }
 
+/// Of the batches pushed so far (`0..pushed`), those neither waiting, in flight nor delivered
+/// (`got`) were dropped: their count must be the lane's, and the newest of them older than
+/// every batch still waiting. `ctx` names the step in a failure.
+fn assert_oldest_dropped(l: &mut Lane, pushed: u8, got: &[u8], ctx: &str) {
+    let w = waiting(l);
+    let inflight = l.inflight.iter().map(|i| (i.seq - FIRST_NEW_SEQ) as u8);
+    let held: Vec<u8> = w.iter().chain(got).copied().chain(inflight).collect();
+    let dropped: Vec<u8> = (0..pushed).filter(|b| !held.contains(b)).collect();
+    assert_eq!(
+        l.snapshot().dropped_total(),
+        dropped.len() as u64,
+        "{ctx}: the count is exact"
+    );
+    if let (Some(d), Some(oldest)) = (dropped.last(), w.first()) {
+        assert!(d < oldest, "{ctx}: dropped {dropped:?} while {w:?} waits");
+    }
+}
+
 /// An outage long enough to fill a 6-record spool (segments of two) while batch 0 waits in
 /// flight: the first segment goes to make room, batch 1 with it; batch 0 is kept (its fate is
 /// its attempt's). Returns the lane, its spool and the batches pushed.
@@ -647,22 +665,13 @@ fn drops_while_catching_up_are_always_older_than_what_waits() {
                 _ => {}
             }
             balanced(&mut l);
-            let w = waiting(&l);
-            // In flight: on the wire, or read back for the sender's next request.
-            let inflight = l.inflight.iter().map(|i| (i.seq - FIRST_NEW_SEQ) as u8);
-            let held: Vec<u8> = w.iter().chain(&got).copied().chain(inflight).collect();
-            let dropped: Vec<u8> = (0..next).filter(|b| !held.contains(b)).collect();
-            assert_eq!(
-                l.snapshot().dropped_total(),
-                dropped.len() as u64,
-                "round {round} step {step}: the count is exact"
+            // In flight (on the wire, or read back for the sender's next request) counts as held.
+            assert_oldest_dropped(
+                &mut l,
+                next,
+                &got,
+                &format!("round {round} step {step} (memory {memory})"),
             );
-            if let (Some(d), Some(oldest)) = (dropped.last(), w.first()) {
-                assert!(
-                    d < oldest,
-                    "round {round} step {step}: dropped {dropped:?} while {w:?} waits (memory {memory})"
-                );
-            }
             assert!(
                 got.windows(2).all(|p| p[0] < p[1]),
                 "round {round} step {step}: {got:?}"
@@ -687,15 +696,7 @@ fn a_full_spool_drops_its_oldest_batches_even_when_memory_holds_a_copy() {
         l.push(rec(i), Bytes::new(), 1, None, now);
         while spool.write_one(&mut l, now) {}
         balanced(&mut l);
-        let w = waiting(&l);
-        let dropped: Vec<u8> = (1..=i).filter(|b| !w.contains(b)).collect();
-        assert_eq!(l.snapshot().dropped_total(), dropped.len() as u64);
-        if let (Some(d), Some(oldest)) = (dropped.last(), w.first()) {
-            assert!(
-                d < oldest,
-                "after {i}: dropped {dropped:?} while {w:?} waits"
-            );
-        }
+        assert_oldest_dropped(&mut l, i + 1, &[], &format!("after {i}"));
     }
     // What waits is the spool's six newest, and the request in flight, whose attempt settles it.
     assert_eq!(waiting(&l), (8..14).collect::<Vec<u8>>());
