@@ -22,6 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// How long the writer sleeps, unpoked, while nothing is on disk: a safety net, not a poll.
+const QUIET_WAIT: Duration = Duration::from_secs(30);
+
 /// Writes taken from one lane before the others get a turn.
 const WRITES_PER_TURN: usize = 8;
 /// After a failed write (other than a full filesystem), the next try waits this long.
@@ -239,16 +242,17 @@ impl Writer {
     fn main_loop(mut self) {
         loop {
             let finishing = self.finish.asked.load(Ordering::Acquire);
-            let mut busy = false;
-            for i in 0..self.lanes.len() {
-                if self.spools[i].is_some() {
-                    busy |= self.step(i, finishing);
-                }
-            }
+            // Before any write: after a quiet wait the directory may have gone meanwhile.
             if self.last_check.elapsed() >= Duration::from_secs(1) {
                 self.last_check = Instant::now();
                 for i in 0..self.lanes.len() {
                     self.check_vanished(i);
+                }
+            }
+            let mut busy = false;
+            for i in 0..self.lanes.len() {
+                if self.spools[i].is_some() {
+                    busy |= self.step(i, finishing);
                 }
             }
             if busy {
@@ -267,7 +271,20 @@ impl Writer {
                 self.finish.set_done();
                 return;
             }
-            self.wake.wait(Duration::from_millis(500));
+            // Nothing on disk, nothing to sync, no lane going through the disk (a failed write
+            // to retry is one): nothing to check either until a lane pokes (a vanished directory
+            // would lose nothing). An idle agent's writer sleeps instead of waking twice a second.
+            let quiet = (0..self.lanes.len()).all(|i| {
+                self.spools[i].as_ref().is_none_or(|s| !s.is_dirty())
+                    && self.lanes[i]
+                        .cell
+                        .with(|l, _| l.nothing_on_disk() && !l.watched())
+            });
+            self.wake.wait(if quiet {
+                QUIET_WAIT
+            } else {
+                Duration::from_millis(500)
+            });
         }
     }
 

@@ -185,7 +185,7 @@ impl Exporter {
             has_writer,
             disk: health,
         });
-        tokio::spawn(watchdog(Arc::downgrade(&inner)));
+        tokio::spawn(watchdog(Arc::downgrade(&inner), inner.disk.clone()));
         Ok(Exporter { inner })
     }
 
@@ -301,14 +301,31 @@ impl Exporter {
     }
 }
 
-/// Every half second: sums up pending loss lines, re-applies the memory budget (a disk that
-/// stopped answering lets it drop), gives up a spool that never opened, and says when the disk
-/// stalls and when it answers again.
-async fn watchdog(inner: std::sync::Weak<Inner>) {
+/// Every half second while there is something to watch: sums up pending loss lines,
+/// re-applies the memory budget (a disk that stopped answering lets it drop), gives up a spool
+/// that never opened, and says when the disk stalls and when it answers again.
+///
+/// A queue that delivers promptly needs none of that, so the watchdog then sleeps until a lane
+/// needs watching or a disk operation starts (both poke [`DiskHealth::watchdog`]): an idle agent
+/// should not wake twice a second for nothing (each wake is a thread switch or two, a tenth of
+/// an idle cycle's CPU on a small VM).
+async fn watchdog(inner: std::sync::Weak<Inner>, health: Arc<DiskHealth>) {
     let started = Instant::now();
     let mut stalled_since: Option<Instant> = None;
+    let mut closed = match inner.upgrade() {
+        Some(i) => i.closed.subscribe(),
+        None => return,
+    };
+    let mut idle = false;
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if idle {
+            tokio::select! {
+                _ = health.watchdog.notified() => {}
+                r = closed.changed() => if r.is_err() { return },
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let Some(inner) = inner.upgrade() else { return };
         if *inner.closed.borrow() {
             return;
@@ -346,5 +363,12 @@ async fn watchdog(inner: std::sync::Weak<Inner>) {
             }
             _ => {}
         }
+        idle = stalled_since.is_none()
+            && inner.disk.busy_for().is_none()
+            && !inner
+                .lanes
+                .iter()
+                .flatten()
+                .any(|c| c.with(|l, _| l.watched()));
     }
 }

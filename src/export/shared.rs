@@ -57,6 +57,9 @@ impl LaneCell {
             let mut lane = self.state.lock();
             let r = f(&mut lane, Instant::now());
             self.stats.publish(lane.snapshot());
+            if lane.watched() {
+                self.stats.disk.watchdog.notify_one();
+            }
             (r, lane.take_effects(), lane.signal)
         };
         for line in &fx.lines {

@@ -149,6 +149,11 @@ pub struct DiskHealth {
     op: Mutex<String>,
     /// The last disk error, cleared by the next success.
     pub(crate) last_error: Mutex<Option<String>>,
+    /// Wakes the queue's watchdog, which sleeps while nothing needs watching: a disk operation
+    /// starting (it may stall) or a lane that needs it ([`LaneCell::with`]) pokes it.
+    ///
+    /// [`LaneCell::with`]: super::shared::LaneCell::with
+    pub(crate) watchdog: tokio::sync::Notify,
 }
 
 /// A disk operation slower than this makes `/readyz` fail and lets the queue drop what waits for
@@ -168,6 +173,7 @@ impl DiskHealth {
     pub(crate) fn begin(&self, op: impl Into<String>) {
         *self.op.lock() = op.into();
         self.busy_since_ms.store(Self::now_ms(), Ordering::Release);
+        self.watchdog.notify_one();
     }
 
     pub(crate) fn end(&self) {
@@ -372,6 +378,11 @@ impl LossLog {
         p.batches += batches;
         p.events += 1;
         p.cause = cause.to_string();
+    }
+
+    /// Whether losses wait to be summed up in a later line (the watchdog must come back).
+    pub(crate) fn pending(&self) -> bool {
+        self.pending.iter().any(Option::is_some)
     }
 
     /// The summed-up lines whose time has come (all of them with `flush`).

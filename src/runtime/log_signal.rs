@@ -216,8 +216,9 @@ async fn own_log(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut batch: Vec<AgentRecord> = Vec::new();
-    let mut tick = tokio::time::interval(OWN_FLUSH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Armed by a batch's first record: no timer runs while the agent has nothing to say.
+    let flush = tokio::time::sleep(OWN_FLUSH);
+    tokio::pin!(flush);
     let send = |batch: &mut Vec<AgentRecord>| {
         if batch.is_empty() {
             return;
@@ -234,6 +235,9 @@ async fn own_log(
         tokio::select! {
             r = own.records.recv() => match r {
                 Some(r) => {
+                    if batch.is_empty() {
+                        flush.as_mut().reset(tokio::time::Instant::now() + OWN_FLUSH);
+                    }
                     batch.push(r);
                     if batch.len() >= OWN_BATCH {
                         send(&mut batch);
@@ -241,7 +245,7 @@ async fn own_log(
                 }
                 None => break,
             },
-            _ = tick.tick() => send(&mut batch),
+            _ = &mut flush, if !batch.is_empty() => send(&mut batch),
             _ = shutdown.changed() => break,
         }
     }

@@ -265,6 +265,21 @@ impl Lane {
     }
 
     /// Whether delivery is not prompt, so new batches must be written ahead.
+    /// Whether the queue's watchdog has work here on its half-second rounds: the spool being
+    /// opened, losses waiting to be summed up, batches going through the disk, or memory over
+    /// the budget. A lane that delivers promptly is none of these, and the watchdog sleeps.
+    pub(crate) fn watched(&self) -> bool {
+        self.opening
+            || self.losses.pending()
+            || self.degraded()
+            || self.mem_bytes > self.budget.memory_bytes
+    }
+
+    /// Whether the spool holds nothing of this lane (a vanished directory would lose nothing).
+    pub(crate) fn nothing_on_disk(&self) -> bool {
+        self.disk.is_empty() && self.disk_only_records == 0
+    }
+
     fn degraded(&self) -> bool {
         let waiting: u64 = self.mem_bytes - self.inflight.iter().map(Item::mem).sum::<u64>();
         self.spool_usable

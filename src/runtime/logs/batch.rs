@@ -132,12 +132,17 @@ pub(crate) async fn batcher(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut p = Pending::default();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Armed by the first chunk of a batch: a batch waits at most `interval`, and a quiet node
+    // has no timer ticking twice a second for nothing.
+    let flush = tokio::time::sleep(interval);
+    tokio::pin!(flush);
     loop {
         tokio::select! {
             c = rx.recv() => match c {
                 Some(c) => {
+                    if p.is_empty() {
+                        flush.as_mut().reset(tokio::time::Instant::now() + interval);
+                    }
                     p.add(c);
                     if p.bytes() >= max_bytes {
                         submit(&d, &*sink, &node.read(), std::mem::take(&mut p));
@@ -145,10 +150,8 @@ pub(crate) async fn batcher(
                 }
                 None => break,
             },
-            _ = tick.tick() => {
-                if !p.is_empty() {
-                    submit(&d, &*sink, &node.read(), std::mem::take(&mut p));
-                }
+            _ = &mut flush, if !p.is_empty() => {
+                submit(&d, &*sink, &node.read(), std::mem::take(&mut p));
             }
             _ = stop.changed() => break,
         }

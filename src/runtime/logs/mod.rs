@@ -449,6 +449,11 @@ impl Inner {
     }
 
     /// Followers that ended although a `start` came meanwhile run again.
+    /// Whether a follower waits to be started again once its task has finished.
+    fn kicked(&self) -> bool {
+        self.tasks.lock().values().any(|t| t.kick)
+    }
+
     fn reap(&self) {
         let again: Vec<String> = self
             .tasks
@@ -474,6 +479,8 @@ async fn supervise(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let mut resync = tokio::time::interval(inner.ctx.cfg.resync_interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reap = tokio::time::interval(Duration::from_millis(250));
+    // Idle for hours between kicks: one tick on return, not a burst of the missed ones.
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_error = None;
     loop {
         tokio::select! {
@@ -485,7 +492,9 @@ async fn supervise(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             },
             _ = resync.tick() => inner.resync(&mut last_error).await,
             _ = inner.resync_now.notified() => inner.resync(&mut last_error).await,
-            _ = reap.tick() => inner.reap(),
+            // Only while a follower was asked to start again once it has finished: a quiet
+            // node has no timer ticking four times a second.
+            _ = reap.tick(), if inner.kicked() => inner.reap(),
         }
     }
     events.abort();

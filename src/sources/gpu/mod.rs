@@ -388,6 +388,12 @@ pub(crate) struct GpuWorker {
     tx: Option<mpsc::SyncSender<()>>,
     rx: Option<mpsc::Receiver<GpuPass>>,
     outstanding: bool,
+    /// After a pass that found no GPU and no error, the thread is not asked again before this
+    /// (a host without GPUs would otherwise cost two thread switches every cycle for nothing).
+    quiet_until: Option<Instant>,
+    /// How long that is: [`RETRY`], the interval at which the pass itself looks again for a
+    /// driver or a card, so a GPU that appears is seen as soon as before.
+    quiet: Duration,
 }
 
 /// What the node cycle gets from the GPU worker.
@@ -410,6 +416,8 @@ impl GpuWorker {
             tx: None,
             rx: None,
             outstanding: false,
+            quiet_until: None,
+            quiet: RETRY,
         }
     }
 
@@ -446,6 +454,10 @@ impl GpuWorker {
         if !self.enabled {
             return empty(None);
         }
+        if self.quiet_until.is_some_and(|t| Instant::now() < t) {
+            return empty(None);
+        }
+        self.quiet_until = None;
         self.start();
         let (Some(tx), Some(rx)) = (&self.tx, &self.rx) else {
             return empty(Some("gpu sampler thread not running".into()));
@@ -468,10 +480,15 @@ impl GpuWorker {
             return empty(Some("gpu sampler thread ended".into()));
         }
         match rx.recv_timeout(timeout) {
-            Ok((sample, errors)) => GpuResult {
-                sample,
-                errors: errors.into_iter().map(|(_, m)| m).collect(),
-            },
+            Ok((sample, errors)) => {
+                if sample.gpus.is_empty() && errors.is_empty() {
+                    self.quiet_until = Some(Instant::now() + self.quiet);
+                }
+                GpuResult {
+                    sample,
+                    errors: errors.into_iter().map(|(_, m)| m).collect(),
+                }
+            }
             Err(_) => {
                 self.outstanding = true;
                 tracing::warn!(

@@ -529,6 +529,60 @@ fn worker_does_not_let_a_stuck_driver_hold_the_cycle() {
 }
 
 #[test]
+fn a_host_without_gpus_is_asked_again_only_at_the_retry_interval() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let found = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (c, f) = (calls.clone(), found.clone());
+    let mut w = GpuWorker::with(
+        true,
+        Box::new(move || {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut s = GpuSample::default();
+            if f.load(std::sync::atomic::Ordering::SeqCst) {
+                s.gpus.push(Gpu {
+                    info: GpuInfo {
+                        id: "0000:00:06.0".into(),
+                        name: "card0".into(),
+                        vendor: "amd".into(),
+                        model: "test".into(),
+                        bus_id: None,
+                        driver: "amdgpu".into(),
+                        driver_version: None,
+                        memory_total: None,
+                        source: "sysfs",
+                    },
+                    reading: GpuReading::default(),
+                });
+            }
+            (s, Vec::new())
+        }),
+    );
+    w.quiet = Duration::from_millis(300);
+    let n = |c: &std::sync::atomic::AtomicUsize| c.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(w.sample(Duration::from_secs(5)).sample.gpus.is_empty());
+    assert_eq!(n(&calls), 1);
+    // Nothing found: the next cycles do not ask the thread.
+    for _ in 0..5 {
+        assert!(w.sample(Duration::from_secs(5)).sample.gpus.is_empty());
+    }
+    assert_eq!(n(&calls), 1);
+    // A card appears: seen once the quiet time is over, then asked every cycle.
+    found.store(true, std::sync::atomic::Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(w.sample(Duration::from_secs(5)).sample.gpus.len(), 1);
+    assert_eq!(w.sample(Duration::from_secs(5)).sample.gpus.len(), 1);
+    assert_eq!(n(&calls), 3);
+    // An error is no quiet pass either.
+    found.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut failing = GpuWorker::with(
+        true,
+        Box::new(|| (GpuSample::default(), vec![("nvml".into(), "broken".into())])),
+    );
+    assert_eq!(failing.sample(Duration::from_secs(5)).errors.len(), 1);
+    assert_eq!(failing.sample(Duration::from_secs(5)).errors.len(), 1);
+}
+
+#[test]
 fn nvidia_procfs_is_listed_at_the_retry_interval_not_every_cycle() {
     // A host whose NVIDIA proc files appear after the first pass: not looked at again until the
     // retry interval (strace on a host without the driver showed two failing opens per cycle).
