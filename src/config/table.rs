@@ -517,7 +517,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "logs_flush_interval_ms",
         &["NODE_AGENT_LOGS_FLUSH_INTERVAL_MS"],
         Some("500"),
-        "A batch of console lines is queued this often (sooner at 2 MiB), milliseconds",
+        "A batch of console lines is queued at most this long after its first line (sooner at 2 MiB), milliseconds",
     ),
     s(
         "logs_backfill_sec",

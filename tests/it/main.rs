@@ -20,6 +20,7 @@ mod endpoint;
 mod firstrun;
 mod gpu;
 mod house;
+mod idle;
 mod logs;
 mod logs_e2e;
 mod node_numbers;

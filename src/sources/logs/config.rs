@@ -77,7 +77,8 @@ pub struct LogsConfig {
     pub budget_interval: Duration,
     pub budget_lines: u64,
     pub budget_bytes: u64,
-    /// A batch goes to the sink this often, or sooner when it reaches `batch_bytes` (`logs_flush_interval_ms`).
+    /// A batch goes to the sink at most this long after its first line, or sooner when it reaches
+    /// `batch_bytes` (`logs_flush_interval_ms`).
     pub flush_interval: Duration,
     pub batch_bytes: usize,
     /// How often the container list is read again to catch what `/events` missed.
