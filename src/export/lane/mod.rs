@@ -264,7 +264,6 @@ impl Lane {
             .sum()
     }
 
-    /// Whether delivery is not prompt, so new batches must be written ahead.
     /// Whether the queue's watchdog has work here on its half-second rounds: the spool being
     /// opened, losses waiting to be summed up, batches going through the disk, or memory over
     /// the budget. A lane that delivers promptly is none of these, and the watchdog sleeps.
@@ -280,6 +279,7 @@ impl Lane {
         self.disk.is_empty() && self.disk_only_records == 0
     }
 
+    /// Whether delivery is not prompt, so new batches must be written ahead.
     fn degraded(&self) -> bool {
         let waiting: u64 = self.mem_bytes - self.inflight.iter().map(Item::mem).sum::<u64>();
         self.spool_usable

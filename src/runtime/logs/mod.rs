@@ -448,12 +448,12 @@ impl Inner {
         self.d.destroyed.lock().retain(|_, t| t.elapsed() < hour);
     }
 
-    /// Followers that ended although a `start` came meanwhile run again.
     /// Whether a follower waits to be started again once its task has finished.
     fn kicked(&self) -> bool {
         self.tasks.lock().values().any(|t| t.kick)
     }
 
+    /// Followers that ended although a `start` came meanwhile run again.
     fn reap(&self) {
         let again: Vec<String> = self
             .tasks
