@@ -246,8 +246,8 @@ const MAX_LIBRARY_BYTES: u64 = 256 << 20;
 /// Wings' config.yml is a few kilobytes.
 const MAX_WINGS_CONFIG_BYTES: u64 = 1 << 20;
 
-/// `log_level`: a level or `target=level` directives; anything else stops the agent (exit 2) instead of
-/// silently logging at `info`.
+/// `log_level`: a level or `target=level` directives; anything else stops the agent (exit 2)
+/// instead of silently logging at `info`.
 fn log_level(r: &Values<'_>) -> Result<String, ConfigError> {
     let (v, src) = r
         .raw("log_level")

@@ -330,16 +330,19 @@ async fn watchdog(inner: std::sync::Weak<Inner>, health: Arc<DiskHealth>) {
         if *inner.closed.borrow() {
             return;
         }
+        let mut watched = false;
         for cell in inner.lanes.iter().flatten() {
-            let gave_up = cell.with(|l, now| {
+            let (gave_up, watch) = cell.with(|l, now| {
                 l.tick(now, false);
-                if l.opening && started.elapsed() > OPEN_TIMEOUT {
+                let gave_up = l.opening && started.elapsed() > OPEN_TIMEOUT;
+                if gave_up {
                     l.spool_lost("the spool was not opened in time", now);
-                    return true;
+                } else {
+                    l.settle_state(now);
                 }
-                l.settle_state(now);
-                false
+                (gave_up, l.watched())
             });
+            watched |= watch;
             if gave_up {
                 let detail = format!(
                     "the spool's disk did not answer within {} s of the start",
@@ -363,12 +366,8 @@ async fn watchdog(inner: std::sync::Weak<Inner>, health: Arc<DiskHealth>) {
             }
             _ => {}
         }
-        idle = stalled_since.is_none()
-            && inner.disk.busy_for().is_none()
-            && !inner
-                .lanes
-                .iter()
-                .flatten()
-                .any(|c| c.with(|l, _| l.watched()));
+        // A lane that comes to need watching after its turn above pokes the watchdog, so the
+        // wait below returns at once.
+        idle = !watched && stalled_since.is_none() && inner.disk.busy_for().is_none();
     }
 }
