@@ -86,10 +86,10 @@ fn print_config(layers: &Layers, json: bool, markdown: bool) {
 }
 
 /// tokio's multi-thread scheduler computes a weight with `pow` after every batch of tasks it
-/// polls; glibc's `pow` is the only libm function the agent calls in its cycles, and calling it
-/// keeps a few hundred kilobytes of libm's pages mapped in the agent. The pure-Rust `libm`
-/// crate's `pow` (a port of musl's) answers instead: the linker binds the binary's own calls to
-/// this definition.
+/// polls; calling glibc's kept a few hundred kilobytes of libm's pages mapped in the agent. The
+/// pure-Rust `libm` crate's `pow` (a port of musl's) answers instead: the linker binds the
+/// binary's own calls to this definition. With the console exporter's `log10` gone too, nothing
+/// is left for glibc's libm to resolve, and the linker (`--as-needed`) no longer lists it.
 #[unsafe(no_mangle)]
 pub extern "C" fn pow(x: f64, y: f64) -> f64 {
     libm::pow(x, y)

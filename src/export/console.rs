@@ -326,15 +326,24 @@ fn plain(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         return format!("{v:.0}");
     }
-    let magnitude = if v == 0.0 {
-        0
-    } else {
-        v.abs().log10().floor() as i32
-    };
-    let decimals = (3 - magnitude).clamp(2, 9) as usize;
+    let decimals = decimals(v);
     let s = format!("{v:.decimals$}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
+}
+
+/// Decimals for four significant digits, between 2 and 9: `3 − ⌊log₁₀ |v|⌋`, counted by comparison.
+/// `log10` was the agent's only use of libm; without it the library is not loaded at all (about
+/// 300 KB of resident pages: docs/benchmarks.md, "Memory").
+fn decimals(v: f64) -> usize {
+    let a = v.abs();
+    if a == 0.0 {
+        return 3;
+    }
+    2 + [10.0, 1.0, 0.1, 0.01, 1e-3, 1e-4, 1e-5]
+        .iter()
+        .filter(|&&t| a < t)
+        .count()
 }
 
 /// `2026-11-30 12:00:00.123 UTC` from Unix nanoseconds.
@@ -501,6 +510,27 @@ mod tests {
         assert_eq!(plain(0.000123456), "0.0001235");
         assert_eq!(plain(8.0), "8");
         assert_eq!(plain(0.5), "0.5");
+    }
+
+    /// The comparisons give what `3 − ⌊log₁₀ |v|⌋` clamped to 2..=9 gives, away from the exact
+    /// powers of ten where `log10` itself rounds.
+    #[test]
+    fn decimals_match_the_logarithm() {
+        let mut rng = fastrand::Rng::with_seed(15);
+        for _ in 0..200_000 {
+            let v = (rng.f64() * 2.0 - 1.0) * 10f64.powi(rng.i32(-12..12));
+            let l = v.abs().log10();
+            if v == 0.0 || (l - l.round()).abs() < 1e-9 {
+                continue;
+            }
+            let want = (3 - l.floor() as i32).clamp(2, 9) as usize;
+            assert_eq!(decimals(v), want, "{v}");
+        }
+        assert_eq!(decimals(0.0), 3);
+        assert_eq!(decimals(1.0), 3);
+        assert_eq!(decimals(10.0), 2);
+        assert_eq!(decimals(0.1), 4);
+        assert_eq!(decimals(-0.05), 5);
         assert_eq!(bytes(512.0), "512 B");
         assert_eq!(bytes(1536.0), "1.50 KiB");
         assert_eq!(utc_time(0), "1970-01-01 00:00:00.000 UTC");
