@@ -510,6 +510,13 @@ mod tests {
         assert_eq!(plain(0.000123456), "0.0001235");
         assert_eq!(plain(8.0), "8");
         assert_eq!(plain(0.5), "0.5");
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(1536.0), "1.50 KiB");
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(
+            utc_time(951_782_400_000_000_000),
+            "2000-02-29 00:00:00.000 UTC"
+        );
     }
 
     /// The comparisons give what `3 − ⌊log₁₀ |v|⌋` clamped to 2..=9 gives, away from the exact
@@ -531,12 +538,5 @@ mod tests {
         assert_eq!(decimals(10.0), 2);
         assert_eq!(decimals(0.1), 4);
         assert_eq!(decimals(-0.05), 5);
-        assert_eq!(bytes(512.0), "512 B");
-        assert_eq!(bytes(1536.0), "1.50 KiB");
-        assert_eq!(utc_time(0), "1970-01-01 00:00:00.000 UTC");
-        assert_eq!(
-            utc_time(951_782_400_000_000_000),
-            "2000-02-29 00:00:00.000 UTC"
-        );
     }
 }
