@@ -8,7 +8,9 @@
 //! Status codes are read as the OTLP specification's table says ("Failures"): `CANCELLED`,
 //! `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE` and `DATA_LOSS` are retried;
 //! `RESOURCE_EXHAUSTED` only when the server sends `RetryInfo` (it can recover); everything else,
-//! `UNKNOWN` included, is not retried: the batch is dropped and counted. Two refusals say more
+//! `UNKNOWN` included, is not retried: the batch is dropped and counted. A status the server never
+//! sent (the connection reset or closed under the call: tonic calls that `INTERNAL`) is no answer
+//! and is retried, as OTLP/HTTP retries a reset connection ([`no_answer`]). Two refusals say more
 //! and let the sender do better than drop: a server's "message larger than the limit"
 //! (`RESOURCE_EXHAUSTED` or `OUT_OF_RANGE` saying so, without `RetryInfo`) is *too large* (the
 //! sender splits the request), and `INVALID_ARGUMENT` is *invalid* (the sender bisects a merged
@@ -216,6 +218,23 @@ fn too_large(status: &Status) -> bool {
     }
 }
 
+/// The collector never answered the call: the status is the client's account of a broken
+/// connection, not a `grpc-status` the server sent. tonic makes one when the stream is reset or
+/// the connection goes away under the call, and maps h2's `NO_ERROR` reset, a collector shutting
+/// down with the request in flight, to `INTERNAL`; a status the server sent has no source.
+/// Such a call is "no answer", which is retried as OTLP/HTTP retries a reset connection: dropping
+/// it lost a batch each time a collector restarted during a send.
+fn no_answer(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<hyper::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// Which gRPC failures are worth retrying, and after how long (OTLP specification, "Failures"
 /// and "OTLP/gRPC Throttling"), and which refusals the sender can work around (too large,
 /// invalid).
@@ -228,6 +247,12 @@ fn classify(endpoint: &str, status: &Status) -> SendError {
         peer_text(status.message(), PEER_TEXT_MAX)
     );
     let has_retry_info = details.as_ref().is_some_and(RpcStatus::has_retry_info);
+    if no_answer(status) {
+        return SendError::Retryable {
+            reason,
+            retry_after: None,
+        };
+    }
     if too_large(status) && !has_retry_info {
         return SendError::TooLarge { reason };
     }
@@ -311,6 +336,81 @@ mod tests {
                 "{code:?}"
             );
         }
+    }
+
+    /// A byte-exact HTTP/2 peer for one gRPC call: it settles the connection, waits for the
+    /// call's HEADERS, then either resets the stream with `NO_ERROR` (what a collector shutting
+    /// down does to a call in flight) or answers it with a trailers-only `grpc-status: 13`.
+    fn h2_peer(reset: bool) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut preface = [0u8; 24];
+            c.read_exact(&mut preface).unwrap();
+            let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+                let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+                f.extend([kind, flags]);
+                f.extend(stream.to_be_bytes());
+                f.extend(payload);
+                f
+            };
+            c.write_all(&frame(4, 0, 0, &[])).unwrap(); // SETTINGS
+            loop {
+                let mut head = [0u8; 9];
+                if c.read_exact(&mut head).is_err() {
+                    return;
+                }
+                let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                let (kind, flags) = (head[3], head[4]);
+                let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                let mut payload = vec![0u8; len];
+                c.read_exact(&mut payload).unwrap();
+                if kind == 4 && flags & 1 == 0 {
+                    c.write_all(&frame(4, 1, 0, &[])).unwrap(); // SETTINGS ACK
+                } else if kind == 1 {
+                    if reset {
+                        c.write_all(&frame(3, 0, stream, &[0, 0, 0, 0])).unwrap(); // RST_STREAM NO_ERROR
+                    } else {
+                        // HPACK: `:status: 200` indexed, the rest literal without indexing.
+                        let mut block = vec![0x88];
+                        for (k, v) in [("content-type", "application/grpc"), ("grpc-status", "13")]
+                        {
+                            block.extend([0, k.len() as u8]);
+                            block.extend(k.as_bytes());
+                            block.push(v.len() as u8);
+                            block.extend(v.as_bytes());
+                        }
+                        c.write_all(&frame(1, 5, stream, &block)).unwrap(); // END_STREAM|END_HEADERS
+                    }
+                }
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    async fn call(url: String) -> Status {
+        let channel = Endpoint::from_shared(url).unwrap().connect_lazy();
+        let mut client = tonic::client::Grpc::new(channel);
+        client.ready().await.unwrap();
+        let path = PathAndQuery::from_static(Signal::Metrics.grpc_path());
+        let request = tonic::Request::new(Bytes::from_static(b"x"));
+        client.unary(request, path, RawCodec).await.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_call_the_connection_dropped_is_retried_a_status_the_server_sent_is_not() {
+        let reset = call(h2_peer(true)).await;
+        // tonic reports the reset as INTERNAL: by its code alone it would be dropped.
+        assert_eq!(reset.code(), Code::Internal, "{reset:?}");
+        assert!(no_answer(&reset));
+        assert!(matches!(classify("e", &reset), SendError::Retryable { .. }));
+        let sent = call(h2_peer(false)).await;
+        assert_eq!(sent.code(), Code::Internal, "{sent:?}");
+        assert!(!no_answer(&sent));
+        assert!(matches!(classify("e", &sent), SendError::Permanent { .. }));
     }
 
     #[test]

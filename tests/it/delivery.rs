@@ -186,6 +186,8 @@ fn outage_with_agent_restart_delivers_every_sample_once_in_order() {
     );
     let (n_b, log_b) = b.stop(Duration::from_secs(30));
     assert!(log_b.contains("replaying"), "{log_b}");
+    // Shown only if the test fails.
+    println!("agent A took {n_a} samples, agent B {n_b}; A's log:\n{log_a}\nB's log:\n{log_b}");
     // Every sample of both processes, exactly once, in order.
     wait_until(Duration::from_secs(30), "the last samples", || {
         passes(&receiver).len() as u64 >= n_a + n_b
