@@ -648,6 +648,9 @@ def render(doc, out):
                      f"delivered in {replay['requests']} requests in {replay['seconds']} s = "
                      f"{replay['samples_per_s']} samples/s = {replay['samples_per_s']*interval:.0f}x real time "
                      f"at the {interval} s bench interval.")
+    if doc.get("parsers"):
+        lines += ["", "Parsing the node files read every cycle, the agent's parsers against procfs-core's "
+                  "(`node-agent-bench parsers`, the same bytes, 20,000 parses each):", ""] + doc["parsers"]
     lines.append("")
     lines.append(f"Machine: {cpu_model}, {doc['cpus']} CPUs, {doc['mem_gib']} GiB, kernel {doc['uname']}; "
                  f"open-file limit {doc['fd_limit'][1]}; {doc['date']}; CPU measured by {results[0]['cpu_measured_by'] if results else '?'}.")
@@ -728,13 +731,19 @@ def main():
             raise RuntimeError(f"node-agent-bench replay failed ({out.returncode}): {out.stderr[-2000:]}")
         replay = json.loads(lines[-1])
         print(json.dumps(replay), flush=True)
+    # The agent's parsers of the node files against procfs-core's, on this host's files.
+    out = subprocess.run([a.bench, "parsers"], capture_output=True, text=True, timeout=300)
+    parsers = [l for l in out.stdout.splitlines() if l.startswith("|")]
+    if out.returncode != 0 or not parsers:
+        print(f"node-agent-bench parsers failed ({out.returncode}): {out.stderr[-2000:]}", flush=True)
+        parsers = None
     derive(results)
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "uname": os.uname().release,
            "cpus": os.cpu_count(), "cpu_model": cpu_model,
            "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
            "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE), "args": vars(a),
-           "results": results, "replay": replay}
+           "results": results, "replay": replay, "parsers": parsers}
     with open(f"{a.out}/results.json", "w") as f:
         json.dump(doc, f, indent=1)
     render(doc, a.out)

@@ -11,10 +11,42 @@
 //!   encoded `ExportMetricsServiceRequest`, one node cycle) are queued while the endpoint is down;
 //!   then a receiver comes up, decodes every request and counts the samples in it (the queue
 //!   merges several into one request): samples per second from its first to its last request.
+//! - `parsers [ROUNDS]`: the agent's parsers of the node-level files read every cycle against
+//!   `procfs-core`'s (`FromBufRead`/`FromRead` fed from the same bytes, as they would be from the
+//!   kept descriptor's buffer), on this host's live files read once: nanoseconds and heap
+//!   allocations per parse, after checking that both read the same values. Prints a table.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts the calling thread's allocations (for `parsers`); a thread-local counter, so the
+/// other commands' threads do not contend on it.
+struct Counting;
+
+// SAFETY: every call is passed to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
 
 fn open_all(list: &str) -> Vec<std::fs::File> {
     std::fs::read_to_string(list)
@@ -219,6 +251,170 @@ fn samples_in(body: &[u8], gz: bool) -> u64 {
         .count() as u64
 }
 
+/// Nanoseconds and allocations per call of `f`, over `rounds` calls.
+fn per_call<T>(rounds: u32, mut f: impl FnMut() -> T) -> (f64, f64) {
+    for _ in 0..rounds / 10 {
+        std::hint::black_box(f());
+    }
+    let a0 = ALLOCS.with(Cell::get);
+    let t = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(f());
+    }
+    let ns = t.elapsed().as_nanos() as f64 / f64::from(rounds);
+    (ns, (ALLOCS.with(Cell::get) - a0) as f64 / f64::from(rounds))
+}
+
+/// One file's line of the `parsers` table.
+struct Row {
+    file: &'static str,
+    bytes: usize,
+    /// The agent's parser: nanoseconds and allocations per parse.
+    agent: (f64, f64),
+    /// procfs-core's.
+    procfs: (f64, f64),
+    /// Both read the same values.
+    same: bool,
+}
+
+fn parsers(rounds: u32) {
+    use node_agent::sources::parsers as ours;
+    use procfs_core::{FromBufRead, FromBufReadSI, FromRead};
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let (stat, meminfo, uptime) = (
+        read("/proc/stat"),
+        read("/proc/meminfo"),
+        read("/proc/uptime"),
+    );
+    let (diskstats, net_dev) = (read("/proc/diskstats"), read("/proc/self/net/dev"));
+    let (self_stat, self_statm) = (read("/proc/self/stat"), read("/proc/self/statm"));
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let si = procfs_core::ExplicitSystemInfo {
+        boot_time_secs: 0,
+        ticks_per_second: tck,
+        page_size: 4096,
+        is_little_endian: cfg!(target_endian = "little"),
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    let mut row = |file, text: &str, agent, procfs, same| {
+        rows.push(Row {
+            file,
+            bytes: text.len(),
+            agent,
+            procfs,
+            same,
+        })
+    };
+    let pc_stat = |t: &str| {
+        procfs_core::KernelStats::from_buf_read(t.as_bytes(), &si)
+            .ok()
+            .map(|k| (k.total.user, k.btime))
+    };
+    row(
+        "/proc/stat",
+        &stat,
+        per_call(rounds, || ours::proc_stat(&stat)),
+        per_call(rounds, || pc_stat(&stat)),
+        ours::proc_stat(&stat) == pc_stat(&stat),
+    );
+    let pc_mem = |t: &str| {
+        procfs_core::Meminfo::from_buf_read(t.as_bytes())
+            .ok()
+            .and_then(|m| Some((m.mem_total, m.mem_available?)))
+    };
+    row(
+        "/proc/meminfo",
+        &meminfo,
+        per_call(rounds, || ours::meminfo(&meminfo)),
+        per_call(rounds, || pc_mem(&meminfo)),
+        ours::meminfo(&meminfo) == pc_mem(&meminfo),
+    );
+    let pc_up = |t: &str| {
+        procfs_core::Uptime::from_read(t.as_bytes())
+            .ok()
+            .map(|u| u.uptime)
+    };
+    row(
+        "/proc/uptime",
+        &uptime,
+        per_call(rounds, || ours::uptime(&uptime)),
+        per_call(rounds, || pc_up(&uptime)),
+        ours::uptime(&uptime) == pc_up(&uptime),
+    );
+    let pc_disk = |t: &str| {
+        procfs_core::DiskStats::from_buf_read(t.as_bytes())
+            .map(|d| {
+                (
+                    d.0.len(),
+                    d.0.iter().map(|d| d.sectors_read * 512).sum::<u64>(),
+                )
+            })
+            .unwrap_or_default()
+    };
+    row(
+        "/proc/diskstats",
+        &diskstats,
+        per_call(rounds, || ours::diskstats(&diskstats)),
+        per_call(rounds, || pc_disk(&diskstats)),
+        ours::diskstats(&diskstats) == pc_disk(&diskstats),
+    );
+    // The agent leaves out `lo` and `veth*`; so does the sum over procfs-core's map.
+    let pc_net = |t: &str| {
+        procfs_core::net::InterfaceDeviceStatus::from_buf_read(t.as_bytes())
+            .map(|m| {
+                let kept =
+                    m.0.values()
+                        .filter(|d| d.name != "lo" && !d.name.starts_with("veth"));
+                kept.fold((0, 0), |(n, b), d| (n + 1, b + d.recv_bytes))
+            })
+            .unwrap_or_default()
+    };
+    row(
+        "/proc/self/net/dev",
+        &net_dev,
+        per_call(rounds, || ours::net_dev(&net_dev)),
+        per_call(rounds, || pc_net(&net_dev)),
+        ours::net_dev(&net_dev) == pc_net(&net_dev),
+    );
+    let pc_self = |t: &str| {
+        procfs_core::process::Stat::from_read(t.as_bytes())
+            .ok()
+            .map(|s| (s.utime as f64, s.stime as f64))
+    };
+    row(
+        "/proc/self/stat",
+        &self_stat,
+        per_call(rounds, || ours::self_stat(&self_stat)),
+        per_call(rounds, || pc_self(&self_stat)),
+        ours::self_stat(&self_stat) == pc_self(&self_stat),
+    );
+    let pc_statm = |t: &str| {
+        procfs_core::process::StatM::from_read(t.as_bytes())
+            .ok()
+            .map(|s| s.resident)
+    };
+    row(
+        "/proc/self/statm",
+        &self_statm,
+        per_call(rounds, || ours::self_statm(&self_statm)),
+        per_call(rounds, || pc_statm(&self_statm)),
+        ours::self_statm(&self_statm) == pc_statm(&self_statm),
+    );
+    println!(
+        "| file | bytes | agent: ns per parse | allocations | procfs-core: ns per parse | allocations | procfs-core / agent | same values |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let (file, bytes, (an, aa), (pn, pa), same) = (r.file, r.bytes, r.agent, r.procfs, r.same);
+        println!(
+            "| `{file}` | {bytes} | {an:.0} | {aa:.1} | {pn:.0} | {pa:.1} | {:.1}× | {} |",
+            pn / an.max(1.0),
+            if same { "yes" } else { "NO" }
+        );
+    }
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     match a.get(1).map(String::as_str) {
@@ -237,9 +433,12 @@ fn main() {
                 .expect("runtime")
                 .block_on(replay(&a[2], a[3].parse().expect("batches")))
         }
+        Some("parsers") if a.len() <= 3 => {
+            parsers(a.get(2).map_or(20_000, |r| r.parse().expect("rounds")))
+        }
         _ => {
             eprintln!(
-                "usage: node-agent-bench floor FILES MOUNTS INTERVAL_MS CYCLES [SLOW_FILES SLOW_EVERY] | replay PAYLOAD BATCHES"
+                "usage: node-agent-bench floor FILES MOUNTS INTERVAL_MS CYCLES [SLOW_FILES SLOW_EVERY] | replay PAYLOAD BATCHES | parsers [ROUNDS]"
             );
             std::process::exit(2);
         }

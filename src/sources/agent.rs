@@ -73,13 +73,13 @@ impl Default for ProcessFiles {
 }
 
 /// RSS pages from `statm`.
-fn parse_statm_rss_pages(statm: &str) -> Option<u64> {
+pub(crate) fn parse_statm_rss_pages(statm: &str) -> Option<u64> {
     statm.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 /// (utime, stime) in clock ticks from `stat`. Fields after the command name, which may contain
 /// spaces, start after the last ')'.
-fn parse_stat_ticks(stat: &str) -> Option<(f64, f64)> {
+pub(crate) fn parse_stat_ticks(stat: &str) -> Option<(f64, f64)> {
     let mut f = stat.get(stat.rfind(')')? + 2..)?.split_ascii_whitespace();
     let utime = f.nth(11)?.parse().ok()?;
     let stime = f.next()?.parse().ok()?;

@@ -8,6 +8,8 @@
 //! - [`gpu`]: NVIDIA through NVML, AMD/Intel through DRM sysfs.
 //! - [`probe`]: game-server status protocols and the players pass.
 //! - [`host`]: identity and capabilities; [`agent`]: the agent's own process and sampler health.
+//! - `parsers` (only with `--features bench`): the parsers of the node files, public for the
+//!   benchmark helper's comparison with procfs-core.
 //!
 //! A new source gets a module here and a mapping in `otlp::metrics`.
 
@@ -18,4 +20,6 @@ pub(crate) mod gpu;
 pub(crate) mod host;
 pub mod logs;
 pub mod node;
+#[cfg(feature = "bench")]
+pub mod parsers;
 pub mod probe;

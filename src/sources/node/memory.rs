@@ -23,31 +23,38 @@ pub(crate) struct MemorySample {
 pub(crate) fn parse_meminfo(text: &str) -> Option<MemorySample> {
     let mut m = MemorySample::default();
     let (mut cached, mut sreclaimable, mut have_total, mut have_avail) = (0, 0, false, false);
+    // The seven keys read are in the first half of the file's 50-odd lines: stop once each has
+    // been seen (a bit each, so a repeated key cannot end the walk early).
+    let mut seen = 0u8;
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;
+        };
+        let (bit, slot) = match key {
+            "MemTotal" => {
+                have_total = true;
+                (0, &mut m.total)
+            }
+            "MemFree" => (1, &mut m.free),
+            "MemAvailable" => {
+                have_avail = true;
+                (2, &mut m.available)
+            }
+            "Buffers" => (3, &mut m.buffers),
+            "Cached" => (4, &mut cached),
+            "SReclaimable" => (5, &mut sreclaimable),
+            "Shmem" => (6, &mut m.shared),
+            _ => continue,
         };
         let kb: u64 = rest
             .split_ascii_whitespace()
             .next()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let bytes = kb.saturating_mul(1024);
-        match key {
-            "MemTotal" => {
-                m.total = bytes;
-                have_total = true;
-            }
-            "MemFree" => m.free = bytes,
-            "MemAvailable" => {
-                m.available = bytes;
-                have_avail = true;
-            }
-            "Buffers" => m.buffers = bytes,
-            "Cached" => cached = bytes,
-            "SReclaimable" => sreclaimable = bytes,
-            "Shmem" => m.shared = bytes,
-            _ => {}
+        *slot = kb.saturating_mul(1024);
+        seen |= 1 << bit;
+        if seen == 0x7f {
+            break;
         }
     }
     if !have_total || m.total == 0 {
@@ -83,5 +90,8 @@ mod tests {
         assert_eq!((m.used, m.cached), (0, 30 * 1024));
         assert_eq!(m.used + m.free + m.buffers + m.cached, m.total);
         assert!(parse_meminfo("MemTotal: x kB").is_none());
+        // A repeated key does not end the walk before the other keys are seen.
+        let t = "MemTotal: 1000 kB\nMemTotal: 1000 kB\nMemTotal: 1000 kB\nMemFree: 1 kB\nBuffers: 1 kB\nCached: 1 kB\nShmem: 1 kB\nSReclaimable: 1 kB\nMemAvailable: 900 kB\n";
+        assert_eq!(parse_meminfo(t).unwrap().available, 900 * 1024);
     }
 }
