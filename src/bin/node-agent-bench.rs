@@ -265,6 +265,16 @@ fn per_call<T>(rounds: u32, mut f: impl FnMut() -> T) -> (f64, f64) {
     (ns, (ALLOCS.with(Cell::get) - a0) as f64 / f64::from(rounds))
 }
 
+/// Two of the values a parser read (`None`: it failed), to check that both parsers agree.
+#[derive(PartialEq)]
+struct Values(Option<(u64, u64)>);
+
+impl<A: TryInto<u64>, B: TryInto<u64>> From<Option<(A, B)>> for Values {
+    fn from(v: Option<(A, B)>) -> Values {
+        Values(v.and_then(|(a, b)| Some((a.try_into().ok()?, b.try_into().ok()?))))
+    }
+}
+
 /// One file's line of the `parsers` table.
 struct Row {
     file: &'static str,
@@ -281,13 +291,6 @@ fn parsers(rounds: u32) {
     use node_agent::sources::parsers as ours;
     use procfs_core::{FromBufRead, FromBufReadSI, FromRead};
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p}: {e}"));
-    let (stat, meminfo, uptime) = (
-        read("/proc/stat"),
-        read("/proc/meminfo"),
-        read("/proc/uptime"),
-    );
-    let (diskstats, net_dev) = (read("/proc/diskstats"), read("/proc/self/net/dev"));
-    let (self_stat, self_statm) = (read("/proc/self/stat"), read("/proc/self/statm"));
     // SAFETY: sysconf has no preconditions.
     let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     let si = procfs_core::ExplicitSystemInfo {
@@ -296,110 +299,76 @@ fn parsers(rounds: u32) {
         page_size: 4096,
         is_little_endian: cfg!(target_endian = "little"),
     };
-    let mut rows: Vec<Row> = Vec::new();
-    let mut row = |file, text: &str, agent, procfs, same| {
-        rows.push(Row {
-            file,
-            bytes: text.len(),
-            agent,
-            procfs,
-            same,
-        })
-    };
-    let pc_stat = |t: &str| {
-        procfs_core::KernelStats::from_buf_read(t.as_bytes(), &si)
-            .ok()
-            .map(|k| (k.total.user, k.btime))
-    };
-    row(
-        "/proc/stat",
-        &stat,
-        per_call(rounds, || ours::proc_stat(&stat)),
-        per_call(rounds, || pc_stat(&stat)),
-        ours::proc_stat(&stat) == pc_stat(&stat),
-    );
-    let pc_mem = |t: &str| {
-        procfs_core::Meminfo::from_buf_read(t.as_bytes())
-            .ok()
-            .and_then(|m| Some((m.mem_total, m.mem_available?)))
-    };
-    row(
-        "/proc/meminfo",
-        &meminfo,
-        per_call(rounds, || ours::meminfo(&meminfo)),
-        per_call(rounds, || pc_mem(&meminfo)),
-        ours::meminfo(&meminfo) == pc_mem(&meminfo),
-    );
-    let pc_up = |t: &str| {
-        procfs_core::Uptime::from_read(t.as_bytes())
-            .ok()
-            .map(|u| u.uptime)
-    };
-    row(
+    let mut rows = Vec::new();
+    let mut compare =
+        |file: &'static str, ours: &dyn Fn(&str) -> Values, pc: &dyn Fn(&str) -> Values| {
+            let text = read(file);
+            rows.push(Row {
+                file,
+                bytes: text.len(),
+                agent: per_call(rounds, || ours(&text)),
+                procfs: per_call(rounds, || pc(&text)),
+                same: ours(&text) == pc(&text),
+            });
+        };
+    compare("/proc/stat", &|t| Values::from(ours::proc_stat(t)), &|t| {
+        let k = procfs_core::KernelStats::from_buf_read(t.as_bytes(), &si).ok();
+        Values::from(k.map(|k| (k.total.user, k.btime)))
+    });
+    compare("/proc/meminfo", &|t| Values::from(ours::meminfo(t)), &|t| {
+        let m = procfs_core::Meminfo::from_buf_read(t.as_bytes()).ok();
+        Values::from(m.and_then(|m| Some((m.mem_total, m.mem_available?))))
+    });
+    compare(
         "/proc/uptime",
-        &uptime,
-        per_call(rounds, || ours::uptime(&uptime)),
-        per_call(rounds, || pc_up(&uptime)),
-        ours::uptime(&uptime) == pc_up(&uptime),
+        &|t| Values::from(ours::uptime(t).map(|u| (u.to_bits(), 0))),
+        &|t| {
+            let u = procfs_core::Uptime::from_read(t.as_bytes()).ok();
+            Values::from(u.map(|u| (u.uptime.to_bits(), 0)))
+        },
     );
-    let pc_disk = |t: &str| {
-        procfs_core::DiskStats::from_buf_read(t.as_bytes())
-            .map(|d| {
+    compare(
+        "/proc/diskstats",
+        &|t| Values::from(Some(ours::diskstats(t))),
+        &|t| {
+            let d = procfs_core::DiskStats::from_buf_read(t.as_bytes()).ok();
+            Values::from(d.map(|d| {
                 (
                     d.0.len(),
                     d.0.iter().map(|d| d.sectors_read * 512).sum::<u64>(),
                 )
-            })
-            .unwrap_or_default()
-    };
-    row(
-        "/proc/diskstats",
-        &diskstats,
-        per_call(rounds, || ours::diskstats(&diskstats)),
-        per_call(rounds, || pc_disk(&diskstats)),
-        ours::diskstats(&diskstats) == pc_disk(&diskstats),
+            }))
+        },
     );
     // The agent leaves out `lo` and `veth*`; so does the sum over procfs-core's map.
-    let pc_net = |t: &str| {
-        procfs_core::net::InterfaceDeviceStatus::from_buf_read(t.as_bytes())
-            .map(|m| {
+    compare(
+        "/proc/self/net/dev",
+        &|t| Values::from(Some(ours::net_dev(t))),
+        &|t| {
+            let m = procfs_core::net::InterfaceDeviceStatus::from_buf_read(t.as_bytes()).ok();
+            Values::from(m.map(|m| {
                 let kept =
                     m.0.values()
                         .filter(|d| d.name != "lo" && !d.name.starts_with("veth"));
                 kept.fold((0, 0), |(n, b), d| (n + 1, b + d.recv_bytes))
-            })
-            .unwrap_or_default()
-    };
-    row(
-        "/proc/self/net/dev",
-        &net_dev,
-        per_call(rounds, || ours::net_dev(&net_dev)),
-        per_call(rounds, || pc_net(&net_dev)),
-        ours::net_dev(&net_dev) == pc_net(&net_dev),
+            }))
+        },
     );
-    let pc_self = |t: &str| {
-        procfs_core::process::Stat::from_read(t.as_bytes())
-            .ok()
-            .map(|s| (s.utime as f64, s.stime as f64))
-    };
-    row(
+    compare(
         "/proc/self/stat",
-        &self_stat,
-        per_call(rounds, || ours::self_stat(&self_stat)),
-        per_call(rounds, || pc_self(&self_stat)),
-        ours::self_stat(&self_stat) == pc_self(&self_stat),
+        &|t| Values::from(ours::self_stat(t).map(|(u, s)| (u as u64, s as u64))),
+        &|t| {
+            let s = procfs_core::process::Stat::from_read(t.as_bytes()).ok();
+            Values::from(s.map(|s| (s.utime, s.stime)))
+        },
     );
-    let pc_statm = |t: &str| {
-        procfs_core::process::StatM::from_read(t.as_bytes())
-            .ok()
-            .map(|s| s.resident)
-    };
-    row(
+    compare(
         "/proc/self/statm",
-        &self_statm,
-        per_call(rounds, || ours::self_statm(&self_statm)),
-        per_call(rounds, || pc_statm(&self_statm)),
-        ours::self_statm(&self_statm) == pc_statm(&self_statm),
+        &|t| Values::from(ours::self_statm(t).map(|r| (r, 0))),
+        &|t| {
+            let s = procfs_core::process::StatM::from_read(t.as_bytes()).ok();
+            Values::from(s.map(|s| (s.resident, 0)))
+        },
     );
     println!(
         "| file | bytes | agent: ns per parse | allocations | procfs-core: ns per parse | allocations | procfs-core / agent | same values |"
