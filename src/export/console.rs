@@ -332,9 +332,9 @@ fn plain(v: f64) -> String {
     s.to_string()
 }
 
-/// Decimals for four significant digits, between 2 and 9: `3 − ⌊log₁₀ |v|⌋`, counted by comparison.
-/// `log10` was the agent's only use of libm; without it the library is not loaded at all (about
-/// 300 KB of resident pages: docs/benchmarks.md, "Memory").
+/// Decimals for four significant digits, between 2 and 9: `3 − ⌊log₁₀ |v|⌋`, counted by
+/// comparison. `log10` was the agent's only use of libm; without it the library is not loaded at
+/// all (about 300 KB of resident pages: docs/benchmarks.md, "Memory").
 fn decimals(v: f64) -> usize {
     let a = v.abs();
     if a == 0.0 {

@@ -372,7 +372,8 @@ mod tests {
                     c.write_all(&frame(4, 1, 0, &[])).unwrap(); // SETTINGS ACK
                 } else if kind == 1 {
                     if reset {
-                        c.write_all(&frame(3, 0, stream, &[0, 0, 0, 0])).unwrap(); // RST_STREAM NO_ERROR
+                        // RST_STREAM, NO_ERROR.
+                        c.write_all(&frame(3, 0, stream, &[0, 0, 0, 0])).unwrap();
                     } else {
                         // HPACK: `:status: 200` indexed, the rest literal without indexing.
                         let mut block = vec![0x88];
@@ -383,7 +384,8 @@ mod tests {
                             block.push(v.len() as u8);
                             block.extend(v.as_bytes());
                         }
-                        c.write_all(&frame(1, 5, stream, &block)).unwrap(); // END_STREAM|END_HEADERS
+                        // HEADERS with END_STREAM and END_HEADERS.
+                        c.write_all(&frame(1, 5, stream, &block)).unwrap();
                     }
                 }
             }

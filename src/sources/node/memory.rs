@@ -22,24 +22,20 @@ pub(crate) struct MemorySample {
 /// Parses `/proc/meminfo` (values in kB). `None` without MemTotal.
 pub(crate) fn parse_meminfo(text: &str) -> Option<MemorySample> {
     let mut m = MemorySample::default();
-    let (mut cached, mut sreclaimable, mut have_total, mut have_avail) = (0, 0, false, false);
+    let (mut cached, mut sreclaimable) = (0, 0);
     // The seven keys read are in the first half of the file's 50-odd lines: stop once each has
     // been seen (a bit each, so a repeated key cannot end the walk early).
     let mut seen = 0u8;
+    const TOTAL: u8 = 0;
+    const AVAILABLE: u8 = 2;
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;
         };
         let (bit, slot) = match key {
-            "MemTotal" => {
-                have_total = true;
-                (0, &mut m.total)
-            }
+            "MemTotal" => (TOTAL, &mut m.total),
             "MemFree" => (1, &mut m.free),
-            "MemAvailable" => {
-                have_avail = true;
-                (2, &mut m.available)
-            }
+            "MemAvailable" => (AVAILABLE, &mut m.available),
             "Buffers" => (3, &mut m.buffers),
             "Cached" => (4, &mut cached),
             "SReclaimable" => (5, &mut sreclaimable),
@@ -57,7 +53,7 @@ pub(crate) fn parse_meminfo(text: &str) -> Option<MemorySample> {
             break;
         }
     }
-    if !have_total || m.total == 0 {
+    if seen & (1 << TOTAL) == 0 || m.total == 0 {
         return None;
     }
     m.free = m.free.min(m.total);
@@ -66,7 +62,7 @@ pub(crate) fn parse_meminfo(text: &str) -> Option<MemorySample> {
         .saturating_add(sreclaimable)
         .min(m.total - m.free - m.buffers);
     m.used = m.total - m.free - m.buffers - m.cached;
-    if !have_avail {
+    if seen & (1 << AVAILABLE) == 0 {
         m.available = m.free.saturating_add(m.cached).saturating_add(m.buffers);
     }
     Some(m)
